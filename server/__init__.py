@@ -1,0 +1,1 @@
+"""Dari server: the FastAPI application, one package per domain."""

@@ -1,0 +1,1 @@
+"""Accounts: regions, organisations, specialties, users, sessions and login."""

@@ -1,0 +1,31 @@
+"""Refusals that the accounts domain raises."""
+
+from __future__ import annotations
+
+from server.errors import AppError
+
+
+class InvalidCredentials(AppError):
+    def __init__(self) -> None:
+        super().__init__("invalid_credentials", "wrong email or password", 401)
+
+
+class TooManyAttempts(AppError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too_many_attempts",
+            f"too many failed logins; try again in {max(1, retry_after // 60)} minutes",
+            429,
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+
+
+class NotAuthenticated(AppError):
+    def __init__(self) -> None:
+        super().__init__("unauthenticated", "please log in", 401)
+
+
+class CsrfRejected(AppError):
+    def __init__(self) -> None:
+        super().__init__("csrf_failed", "the form expired or came from another site; reload", 403)

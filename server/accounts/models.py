@@ -1,0 +1,92 @@
+"""Who works where: regions, organisations, specialties, users and their sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, String
+from sqlmodel import Field, SQLModel
+
+from server.clock import UTCDateTime, utcnow
+
+
+class OrgKind(StrEnum):
+    CLINIC = "clinic"
+    HEALTH_CENTRE = "health_centre"
+    HOSPITAL = "hospital"
+
+
+class Role(StrEnum):
+    GP = "gp"
+    SPECIALIST = "specialist"
+    ADMIN = "admin"
+
+
+class Region(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    name_ko: str = Field(max_length=100)
+    name_en: str = Field(max_length=100)
+
+
+class Organisation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name_ko: str = Field(max_length=200)
+    name_en: str = Field(max_length=200)
+    kind: str = Field(sa_type=String(20))
+    region_id: int = Field(foreign_key="region.id", index=True)
+    # A regional hub hospital: GPs of the same region are routed to it first.
+    is_hub: bool = False
+    timezone: str = Field(default="Asia/Seoul", max_length=64)
+
+
+class Specialty(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=40, unique=True)
+    name_ko: str = Field(max_length=100)
+    name_en: str = Field(max_length=100)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # Stored lower-cased so that login and uniqueness ignore case.
+    email: str = Field(max_length=254, unique=True)
+    name: str = Field(max_length=100)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(sa_type=String(16))
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    specialty_id: int | None = Field(default=None, foreign_key="specialty.id", index=True)
+    locale: str = Field(default="ko", max_length=8)
+    active: bool = True
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+class LoginSession(SQLModel, table=True):
+    """A server-side session: the cookie holds a random token, we keep only its hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    ip: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=300)
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Failed and successful logins, for throttling by account and by address."""
+
+    __table_args__ = (
+        Index("ix_loginattempt_email_at", "email", "at"),
+        Index("ix_loginattempt_ip_at", "ip", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254)
+    ip: str = Field(max_length=64)
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    success: bool = False

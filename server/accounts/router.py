@@ -1,0 +1,148 @@
+"""Accounts API: login, logout, the current user, organisations and their staff."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from server.accounts import service
+from server.accounts.deps import (
+    SESSION_COOKIE,
+    AdminUser,
+    CurrentLoginSession,
+    CurrentUser,
+    SettingsDep,
+    client_ip,
+    csrf_for,
+)
+from server.accounts.errors import InvalidCredentials, TooManyAttempts
+from server.accounts.models import Organisation, Specialty
+from server.accounts.schemas import (
+    CsrfOut,
+    LocaleIn,
+    LoginIn,
+    MeOut,
+    OrganisationOut,
+    SpecialtyOut,
+    UserCreateIn,
+    UserOut,
+)
+from server.accounts.security import csrf_token, token_hash
+from server.db import SessionDep
+from server.errors import error_body
+
+router = APIRouter(prefix="/api", tags=["accounts"])
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+@router.get("/auth/csrf", response_model=CsrfOut)
+def get_csrf(request: Request) -> CsrfOut:
+    """A CSRF token for an anonymous client (needed to log in)."""
+    return CsrfOut(csrf_token=csrf_for(request))
+
+
+@router.post("/auth/login", response_model=MeOut)
+def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Log in with email and password; sets the session cookie."""
+    try:
+        started = service.login(
+            session,
+            settings,
+            email=body.email,
+            password=body.password,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", ""),
+        )
+    except (InvalidCredentials, TooManyAttempts) as refusal:
+        # Returned, not raised: the failed attempt and its audit event must be committed.
+        return JSONResponse(
+            error_body(refusal.code, refusal.message), refusal.status, headers=refusal.headers
+        )
+    key: str = request.app.state.secret_key
+    body_out = MeOut(
+        user=UserOut.of(started.user), csrf_token=csrf_token(key, token_hash(started.token))
+    )
+    response = JSONResponse(body_out.model_dump())
+    set_session_cookie(request, response, started.token)
+    return response
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(request: Request, session: SessionDep, record: CurrentLoginSession) -> Response:
+    """End the session on the server and clear the cookie."""
+    service.end_session(session, record, ip=client_ip(request))
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=MeOut)
+def me(request: Request, user: CurrentUser) -> MeOut:
+    """The logged-in user and the CSRF token their requests must carry."""
+    return MeOut(user=UserOut.of(user), csrf_token=csrf_for(request))
+
+
+@router.put("/me/locale", status_code=204)
+def set_locale(body: LocaleIn, session: SessionDep, user: CurrentUser) -> Response:
+    """Change the user's language."""
+    service.set_locale(session, user, body.locale)
+    return Response(status_code=204)
+
+
+@router.get("/organisations", response_model=list[OrganisationOut])
+def list_organisations(session: SessionDep, _: CurrentUser) -> list[OrganisationOut]:
+    """The public directory of organisations (names, kinds, regions; no staff)."""
+    rows = session.exec(select(Organisation).order_by(col(Organisation.id))).all()
+    return [OrganisationOut.of(row) for row in rows]
+
+
+@router.get("/specialties", response_model=list[SpecialtyOut])
+def list_specialties(session: SessionDep, _: CurrentUser) -> list[SpecialtyOut]:
+    """All specialties."""
+    rows = session.exec(select(Specialty).order_by(col(Specialty.id))).all()
+    return [SpecialtyOut.of(row) for row in rows]
+
+
+@router.get("/organisations/{organisation_id}/users", response_model=list[UserOut])
+def organisation_users(
+    organisation_id: int, session: SessionDep, user: CurrentUser
+) -> list[UserOut]:
+    """An organisation's staff: visible to its own members only."""
+    return [UserOut.of(u) for u in service.visible_users(session, user, organisation_id)]
+
+
+@router.get("/users/{user_id}", response_model=UserOut)
+def get_user(user_id: int, session: SessionDep, user: CurrentUser) -> UserOut:
+    """One user: yourself or a colleague of your organisation."""
+    return UserOut.of(service.get_user_for(session, user, user_id))
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def create_user(
+    body: UserCreateIn, request: Request, session: SessionDep, admin: AdminUser
+) -> UserOut:
+    """An administrator adds a user to their own organisation."""
+    user = service.create_user(
+        session,
+        email=body.email,
+        name=body.name,
+        role=body.role,
+        organisation_id=admin.organisation_id,
+        password=body.password,
+        specialty_id=body.specialty_id,
+        locale=body.locale,
+        actor_id=admin.id,
+        ip=client_ip(request),
+    )
+    return UserOut.of(user)

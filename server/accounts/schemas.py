@@ -1,0 +1,73 @@
+"""What the accounts API accepts and returns."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from server.accounts.models import Organisation, Specialty, User
+
+
+class LoginIn(BaseModel):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    role: str
+    organisation_id: int
+    specialty_id: int | None
+    locale: str
+    active: bool
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls.model_validate(user, from_attributes=True)
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    csrf_token: str
+
+
+class UserCreateIn(BaseModel):
+    email: str = Field(max_length=254)
+    name: str = Field(min_length=1, max_length=100)
+    role: str
+    password: str = Field(max_length=200)
+    specialty_id: int | None = None
+    locale: str = "ko"
+
+
+class LocaleIn(BaseModel):
+    locale: str
+
+
+class OrganisationOut(BaseModel):
+    id: int
+    name_ko: str
+    name_en: str
+    kind: str
+    region_id: int
+    is_hub: bool
+
+    @classmethod
+    def of(cls, organisation: Organisation) -> OrganisationOut:
+        return cls.model_validate(organisation, from_attributes=True)
+
+
+class SpecialtyOut(BaseModel):
+    id: int
+    code: str
+    name_ko: str
+    name_en: str
+
+    @classmethod
+    def of(cls, specialty: Specialty) -> SpecialtyOut:
+        return cls.model_validate(specialty, from_attributes=True)
+
+
+class CsrfOut(BaseModel):
+    csrf_token: str

@@ -1,0 +1,300 @@
+"""Rules for users, sessions and login, callable without HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from server.accounts.errors import InvalidCredentials, TooManyAttempts
+from server.accounts.models import (
+    LoginAttempt,
+    LoginSession,
+    Organisation,
+    Region,
+    Role,
+    Specialty,
+    User,
+)
+from server.accounts.security import (
+    hash_password,
+    new_token,
+    password_problem,
+    token_hash,
+    verify_password,
+)
+from server.audit import service as audit
+from server.clock import utcnow
+from server.errors import AppError, NotFound
+from server.settings import Settings
+
+LOCALES = ("ko", "en")
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    organisation_id: int,
+    password: str,
+    specialty_id: int | None = None,
+    locale: str = "ko",
+    actor_id: int | None = None,
+    ip: str = "",
+) -> User:
+    """Validate everything first, so bad input writes nothing."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
+        raise AppError("invalid_email", f"not an email address: {email!r}", 422)
+    if not name.strip():
+        raise AppError("invalid_name", "name must not be empty", 422)
+    if role not in {r.value for r in Role}:
+        raise AppError("invalid_role", f"unknown role {role!r}; use gp, specialist or admin", 422)
+    if locale not in LOCALES:
+        raise AppError("invalid_locale", f"locale must be one of {', '.join(LOCALES)}", 422)
+    organisation = session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise AppError("unknown_organisation", f"no organisation {organisation_id}", 422)
+    if role == Role.SPECIALIST:
+        if specialty_id is None or session.get(Specialty, specialty_id) is None:
+            raise AppError("invalid_specialty", "a specialist needs a known specialty", 422)
+    elif specialty_id is not None:
+        raise AppError("invalid_specialty", "only specialists have a specialty", 422)
+    problem = password_problem(password)
+    if problem:
+        raise AppError("weak_password", problem, 422)
+    if session.exec(select(User.id).where(User.email == email)).first() is not None:
+        raise AppError("duplicate_email", f"a user with email {email} already exists", 409)
+    user = User(
+        email=email,
+        name=name.strip(),
+        role=role,
+        organisation_id=organisation_id,
+        specialty_id=specialty_id,
+        locale=locale,
+        password_hash=hash_password(password),
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        "user.create",
+        actor_id=actor_id,
+        ip=ip,
+        object_type="user",
+        object_id=user.id or "",
+        organisation_id=organisation_id,
+        detail={"role": role, "email": email},
+    )
+    return user
+
+
+def find_organisation(session: Session, key: str) -> Organisation | None:
+    """By id, or by exact Korean or English name (for the CLI)."""
+    if key.isdigit():
+        return session.get(Organisation, int(key))
+    return session.exec(
+        select(Organisation).where((Organisation.name_ko == key) | (Organisation.name_en == key))
+    ).first()
+
+
+def find_specialty(session: Session, key: str) -> Specialty | None:
+    if key.isdigit():
+        return session.get(Specialty, int(key))
+    return session.exec(
+        select(Specialty).where(
+            (Specialty.code == key) | (Specialty.name_ko == key) | (Specialty.name_en == key)
+        )
+    ).first()
+
+
+# --- login -------------------------------------------------------------------------
+
+
+def throttle_retry_after(session: Session, settings: Settings, email: str, ip: str) -> int:
+    """Seconds to wait if this account or address failed too often, else 0."""
+    now = utcnow()
+    since = now - timedelta(minutes=settings.login_window_minutes)
+    worst = 0
+    for column, value in ((LoginAttempt.email, email), (LoginAttempt.ip, ip)):
+        window_start = since
+        if column is LoginAttempt.email:
+            # A successful login clears the account's failures.
+            last_success = session.exec(
+                select(func.max(LoginAttempt.at)).where(
+                    LoginAttempt.email == email, col(LoginAttempt.success).is_(True)
+                )
+            ).first()
+            if last_success is not None:
+                window_start = max(since, _aware(last_success))
+        failures = session.exec(
+            select(LoginAttempt.at)
+            .where(
+                column == value,
+                col(LoginAttempt.success).is_(False),
+                col(LoginAttempt.at) > window_start,
+            )
+            .order_by(col(LoginAttempt.at).desc())
+            .limit(settings.login_max_failures)
+        ).all()
+        if len(failures) >= settings.login_max_failures:
+            oldest = _aware(failures[-1])
+            wait = oldest + timedelta(minutes=settings.login_window_minutes) - now
+            worst = max(worst, int(wait.total_seconds()) + 1)
+    return worst
+
+
+def _aware(value: datetime) -> datetime:
+    # func.max() bypasses the column type on SQLite and may return a naive value.
+    from datetime import UTC
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class StartedSession:
+    token: str
+    user: User
+    record: LoginSession
+
+
+def login(
+    session: Session, settings: Settings, *, email: str, password: str, ip: str, user_agent: str
+) -> StartedSession:
+    """Check throttling, then the password; record the attempt either way."""
+    email = normalise_email(email)
+    retry_after = throttle_retry_after(session, settings, email, ip)
+    if retry_after:
+        audit.record(
+            session,
+            "auth.login_throttled",
+            actor_id=None,
+            ip=ip,
+            object_type="user",
+            object_id=email,
+            detail={"retry_after": retry_after},
+        )
+        raise TooManyAttempts(retry_after)
+    user = session.exec(select(User).where(User.email == email)).first()
+    ok = verify_password(user.password_hash if user else None, password)
+    now = utcnow()
+    if not ok or user is None or not user.active:
+        session.add(LoginAttempt(email=email, ip=ip, at=now, success=False))
+        audit.record(
+            session,
+            "auth.login_failed",
+            actor_id=user.id if user else None,
+            ip=ip,
+            object_type="user",
+            object_id=email,
+        )
+        raise InvalidCredentials()
+    session.add(LoginAttempt(email=email, ip=ip, at=now, success=True))
+    token = new_token()
+    record = LoginSession(
+        token_hash=token_hash(token),
+        user_id=user.id or 0,
+        created_at=now,
+        last_seen_at=now,
+        ip=ip,
+        user_agent=user_agent[:300],
+    )
+    session.add(record)
+    audit.record(
+        session,
+        "auth.login",
+        actor_id=user.id,
+        ip=ip,
+        object_type="user",
+        object_id=user.id or "",
+        organisation_id=user.organisation_id,
+    )
+    session.flush()
+    return StartedSession(token=token, user=user, record=record)
+
+
+# Writing last_seen_at on every request would turn every read into a write.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+def resolve_session(
+    session: Session, settings: Settings, token: str | None
+) -> tuple[User, LoginSession] | None:
+    """The live session behind a cookie token, or None if unknown, ended or expired."""
+    if not token:
+        return None
+    found = session.exec(
+        select(LoginSession, User)
+        .join(User, col(User.id) == LoginSession.user_id)
+        .where(LoginSession.token_hash == token_hash(token))
+    ).first()
+    if found is None:
+        return None
+    record, user = found
+    now = utcnow()
+    idle_limit = record.last_seen_at + timedelta(minutes=settings.session_idle_minutes)
+    absolute_limit = record.created_at + timedelta(hours=settings.session_absolute_hours)
+    if record.ended_at is not None or not user.active or now > idle_limit or now > absolute_limit:
+        return None
+    if now - record.last_seen_at > _TOUCH_EVERY:
+        record.last_seen_at = now
+        session.add(record)
+    return user, record
+
+
+def end_session(session: Session, record: LoginSession, *, ip: str) -> None:
+    """Logout: the row is ended, so the same cookie never works again."""
+    record.ended_at = utcnow()
+    session.add(record)
+    audit.record(
+        session,
+        "auth.logout",
+        actor_id=record.user_id,
+        ip=ip,
+        object_type="user",
+        object_id=record.user_id,
+    )
+
+
+# --- visibility ----------------------------------------------------------------------
+
+
+def visible_users(session: Session, viewer: User, organisation_id: int) -> list[User]:
+    """Staff lists are private to their organisation (and to nobody else)."""
+    if viewer.organisation_id != organisation_id:
+        raise NotFound("organisation")
+    return list(
+        session.exec(
+            select(User).where(User.organisation_id == organisation_id).order_by(col(User.name))
+        ).all()
+    )
+
+
+def get_user_for(session: Session, viewer: User, user_id: int) -> User:
+    """A user record, only for themself and colleagues of the same organisation."""
+    user = session.get(User, user_id)
+    if user is None or user.organisation_id != viewer.organisation_id:
+        raise NotFound("user")
+    return user
+
+
+def set_locale(session: Session, user: User, locale: str) -> None:
+    if locale not in LOCALES:
+        raise AppError("invalid_locale", f"locale must be one of {', '.join(LOCALES)}", 422)
+    user.locale = locale
+    session.add(user)
+
+
+def region_of(session: Session, organisation_id: int) -> Region | None:
+    organisation = session.get(Organisation, organisation_id)
+    return session.get(Region, organisation.region_id) if organisation else None

@@ -1,0 +1,55 @@
+"""The FastAPI application: settings, database, routers, error handlers, /ws."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from starlette.middleware.gzip import GZipMiddleware
+
+from server.accounts import pages as account_pages
+from server.accounts import router as accounts_router
+from server.accounts.deps import verify_csrf
+from server.db import engine_for
+from server.errors import install_error_handlers
+from server.middleware import SecurityHeadersMiddleware
+from server.settings import Settings, get_settings
+from web import pages as web_pages
+from web import static_files
+
+log = logging.getLogger("dari")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; tests pass their own settings."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Close pooled connections so a stopped server leaves no open file or socket.
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Dari",
+        summary="Remote consultation between rural GPs and specialists",
+        version="0.1.0",
+        lifespan=lifespan,
+        # CSRF is checked once here, for every state-changing route of every router.
+        dependencies=[Depends(verify_csrf)],
+    )
+    app.state.settings = settings
+    app.state.secret_key = settings.resolved_secret_key()
+    app.state.engine = engine_for(settings.resolved_database_url())
+
+    install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=800)
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    app.include_router(accounts_router.router)
+    app.include_router(account_pages.router)
+    app.include_router(web_pages.router)
+    app.include_router(static_files.router)
+    return app

@@ -1,0 +1,136 @@
+"""The `dari` command: serve, migrate, create users, seed the demo, verify the audit log."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from server import migrate as migrations
+from server.accounts import service as accounts
+from server.db import engine_for
+from server.errors import AppError
+from server.settings import get_settings
+
+app = typer.Typer(help="Dari remote consultation", no_args_is_help=True, add_completion=False)
+
+
+def fail(message: str) -> typer.Exit:
+    """One clear line on stderr, exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _session() -> Session:
+    return Session(engine_for(get_settings().resolved_database_url()), expire_on_commit=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply all database migrations."""
+    migrations.upgrade(get_settings().resolved_database_url())
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default DARI_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default DARI_PORT or 8000")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the web application (and the signaling service at /ws)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "server.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@app.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="gp, specialist or admin")],
+    org: Annotated[str, typer.Option(help="organisation id or exact name")],
+    specialty: Annotated[str | None, typer.Option(help="for specialists: code, name or id")] = None,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+) -> None:
+    """Create a user; the password is prompted for, or read from standard input."""
+    with _session() as session:
+        organisation = accounts.find_organisation(session, org)
+        if organisation is None:
+            raise fail(f"unknown organisation {org!r}")
+        specialty_id = None
+        if specialty is not None:
+            found = accounts.find_specialty(session, specialty)
+            if found is None:
+                raise fail(f"unknown specialty {specialty!r}")
+            specialty_id = found.id
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            if not sys.stdin.isatty():
+                raise fail("no terminal to ask for a password; use --password-stdin")
+            password = getpass.getpass("password: ")
+            if getpass.getpass("again: ") != password:
+                raise fail("the two passwords differ")
+        try:
+            user = accounts.create_user(
+                session,
+                email=email,
+                name=name,
+                role=role,
+                organisation_id=organisation.id or 0,
+                password=password,
+                specialty_id=specialty_id,
+            )
+            session.commit()
+        except AppError as refusal:
+            session.rollback()
+            raise fail(refusal.message) from None
+    typer.echo(f"created user {user.id}: {user.email} ({user.role})")
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo data (once; running it again changes nothing)."""
+    from server.demo import DEMO_PASSWORD, demo_logins, seed_demo
+
+    with _session() as session:
+        created = seed_demo(session)
+        session.commit()
+    typer.echo("demo data created" if created else "demo data already present")
+    typer.echo(f"demo logins (password for all: {DEMO_PASSWORD}):")
+    for role, email, organisation in demo_logins():
+        typer.echo(f"  {role:<10} {email:<32} {organisation}")
+
+
+audit_app = typer.Typer(help="The audit log", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exit 1 and list the problems if the log was tampered with."""
+    from server.audit import service as audit
+
+    with _session() as session:
+        problems = audit.verify(session)
+    if problems:
+        for problem in problems:
+            typer.echo(f"event {problem.seq}: {problem.message}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo("audit log intact")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Consults: the request, its lifecycle, messages, attachments, reports and export."""

@@ -1,0 +1,98 @@
+"""One error type for the whole server, rendered by one set of handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("dari.errors")
+
+
+class AppError(Exception):
+    """A refusal with a stable code, a human message and its HTTP status."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotFound(AppError):
+    def __init__(self, what: str = "resource") -> None:
+        super().__init__("not_found", f"{what} not found", 404)
+
+
+class Forbidden(AppError):
+    def __init__(self, message: str = "you may not do this") -> None:
+        super().__init__("forbidden", message, 403)
+
+
+class Conflict(AppError):
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(code, message, 409, extra=extra)
+
+
+def wants_html(request: Request) -> bool:
+    """Pages get a friendly page; /api and everything asking for JSON gets JSON."""
+    if request.url.path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    body.update(extra)
+    return {"error": body}
+
+
+def _render(request: Request, status: int, code: str, message: str, **extra: Any) -> Response:
+    headers = extra.pop("headers", None)
+    if wants_html(request):
+        from web.render import render_error_page
+
+        return render_error_page(request, status, code, message, headers=headers)
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return _render(request, exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        fields = []
+        for err in exc.errors():
+            location = [str(part) for part in err.get("loc", ()) if part not in ("body", "query")]
+            fields.append({"field": ".".join(location), "message": err.get("msg", "invalid")})
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid input"
+        return _render(request, 422, "validation_error", summary, fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(
+            exc.status_code, "http_error"
+        )
+        return _render(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Never a stack trace to the client: log it, answer with a plain 500.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _render(request, 500, "internal_error", "something went wrong on our side")

@@ -1,0 +1,10 @@
+"""Imports every domain's models, so SQLModel.metadata (and Alembic) sees all tables."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    import server.accounts.models  # noqa: F401
+    import server.audit.models  # noqa: F401
+    import server.consults.models  # noqa: F401
+    import server.notifications.models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Notifications: a durable outbox per user, pushed live by signaling, polled otherwise."""

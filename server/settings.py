@@ -1,0 +1,75 @@
+"""Settings from the environment (prefix DARI_), read once per process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_var_dir() -> Path:
+    return PROJECT_ROOT / "var"
+
+
+class Settings(BaseSettings):
+    """Everything an operator may change, with safe defaults for one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="DARI_", extra="ignore")
+
+    var_dir: Path = Field(default_factory=_default_var_dir)
+    database_url: str = ""
+    secret_key: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str = ""
+    # Sessions end after this much inactivity (patient data on shared clinic PCs).
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    login_max_failures: int = 5
+    login_window_minutes: int = 15
+    default_timezone: str = "Asia/Seoul"
+    default_locale: str = "ko"
+    # Origins allowed to open the signaling WebSocket; empty means same host only.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Set in tests so the SQLite URL default does not point at the developer's var/.
+    testing: bool = False
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.var_dir / 'dari.sqlite3'}"
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in var/ (0600)."""
+        if self.secret_key:
+            return self.secret_key
+        return load_or_create_secret(self.var_dir / "secret_key")
+
+
+def load_or_create_secret(path: Path) -> str:
+    """Read the key file, creating it atomically with 0600 permissions if absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting together agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Signaling: the WebSocket service that relays WebRTC negotiation, notes and notifications."""

@@ -1,0 +1,1 @@
+"""Web client: templates, static files, translations and the shared rendering."""

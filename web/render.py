@@ -1,0 +1,101 @@
+"""Rendering pages: one Jinja2 environment, the request's language, user and CSRF token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from web import i18n
+from web.static_files import static_url
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+LANG_COOKIE = "dari_lang"
+
+env = Environment(
+    loader=FileSystemLoader(TEMPLATE_DIR),
+    autoescape=select_autoescape(["html", "xml"]),
+    extensions=["jinja2.ext.i18n"],
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.globals["static_url"] = static_url
+# The i18n extension adds this method at run time; the real catalogs come per request.
+env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+
+
+def request_locale(request: Request) -> str:
+    user = request_user(request)
+    settings = request.app.state.settings
+    return i18n.pick_locale(
+        request.cookies.get(LANG_COOKIE),
+        user.locale if user is not None else None,
+        request.headers.get("accept-language", ""),
+        settings.default_locale,
+    )
+
+
+def request_user(request: Request) -> Any:
+    auth = getattr(request.state, "auth", None)
+    return auth[0] if auth else None
+
+
+def local_time(
+    value: datetime | None, locale: str, tz: str = "Asia/Seoul", fmt: str = "short"
+) -> str:
+    """A UTC datetime shown in the user's zone and language."""
+    if value is None:
+        return ""
+    return format_datetime(value.astimezone(ZoneInfo(tz)), format=fmt, locale=locale)
+
+
+def context_for(request: Request, **extra: Any) -> dict[str, Any]:
+    from server.accounts.deps import csrf_for
+
+    locale = request_locale(request)
+    gettext = i18n.gettext_for(locale)
+    settings = request.app.state.settings
+    return {
+        "request": request,
+        "user": request_user(request),
+        "locale": locale,
+        "csrf_token": csrf_for(request),
+        "gettext": gettext,
+        "_": gettext,
+        "ngettext": i18n.ngettext_for(locale),
+        "when": lambda value, fmt="short": local_time(
+            value, locale, settings.default_timezone, fmt
+        ),
+        **extra,
+    }
+
+
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> HTMLResponse:
+    html = env.get_template(template).render(context_for(request, **extra))
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def render_error_page(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        status=status,
+        headers=headers,
+        status_code=status,
+        code=code,
+        message=message,
+    )
