@@ -18,12 +18,13 @@ SUPPORTED = ("ko", "en")
 
 @lru_cache(maxsize=len(SUPPORTED))
 def catalog(locale: str) -> dict[str, str]:
-    path = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return {}
-    with path.open("rb") as handle:
-        po = read_po(handle, locale=locale)
-    return {str(m.id): str(m.string) for m in po if m.id and m.string and not m.fuzzy}
+    """All of a locale's .po files (one per domain) merged into one lookup table."""
+    messages: dict[str, str] = {}
+    for path in sorted((LOCALE_DIR / locale / "LC_MESSAGES").glob("*.po")):
+        with path.open("rb") as handle:
+            po = read_po(handle, locale=locale)
+        messages.update({str(m.id): str(m.string) for m in po if m.id and m.string and not m.fuzzy})
+    return messages
 
 
 def gettext_for(locale: str) -> Callable[..., str]:
