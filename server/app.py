@@ -12,6 +12,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
+from server.calls import router as calls_router
+from server.calls.gatekeeper import build_signaling
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
@@ -28,7 +30,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        # Mounted sub-apps get no lifespan of their own: start signaling here.
+        await app.state.signaling.start()
+        try:
+            yield
+        finally:
+            await app.state.signaling.stop()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -44,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.secret_key = settings.resolved_secret_key()
     app.state.engine = engine_for(settings.resolved_database_url())
 
+    app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
+
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -52,4 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_pages.router)
     app.include_router(web_pages.router)
     app.include_router(static_files.router)
+    app.include_router(calls_router.router)
+    app.mount("/ws", app.state.signaling.app())
     return app
