@@ -100,7 +100,7 @@ class RtcPeer:
         await self._send(
             p.Join(room=self.room, token=self.token, resume_token=resume_token, can_rollback=False)
         )
-        frame = json.loads(await asyncio.wait_for(self._ws.recv(), STEP_TIMEOUT))
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self._ws.recv(), STEP_TIMEOUT))
         if frame.get("type") != "welcome":
             raise RuntimeError(f"not welcomed: {frame}")
         self.welcome = frame
