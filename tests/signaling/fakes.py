@@ -94,7 +94,7 @@ async def serve(
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
                 await asyncio.sleep(0.02)
         yield f"ws://127.0.0.1:{port}/ws", service
     finally:
