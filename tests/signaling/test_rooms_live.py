@@ -286,3 +286,37 @@ async def test_guest_denied_is_closed(live_server: str, db: Session) -> None:
     await send(gp, type="deny", peer=knock["peer"]["peer_id"])
     assert await close_code(guest) == 4403
     await gp.close()
+
+
+async def test_call_session_is_recorded_from_joins_and_leaves(
+    live_server: str, db: Session
+) -> None:
+    from sqlmodel import select
+
+    from server.calls.models import CallParticipant, CallSession
+
+    call = make_call(db)
+    gp = await open_ws(live_server, cookie=session_cookie(db, call.gp))
+    await send(gp, type="join", room=call.room)
+    await recv_type(gp, "welcome")
+    sp = await open_ws(live_server, cookie=session_cookie(db, call.specialist))
+    await send(sp, type="join", room=call.room)
+    await recv_type(sp, "welcome")
+    await send(sp, type="stats", bitrate_kbps=650, rtt_ms=45, loss_pct=0.2)
+    await send(sp, type="leave")
+    await recv_type(gp, "peer-left")
+    await send(gp, type="leave")
+    await close_code(gp)
+    ended = None
+    async with asyncio.timeout(10):
+        while ended is None or ended.ended_at is None:
+            await asyncio.sleep(0.1)
+            db.expire_all()
+            ended = db.exec(
+                select(CallSession).where(CallSession.consult_id == call.consult.id)
+            ).first()
+    participants = db.exec(
+        select(CallParticipant).where(CallParticipant.call_session_id == ended.id)
+    ).all()
+    assert {p.user_id for p in participants} == {call.gp.id, call.specialist.id}
+    assert ended.median_bitrate_kbps == 650 and ended.duration_seconds is not None
