@@ -88,6 +88,9 @@ class RtcPeer:
     _tracks: list[Any] = field(default_factory=list)
     # My offer role towards each peer ("any", "you" or "peer"), from the server.
     roles: dict[str, str] = field(default_factory=dict)
+    # Every connection ever made, so close() leaves no UDP socket behind.
+    _all_pcs: list[Any] = field(default_factory=list)
+    _closing: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def join(self, resume_token: str | None = None) -> dict[str, Any]:
         headers = {"Cookie": f"dari_session={self.cookie}"} if self.cookie else {}
@@ -117,19 +120,33 @@ class RtcPeer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _retire(self, pc: Any) -> None:
+        """Close a replaced connection in the background; close() waits for it.
+
+        Never cancelled: an aiortc close interrupted half-way leaves its UDP sockets open.
+        """
+        task = asyncio.create_task(pc.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _send(self, frame: p.Frame) -> None:
         assert self._ws is not None
         await self._ws.send(frame.dump())
 
     def _new_pc(self, other: str) -> Any:
-        from aiortc import RTCConfiguration, RTCPeerConnection
+        from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
         from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
         old = self.pcs.pop(other, None)
         if old is not None:
-            self._spawn(old.close())
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            self._retire(old)
+        # max-bundle: one ICE transport for all media. With "balanced" aiortc
+        # gathers a transport per m-line and never closes the ones bundled away.
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.pcs[other] = pc
+        self._all_pcs.append(pc)
         if self.send_media:
             audio, video = AudioStreamTrack(), VideoStreamTrack()
             self._tracks += [audio, video]
@@ -233,7 +250,7 @@ class RtcPeer:
             elif kind == "peer-left":
                 pc = self.pcs.pop(frame["peer_id"], None)
                 if pc is not None:
-                    self._spawn(pc.close())
+                    self._retire(pc)
 
     async def wait_media(self, frames: int = 5, limit: float = STEP_TIMEOUT) -> None:
         """Until connected and at least `frames` video and audio frames have arrived."""
@@ -263,13 +280,16 @@ class RtcPeer:
                 await self._send(p.Leave())
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 5)
-        for pc in list(self.pcs.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pc.close(), 5)
-        self.pcs.clear()
-        for track in self._tracks:
-            track.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=5)
+        for pc in self._all_pcs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.close(), 5)
+        self._all_pcs.clear()
+        self.pcs.clear()
+        for track in self._tracks:
+            track.stop()

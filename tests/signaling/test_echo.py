@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from signaling.gate import SignalingConfig
-from tests.signaling.client import close_code, recv, send
+from tests.signaling.client import close_code, dial, recv, send
 from tests.signaling.factories import join_token, make_call
 from tests.signaling.fakes import FakeGate, serve
 
@@ -70,7 +70,7 @@ async def negotiate(ws: ClientConnection, client: EchoClient, token: str | None)
 
 async def test_echo_peer_returns_our_media(live_server: str, db: Session) -> None:
     call = make_call(db)
-    ws = await connect(live_server.replace("http://", "ws://") + "/ws/echo", open_timeout=10)
+    ws = await dial(live_server.replace("http://", "ws://") + "/ws/echo", open_timeout=10)
     client = EchoClient()
     try:
         await negotiate(ws, client, join_token(call.gp, call.room))
@@ -86,7 +86,7 @@ async def test_echo_peer_returns_our_media(live_server: str, db: Session) -> Non
 
 
 async def test_echo_needs_a_logged_in_user(live_server: str) -> None:
-    ws = await connect(live_server.replace("http://", "ws://") + "/ws/echo", open_timeout=10)
+    ws = await dial(live_server.replace("http://", "ws://") + "/ws/echo", open_timeout=10)
     await send(ws, type="offer", sdp="v=0")
     assert await close_code(ws) == 4403
 
@@ -94,11 +94,11 @@ async def test_echo_needs_a_logged_in_user(live_server: str) -> None:
 async def test_echo_sessions_are_limited_and_time_limited() -> None:
     config = SignalingConfig(echo_max_sessions=1, echo_max_seconds=2, heartbeat_seconds=30)
     async with serve(FakeGate(), config) as (base, service):
-        first = await connect(base + "/echo", open_timeout=5)
+        first = await dial(base + "/echo", open_timeout=5)
         client = EchoClient()
         try:
             await negotiate(first, client, "user:1")
-            second = await connect(base + "/echo", open_timeout=5)
+            second = await dial(base + "/echo", open_timeout=5)
             await second.send(json.dumps({"type": "offer", "sdp": "v=0", "token": "user:2"}))
             assert await close_code(second) == 1013
             # The first one ends by itself when its time is up, freeing the slot.

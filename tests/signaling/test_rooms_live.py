@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from sqlmodel import Session
 
 from server.accounts.models import Organisation, OrgKind, Role
+from tests.conftest import ROOT, start_server, stop_server
 from tests.factories import make_organisation, make_user
 from tests.signaling.client import close_code, no_frame, open_ws, recv, recv_type, send
 from tests.signaling.factories import join_token, make_call, make_consult, session_cookie
@@ -320,3 +325,67 @@ async def test_call_session_is_recorded_from_joins_and_leaves(
     ).all()
     assert {p.user_id for p in participants} == {call.gp.id, call.specialist.id}
     assert ended.median_bitrate_kbps == 650 and ended.duration_seconds is not None
+
+
+async def test_configured_origin_is_accepted(database_url: str, var_dir: Path, db: Session) -> None:
+    call = make_call(db)
+    process, base = start_server(
+        database_url,
+        var_dir,
+        extra_env={"DARI_ALLOWED_ORIGINS": '["https://clinic.example.org"]'},
+    )
+    try:
+        ws = await open_ws(
+            base, cookie=session_cookie(db, call.gp), origin="https://clinic.example.org"
+        )
+        await send(ws, type="join", room=call.room)
+        assert (await recv_type(ws, "welcome"))["room"] == call.room
+        await ws.close()
+        ws = await open_ws(
+            base, cookie=session_cookie(db, call.gp), origin="https://other.example.org"
+        )
+        await send(ws, type="join", room=call.room)
+        assert await close_code(ws) == 4403
+    finally:
+        stop_server(process)
+
+
+def _spawn_signaling(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "server.cli", "signaling", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+
+
+async def test_dari_signaling_command_serves_alone(
+    database_url: str, var_dir: Path, db: Session
+) -> None:
+    """`dari signaling` runs the endpoints on a port of their own."""
+    from tests.conftest import TEST_SECRET, free_port
+
+    call = make_call(db)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DARI_DATABASE_URL": database_url,
+        "DARI_SECRET_KEY": TEST_SECRET,
+        "DARI_VAR_DIR": str(var_dir),
+    }
+    process = _spawn_signaling(port, env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        ws = None
+        async with asyncio.timeout(30):
+            while ws is None:
+                try:
+                    ws = await open_ws(base, origin=None)
+                except OSError:
+                    await asyncio.sleep(0.2)
+        await send(ws, type="join", room=call.room, token=join_token(call.gp, call.room))
+        assert (await recv_type(ws, "welcome"))["room"] == call.room
+        await ws.close()
+        # The cookie path works too: the standalone service checks sessions in the database.
+        ws = await open_ws(base, cookie=session_cookie(db, call.specialist))
+        await send(ws, type="join", room=call.room)
+        assert (await recv_type(ws, "welcome"))["room"] == call.room
+        await ws.close()
+    finally:
+        stop_server(process)

@@ -6,10 +6,10 @@ import asyncio
 import json
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from signaling.gate import SignalingConfig
-from tests.signaling.client import close_code, no_frame, recv, recv_type, send
+from tests.signaling.client import close_code, dial, no_frame, recv, recv_type, send
 from tests.signaling.fakes import FakeGate, serve
 
 FAST = SignalingConfig(
@@ -22,7 +22,7 @@ FAST = SignalingConfig(
 
 
 async def joined(base: str, token: str, room: str = "room-1") -> tuple[ClientConnection, dict]:  # type: ignore[type-arg]
-    ws = await connect(base + "/room", open_timeout=5)
+    ws = await dial(base + "/room", open_timeout=5)
     await send(ws, type="join", room=room, token=token)
     return ws, await recv_type(ws, "welcome")
 
@@ -57,7 +57,7 @@ async def test_shutdown_closes_every_connection() -> None:
     config = SignalingConfig(heartbeat_seconds=30)
     async with serve(FakeGate(), config) as (base, _):
         ws, _ = await joined(base, "user:1")
-        user = await connect(base + "/user", open_timeout=5)
+        user = await dial(base + "/user", open_timeout=5)
         await send(user, type="subscribe", token="user:1")
     # uvicorn closes sockets with 1012 (service restart) before our lifespan's 1001.
     assert await close_code(ws) in {1001, 1012}
@@ -66,10 +66,10 @@ async def test_shutdown_closes_every_connection() -> None:
 
 async def test_denied_room_and_missing_identity_get_4403() -> None:
     async with serve(FakeGate(), FAST) as (base, _):
-        ws = await connect(base + "/room", open_timeout=5)
+        ws = await dial(base + "/room", open_timeout=5)
         await send(ws, type="join", room="closed", token="user:1")
         assert await close_code(ws) == 4403
-        ws = await connect(base + "/room", open_timeout=5)
+        ws = await dial(base + "/room", open_timeout=5)
         await send(ws, type="join", room="room-1", token="nobody")
         assert await close_code(ws) == 4403
 
@@ -82,7 +82,7 @@ async def test_user_channel_catches_up_then_streams_live() -> None:
     missed = gate.add_notification(7, "consult.urgent")
     config = SignalingConfig(notification_poll_seconds=0.1, heartbeat_seconds=30)
     async with serve(gate, config) as (base, _):
-        ws = await connect(base + "/user", open_timeout=5)
+        ws = await dial(base + "/user", open_timeout=5)
         await send(ws, type="subscribe", after_id=seen, token="user:7")
         caught_up = await recv(ws)
         assert caught_up["type"] == "notification" and caught_up["id"] == missed
@@ -110,7 +110,7 @@ async def test_quality_reports_reach_the_gate() -> None:
 async def test_concurrent_joins_never_exceed_the_room_limit() -> None:
     config = SignalingConfig(max_peers=4, heartbeat_seconds=30)
     async with serve(FakeGate(), config) as (base, _):
-        sockets = [await connect(base + "/room", open_timeout=5) for _ in range(7)]
+        sockets = [await dial(base + "/room", open_timeout=5) for _ in range(7)]
         await asyncio.gather(
             *(send(ws, type="join", room="busy", token=f"user:{n}") for n, ws in enumerate(sockets))
         )
