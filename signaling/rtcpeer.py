@@ -236,7 +236,8 @@ class RtcPeer:
             kind = frame["type"]
             sender = frame.get("from", "")
             if kind in {"offer", "answer"}:
-                self._spawn(self._remote(sender, frame["sdp"], kind))
+                # In order: candidates that follow must meet the new connection.
+                await self._remote(sender, frame["sdp"], kind)
             elif kind == "candidate":
                 await self._candidate(sender, p.IceCandidate(**frame["candidate"]))
             elif kind == "end-of-candidates":
@@ -246,7 +247,7 @@ class RtcPeer:
             elif kind == "ice-restart" and self.roles.get(sender) in {"you", "any"}:
                 # No restartIce in aiortc: a fresh peer connection, offered by us.
                 # (If the other side is the offerer, its fresh offer will come.)
-                self._spawn(self._offer(sender))
+                await self._offer(sender)
             elif kind == "peer-left":
                 pc = self.pcs.pop(frame["peer_id"], None)
                 if pc is not None:
