@@ -555,10 +555,15 @@ class Hub:
         elif kind == "adopted":
             target = self.peers.get(envelope["peer_id"])
             if target is not None and envelope.get("node") != self.node_id:
+                # The peer came back through another process: let go of it here.
                 target.gone = True
                 if target.expiry_task is not None:
                     target.expiry_task.cancel()
                 await self._forget(target)
+                conn, target.conn = target.conn, None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(4409, "resumed elsewhere")
         elif kind in {"admit", "deny"}:
             guest = self.peers.get(envelope["peer_id"])
             if guest is not None and guest.room == room and not guest.admitted:
