@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from signaling.rtcpeer import RtcPeer
 from tests.conftest import start_server, stop_server
-from tests.signaling.client import close_code, open_ws, recv_type, send
+from tests.signaling.client import close_code, open_ws, recv, recv_type, send
 from tests.signaling.factories import join_token, make_call, session_cookie
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -86,3 +86,34 @@ async def test_aiortc_call_across_two_processes(two_servers: tuple[str, str], db
         assert gp.received.video >= 5 and sp.received.audio >= 5
     finally:
         await asyncio.gather(gp.close(), sp.close())
+
+
+async def test_resume_on_the_other_process_keeps_the_peer_id(
+    two_servers: tuple[str, str], db: Session
+) -> None:
+    base1, base2 = two_servers
+    call = make_call(db)
+    gp = await open_ws(base1, cookie=session_cookie(db, call.gp))
+    await send(gp, type="join", room=call.room)
+    await recv_type(gp, "welcome")
+    sp_cookie = session_cookie(db, call.specialist)
+    sp = await open_ws(base1, cookie=sp_cookie)
+    await send(sp, type="join", room=call.room)
+    first = await recv_type(sp, "welcome")
+    await recv_type(gp, "peer-joined")
+    sp.transport.abort()
+    await asyncio.sleep(0.3)
+    # The load balancer sends the returning client to the other process.
+    back = await open_ws(base2, cookie=sp_cookie)
+    await send(back, type="join", room=call.room, resume_token=first["resume_token"])
+    again = await recv_type(back, "welcome")
+    assert again["resumed"] is True and again["peer_id"] == first["peer_id"]
+    restart = await recv_type(gp, "ice-restart")
+    assert restart["from"] == first["peer_id"]
+    # Relay works both ways with the peer now held by process two.
+    await send(gp, type="chat", text="still there?")
+    assert (await recv_type(back, "chat"))["text"] == "still there?"
+    gp_id = again["peers"][0]["peer_id"]
+    await send(back, type="offer", to=gp_id, sdp="v=0 after resume")
+    offer = await recv(gp)
+    assert offer["type"] == "offer" and offer["from"] == first["peer_id"]
