@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from signaling.rtcpeer import RtcPeer
 from tests.conftest import start_server, stop_server
-from tests.signaling.client import close_code, open_ws, recv, recv_type, send
+from tests.signaling.client import close_code, open_ws, recv_type, send
 from tests.signaling.factories import join_token, make_call, session_cookie
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -115,5 +115,5 @@ async def test_resume_on_the_other_process_keeps_the_peer_id(
     assert (await recv_type(back, "chat"))["text"] == "still there?"
     gp_id = again["peers"][0]["peer_id"]
     await send(back, type="offer", to=gp_id, sdp="v=0 after resume")
-    offer = await recv(gp)
-    assert offer["type"] == "offer" and offer["from"] == first["peer_id"]
+    offer = await recv_type(gp, "offer")
+    assert offer["from"] == first["peer_id"] and offer["sdp"] == "v=0 after resume"
