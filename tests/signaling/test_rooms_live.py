@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from server.accounts.models import Organisation, OrgKind, Role
 from tests.conftest import ROOT, start_server, stop_server
-from tests.factories import make_organisation, make_user
+from tests.factories import login, make_organisation, make_user
 from tests.signaling.client import close_code, no_frame, open_ws, recv, recv_type, send
 from tests.signaling.factories import join_token, make_call, make_consult, session_cookie
 
@@ -389,3 +390,27 @@ async def test_dari_signaling_command_serves_alone(
         await ws.close()
     finally:
         stop_server(process)
+
+
+async def test_invited_guest_joins_through_the_lobby(
+    live_server: str, db: Session, client: TestClient, other_client: TestClient
+) -> None:
+    call = make_call(db)
+    login(client, call.gp)
+    invite = client.post(
+        f"/api/consults/{call.room}/invitations", json={"guest_name": "Interpreter Park"}
+    ).json()["token"]
+    other_client.headers["X-CSRF-Token"] = other_client.get("/api/auth/csrf").json()["csrf_token"]
+    redeemed = other_client.post("/api/invitations/redeem", json={"token": invite}).json()
+
+    gp = await open_ws(live_server, cookie=session_cookie(db, call.gp))
+    await send(gp, type="join", room=call.room)
+    await recv_type(gp, "welcome")
+    guest = await open_ws(live_server)  # a browser on our page, no session cookie
+    await send(guest, type="join", room=redeemed["room"], token=redeemed["join_token"])
+    assert (await recv(guest))["type"] == "lobby"
+    knock = await recv_type(gp, "knock")
+    assert knock["peer"]["name"] == "Interpreter Park"
+    await send(gp, type="admit", peer=knock["peer"]["peer_id"])
+    assert (await recv_type(guest, "welcome"))["peers"][0]["kind"] == "user"
+    assert (await recv_type(gp, "peer-joined"))["peer"]["name"] == "Interpreter Park"
