@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.consults import attachments as files
@@ -49,17 +49,22 @@ async def spooled_upload(
         raise AttachmentTooLarge(limit)
     directory = settings.resolved_attachments_dir() / "tmp"
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=10)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise AppError("file_missing", "send the file in the form field 'file'", 422)
-        spooled = await files.spool(
-            _read_upload(upload), directory, limit, upload.filename or "attachment"
-        )
-    else:
-        filename = request.query_params.get("filename", "attachment")
-        spooled = await files.spool(request.stream(), directory, limit, filename)
+    form: FormData | None = None
+    try:
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=10)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise AppError("file_missing", "send the file in the form field 'file'", 422)
+            spooled = await files.spool(
+                _read_upload(upload), directory, limit, upload.filename or "attachment"
+            )
+        else:
+            filename = request.query_params.get("filename", "attachment")
+            spooled = await files.spool(request.stream(), directory, limit, filename)
+    finally:
+        if form is not None:
+            await form.close()  # the parser's own temporary files
     try:
         yield spooled
     finally:

@@ -29,7 +29,9 @@ def make_team(db: Session) -> Team:
     specialist = make_user(db, Role.SPECIALIST, specialty=specialty)
     hospital = db.get(Organisation, specialist.organisation_id)
     assert hospital is not None
-    return Team(clinic, make_user(db, Role.GP, organisation=clinic), specialty, specialist, hospital)
+    return Team(
+        clinic, make_user(db, Role.GP, organisation=clinic), specialty, specialist, hospital
+    )
 
 
 ASSIGNED_STATUSES = {

@@ -25,8 +25,15 @@ def actor_for(party: Party, team: Team) -> User | None:
 
 def test_table_covers_every_status_and_the_documented_path() -> None:
     assert set(TRANSITIONS) == set(S)
-    path = [S.DRAFT, S.REQUESTED, S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS, S.REPORT_PENDING,
-            S.COMPLETED]
+    path = [
+        S.DRAFT,
+        S.REQUESTED,
+        S.ACCEPTED,
+        S.SCHEDULED,
+        S.IN_PROGRESS,
+        S.REPORT_PENDING,
+        S.COMPLETED,
+    ]
     for current, following in itertools.pairwise(path):
         assert following in TRANSITIONS[current]
     assert lifecycle.TERMINAL == {S.COMPLETED, S.DECLINED, S.CANCELLED}
@@ -36,9 +43,7 @@ def test_every_pair_is_allowed_or_refused_as_the_table_says(db: Session) -> None
     team = make_team(db)
     allowed_count = refused_count = 0
     for current, target in ALL_PAIRS:
-        consult = make_consult(
-            db, team, current, signed_report=(current == S.REPORT_PENDING)
-        )
+        consult = make_consult(db, team, current, signed_report=(current == S.REPORT_PENDING))
         parties = TRANSITIONS[current].get(target)
         if parties is None:
             with pytest.raises(TransitionNotAllowed) as refused:
