@@ -50,6 +50,8 @@ def test_gp_of_another_clinic_gets_404_for_everything(
     for url in urls(cid, aid):
         response = other_client.get(url)
         assert response.status_code == 404, url
+        page = other_client.get(url, headers={"Accept": "text/html"})
+        assert page.status_code == 404 and "Traceback" not in page.text, url
     for url, body in [
         (f"/api/consults/{cid}/messages", {"body": "hello"}),
         (f"/api/consults/{cid}/transitions", {"to": "cancelled", "reason": "x"}),
