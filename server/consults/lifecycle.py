@@ -134,6 +134,14 @@ def transition(
     """Move the consult to `to_status` or refuse: 409 naming the allowed moves, 403 for the
     wrong party, 422 for a missing reason."""
     target = ConsultStatus(to_status)
+    # Lock the row and re-read its status: of two specialists taking the same consult
+    # at once, the second waits for the first and is then refused (PostgreSQL; SQLite
+    # serialises writing transactions anyway).
+    stored = session.exec(
+        select(ConsultRequest.status).where(ConsultRequest.id == consult.id).with_for_update()
+    ).first()
+    if stored is not None and stored != consult.status:
+        session.refresh(consult)
     current = ConsultStatus(consult.status)
     moves = TRANSITIONS[current]
     if target not in moves:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
+from typer.testing import CliRunner
 
 from server.accounts.models import Role
+from server.cli import app as cli
 from server.consults import clocks
 from server.consults.models import ConsultEvent, ConsultRequest, ConsultStatus, Urgency
 from server.notifications.models import Notification
-from server.settings import Settings
+from server.settings import Settings, get_settings
 from tests.consults.helpers import make_consult, make_team
 from tests.factories import login, make_user
 
@@ -68,3 +71,21 @@ def test_overdue_is_shown_and_answered_ones_are_not(
     consult.status = ConsultStatus.ACCEPTED
     consult.first_response_at = consult.requested_at
     assert not clocks.is_overdue(consult, settings, consult.requested_at + timedelta(days=9))  # type: ignore[operator]
+
+
+def test_cli_escalates(db: Session, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    team = make_team(db)
+    consult = make_consult(db, team, ConsultStatus.REQUESTED)
+    consult.urgency = Urgency.URGENT
+    consult.requested_at = consult.requested_at - timedelta(hours=2)  # type: ignore[operator]
+    db.add(consult)
+    db.commit()
+    monkeypatch.setenv("DARI_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["consults", "escalate-overdue"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0 and "escalated" in result.output
+    db.refresh(consult)
+    assert consult.status == ConsultStatus.ESCALATED

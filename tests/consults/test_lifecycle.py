@@ -112,3 +112,33 @@ def test_declining_needs_a_reason(db: Session) -> None:
     with pytest.raises(Exception) as refused:
         lifecycle.transition(db, consult, S.DECLINED, actor=team.specialist, reason="  ")
     assert getattr(refused.value, "code", "") == "reason_required"
+
+
+def test_a_stale_copy_cannot_take_a_consult_twice(db: Session, database_url: str) -> None:
+    from server.accounts.models import Role
+    from server.db import engine_for
+    from tests.factories import make_user
+
+    team = make_team(db)
+    consult = make_consult(db, team, S.REQUESTED)
+    rival = make_user(db, Role.SPECIALIST, specialty=team.specialty)
+    engine = engine_for(database_url)
+    with Session(engine, expire_on_commit=False) as second:
+        theirs = second.get(ConsultRequest, consult.id)  # read before the other accepts
+        assert theirs is not None and theirs.status == S.REQUESTED
+        second.commit()
+    with Session(engine, expire_on_commit=False) as first:
+        mine = first.get(ConsultRequest, consult.id)
+        assert mine is not None
+        lifecycle.transition(first, mine, S.ACCEPTED, actor=team.specialist)
+        first.commit()
+    with Session(engine, expire_on_commit=False) as second:
+        theirs = second.merge(theirs, load=False)
+        assert theirs.status == S.REQUESTED  # still the stale copy
+        with pytest.raises(TransitionNotAllowed):
+            lifecycle.transition(second, theirs, S.ACCEPTED, actor=rival)
+        second.rollback()
+    stored = db.get(ConsultRequest, consult.id)
+    assert stored is not None
+    db.refresh(stored)
+    assert stored.assigned_specialist_id == team.specialist.id
