@@ -47,12 +47,14 @@ TRANSITIONS: dict[ConsultStatus, dict[ConsultStatus, frozenset[Party]]] = {
     S.DRAFT: {S.REQUESTED: frozenset({C}), S.CANCELLED: frozenset({C})},
     S.REQUESTED: {
         S.ACCEPTED: frozenset({SP}),
+        S.SCHEDULED: frozenset({C, SP, SY}),  # booked straight into a specialist's slot
         S.DECLINED: frozenset({SP}),
         S.CANCELLED: frozenset({C}),
         S.ESCALATED: frozenset({SY}),
     },
     S.ESCALATED: {
         S.ACCEPTED: frozenset({SP}),
+        S.SCHEDULED: frozenset({C, SP, SY}),
         S.DECLINED: frozenset({SP}),
         S.CANCELLED: frozenset({C}),
     },
@@ -66,7 +68,8 @@ TRANSITIONS: dict[ConsultStatus, dict[ConsultStatus, frozenset[Party]]] = {
     S.SCHEDULED: {
         S.IN_PROGRESS: frozenset({C, SP, SY}),
         S.NO_SHOW: frozenset({C, SP, SY}),
-        S.ACCEPTED: frozenset({C, SP, SY}),  # appointment withdrawn: back to be rebooked
+        S.ACCEPTED: frozenset({C, SP, SY}),  # appointment withdrawn, specialist keeps it
+        S.REQUESTED: frozenset({C, SP, SY}),  # appointment withdrawn, back to the pool
         S.CANCELLED: frozenset({C, SP}),
     },
     S.IN_PROGRESS: {
@@ -130,9 +133,13 @@ def transition(
     actor: User | None,
     reason: str = "",
     ip: str = "",
+    specialist: User | None = None,
 ) -> ConsultEvent:
     """Move the consult to `to_status` or refuse: 409 naming the allowed moves, 403 for the
-    wrong party, 422 for a missing reason."""
+    wrong party, 422 for a missing reason.
+
+    `specialist`: who the consult is booked with when booking assigns it (requested or
+    escalated → scheduled); a specialist booking for themself may leave it out."""
     target = ConsultStatus(to_status)
     # Lock the row and re-read its status: of two specialists taking the same consult
     # at once, the second waits for the first and is then refused (PostgreSQL; SQLite
@@ -159,9 +166,13 @@ def transition(
         refuse_registration_numbers({"reason": reason})
     if target == S.COMPLETED and not has_signed_report(session, consult):
         raise Conflict("report_not_signed", "a consult is completed only after a signed report")
+    if target == S.SCHEDULED and current in OPEN_TO_POOL:
+        specialist = specialist or (actor if party == Party.SPECIALIST else None)
+        if specialist is None or specialist.role != Role.SPECIALIST:
+            raise Conflict("specialist_required", "booking needs the specialist it is with")
 
     now = utcnow()
-    _apply_side_effects(consult, current, target, actor, now)
+    _apply_side_effects(consult, current, target, actor, specialist, now)
     consult.status = target
     session.add(consult)
     event = ConsultEvent(
@@ -194,17 +205,21 @@ def _apply_side_effects(
     current: ConsultStatus,
     target: ConsultStatus,
     actor: User | None,
+    specialist: User | None,
     now: datetime,
 ) -> None:
     if target == S.REQUESTED and current == S.DRAFT:
         consult.requested_at = now
-    if target == S.REQUESTED and current == S.ACCEPTED:
+    if target == S.REQUESTED and current in (S.ACCEPTED, S.SCHEDULED):
         # Handed back: the pool sees it again.
         consult.assigned_specialist_id = None
         consult.assigned_organisation_id = None
     if target == S.ACCEPTED and current in OPEN_TO_POOL and actor is not None:
         consult.assigned_specialist_id = actor.id
         consult.assigned_organisation_id = actor.organisation_id
+    if target == S.SCHEDULED and current in OPEN_TO_POOL and specialist is not None:
+        consult.assigned_specialist_id = specialist.id
+        consult.assigned_organisation_id = specialist.organisation_id
     first_answer = target in (S.ACCEPTED, S.DECLINED) and actor is not None
     if first_answer and consult.first_response_at is None:
         consult.first_response_at = now

@@ -209,6 +209,9 @@ def change_status(session: Session, viewing: Viewing, to: str, reason: str) -> C
         raise AppError("unknown_status", f"unknown status {to!r}", 422) from None
     if target == S.COMPLETED:
         raise AppError("use_close", "close the consult with its outcome (POST …/close)", 422)
+    if target == S.SCHEDULED:
+        # Scheduling books an appointment and moves the consult itself (lifecycle.transition).
+        raise AppError("use_booking", "book an appointment to schedule the consult", 422)
     if viewing.access == Access.ADMIN:
         raise Forbidden("administrators may read consults, not act in them")
     return lifecycle.transition(

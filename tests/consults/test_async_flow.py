@@ -63,7 +63,9 @@ def test_async_consult_end_to_end(
     assert triage["access"] == "pool"
     assert triage["attachments"][0]["url"] is None and triage["messages"] is None
     assert specialist.get(photo_url).status_code == 404
-    assert triage["allowed_transitions"] == ["accepted", "declined"]
+    assert triage["allowed_transitions"] == ["accepted", "scheduled", "declined"]
+    booked = specialist.post(f"/api/consults/{cid}/transitions", json={"to": "scheduled"})
+    assert booked.status_code == 422 and booked.json()["error"]["code"] == "use_booking"
 
     accepted = specialist.post(f"/api/consults/{cid}/transitions", json={"to": "accepted"})
     assert accepted.status_code == 200, accepted.text

@@ -60,7 +60,12 @@ def test_every_pair_is_allowed_or_refused_as_the_table_says(db: Session) -> None
         for party in sorted(parties):
             consult = make_consult(db, team, current, signed_report=(current == S.REPORT_PENDING))
             event = lifecycle.transition(
-                db, consult, target, actor=actor_for(party, team), reason="because"
+                db,
+                consult,
+                target,
+                actor=actor_for(party, team),
+                reason="because",
+                specialist=team.specialist,
             )
             db.commit()
             stored = db.get(ConsultRequest, consult.id)
@@ -142,3 +147,19 @@ def test_a_stale_copy_cannot_take_a_consult_twice(db: Session, database_url: str
     assert stored is not None
     db.refresh(stored)
     assert stored.assigned_specialist_id == team.specialist.id
+
+
+def test_booking_from_the_pool_assigns_the_specialist(db: Session) -> None:
+    team = make_team(db)
+    consult = make_consult(db, team, S.REQUESTED)
+    with pytest.raises(Exception) as refused:
+        lifecycle.transition(db, consult, S.SCHEDULED, actor=team.gp, reason="slot")
+    assert getattr(refused.value, "code", "") == "specialist_required"
+    lifecycle.transition(
+        db, consult, S.SCHEDULED, actor=team.gp, reason="slot", specialist=team.specialist
+    )
+    db.commit()
+    assert consult.assigned_specialist_id == team.specialist.id
+    lifecycle.transition(db, consult, S.REQUESTED, actor=None, reason="appointment cancelled")
+    db.commit()
+    assert consult.assigned_specialist_id is None and consult.status == S.REQUESTED
