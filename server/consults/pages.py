@@ -54,7 +54,7 @@ def consult_list(
     request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     """The user's consults (a GP's clinic, a specialist's own and pool, an admin's)."""
-    consults = service.visible_consults(session, user)
+    consults = service.list_for(session, user, client_ip(request))
     now = utcnow()
     return render(
         request,

@@ -46,10 +46,11 @@ def _detail(
 
 @router.get("", response_model=list[ConsultSummaryOut])
 def list_consults(
-    session: SessionDep, user: CurrentUser, settings: SettingsDep
+    request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> list[ConsultSummaryOut]:
     """The consults this user may see, newest first."""
-    return [views.summary_out(c, settings) for c in service.visible_consults(session, user)]
+    consults = service.list_for(session, user, client_ip(request))
+    return [views.summary_out(c, settings) for c in consults]
 
 
 @router.post("", response_model=ConsultDetailOut, status_code=201)

@@ -125,6 +125,21 @@ def visible_consults(session: Session, user: User, limit: int = 200) -> list[Con
     return list(session.exec(query).all())
 
 
+def list_for(session: Session, user: User, ip: str = "") -> list[ConsultRequest]:
+    """The user's list, audited (it shows chart numbers): which consults were listed."""
+    consults = visible_consults(session, user)
+    audit.record(
+        session,
+        "consult.list",
+        actor_id=user.id,
+        ip=ip,
+        object_type="consult",
+        organisation_id=user.organisation_id,
+        detail={"consults": [c.public_id for c in consults]},
+    )
+    return consults
+
+
 # ---- the request ---------------------------------------------------------------
 
 

@@ -89,3 +89,28 @@ def test_consult_page_upload_message_report_and_print(
     assert "Remote consultation report" in en.text and 'lang="en"' in en.text
     assert "원격 협진 보고서" in ko.text and 'lang="ko"' in ko.text
     assert "<script>" not in en.text  # CSP: no inline scripts
+
+
+def test_pool_and_admin_views_render(
+    client: TestClient, other_client: TestClient, db: Session
+) -> None:
+    from server.accounts.models import Role
+    from tests.factories import make_user
+
+    team = make_team(db)
+    consult = make_consult(db, team, ConsultStatus.REQUESTED)
+    login(client, team.gp)
+    client.post(
+        f"/api/consults/{consult.public_id}/attachments?filename=x.png", content=png_bytes()
+    )
+    login(other_client, team.specialist)
+    pool = other_client.get(f"/consults/{consult.public_id}", headers=HTML)
+    assert pool.status_code == 200 and "x.png" in pool.text and "/thumbnail" not in pool.text
+    assert 'value="accepted"' in pool.text and 'value="scheduled"' not in pool.text
+    other_client.cookies.clear()
+    login(other_client, make_user(db, Role.ADMIN, organisation=team.clinic))
+    admin = other_client.get(f"/consults/{consult.public_id}", headers=HTML)
+    assert admin.status_code == 200 and "/thumbnail" in admin.text
+    assert 'value="accepted"' not in admin.text
+    listing = client.get("/consults", headers=HTML)
+    assert consult.public_id in listing.text
