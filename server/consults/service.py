@@ -195,10 +195,12 @@ def update_draft(session: Session, viewing: Viewing, patch: DraftPatch) -> Consu
     return consult
 
 
-def submit(session: Session, viewing: Viewing) -> ConsultEvent:
+def submit(session: Session, viewing: Viewing, reason: str = "") -> ConsultEvent:
     """Send the draft to the specialty's pool, and tell its specialists."""
     consult = viewing.consult
-    event = lifecycle.transition(session, consult, S.REQUESTED, actor=viewing.user, ip=viewing.ip)
+    event = lifecycle.transition(
+        session, consult, S.REQUESTED, actor=viewing.user, reason=reason, ip=viewing.ip
+    )
     pool = session.exec(
         select(User.id).where(
             User.role == Role.SPECIALIST,
@@ -229,6 +231,8 @@ def change_status(session: Session, viewing: Viewing, to: str, reason: str) -> C
         raise AppError("use_booking", "book an appointment to schedule the consult", 422)
     if viewing.access == Access.ADMIN:
         raise Forbidden("administrators may read consults, not act in them")
+    if target == S.REQUESTED and viewing.consult.status == S.DRAFT:
+        return submit(session, viewing, reason)  # also tells the specialty's pool
     return lifecycle.transition(
         session, viewing.consult, target, actor=viewing.user, reason=reason, ip=viewing.ip
     )

@@ -230,3 +230,23 @@ def test_bad_request_changes_nothing(client: TestClient, db: Session) -> None:
         == 422
     )
     assert len(db.exec(select(ConsultRequest.id)).all()) == before
+
+
+def test_draft_then_submit_tells_the_pool(client: TestClient, db: Session) -> None:
+    team = make_team(db)
+    login(client, team.gp)
+    draft = client.post("/api/consults", json=new_request(team.specialty.id, submit=False)).json()
+    assert draft["status"] == "draft" and draft["requested_at"] is None
+    edited = client.patch(f"/api/consults/{draft['id']}", json={"urgency": "urgent"})
+    assert edited.json()["urgency"] == "urgent"
+    refused = client.patch(f"/api/consults/{draft['id']}", json={"history": "8501011234567"})
+    assert refused.status_code == 422
+    sent = client.post(f"/api/consults/{draft['id']}/transitions", json={"to": "requested"})
+    assert sent.status_code == 200
+    told = db.exec(
+        select(Notification).where(
+            Notification.user_id == team.specialist.id, Notification.kind == "consult.requested"
+        )
+    ).all()
+    assert any(json.loads(n.payload)["consult"] == draft["id"] for n in told)
+    assert client.patch(f"/api/consults/{draft['id']}", json={"urgency": "soon"}).status_code == 409
