@@ -127,6 +127,7 @@ def store(root: Path, spooled: Spooled, kind: AttachmentKind) -> bool:
     try:
         thumb.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(target) as image:
+            image.draft("RGB", THUMBNAIL_SIZE)  # JPEG: decode at a reduced scale
             image.thumbnail(THUMBNAIL_SIZE)
             image.convert("RGB").save(thumb, "JPEG", quality=80)
     except Exception:  # a thumbnail is a convenience; the original is what counts

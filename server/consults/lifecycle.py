@@ -114,6 +114,15 @@ def party_of(actor: User | None, consult: ConsultRequest) -> Party | None:
     return None
 
 
+def lock(session: Session, consult: ConsultRequest) -> None:
+    """Hold the consult's row until the transaction ends, so writers of one consult
+    (two autosaving tabs, a transition and a signing) take turns on PostgreSQL; SQLite
+    already runs one writing transaction at a time."""
+    session.exec(
+        select(ConsultRequest.id).where(ConsultRequest.id == consult.id).with_for_update()
+    ).first()
+
+
 def has_signed_report(session: Session, consult: ConsultRequest) -> bool:
     return (
         session.exec(

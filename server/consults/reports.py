@@ -72,6 +72,7 @@ def _still_unsigned(session: Session, report: ConsultReport) -> None:
 def save_draft(session: Session, viewing: Viewing, data: ReportIn) -> ConsultReport:
     """Create or update the one open draft (autosave); refused once signed."""
     _require_author(viewing)
+    lifecycle.lock(session, viewing.consult)
     refuse_registration_numbers(data.model_dump(include=set(REPORT_TEXT)))
     consult_id = viewing.consult.id or 0
     draft = open_draft(session, consult_id)
@@ -105,6 +106,7 @@ def save_draft(session: Session, viewing: Viewing, data: ReportIn) -> ConsultRep
 def sign(session: Session, viewing: Viewing) -> ConsultReport:
     """Freeze the open draft for ever, with a hash of what was signed."""
     _require_author(viewing)
+    lifecycle.lock(session, viewing.consult)
     consult = viewing.consult
     draft = open_draft(session, consult.id or 0)
     if draft is None:
@@ -157,6 +159,7 @@ def sign(session: Session, viewing: Viewing) -> ConsultReport:
 def amend(session: Session, viewing: Viewing, reason: str) -> ConsultReport:
     """Open a new draft version that amends the latest signed one, with a reason."""
     _require_author(viewing)
+    lifecycle.lock(session, viewing.consult)
     consult_id = viewing.consult.id or 0
     refuse_registration_numbers({"reason": reason})
     if open_draft(session, consult_id) is not None:

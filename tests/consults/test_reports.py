@@ -74,3 +74,38 @@ def test_only_the_assigned_specialist_writes(db: Session) -> None:
     with pytest.raises(Exception) as refused:
         reports.save_draft(db, service.Viewing(consult, Access.CLINIC, team.gp), ReportIn())
     assert getattr(refused.value, "status", 0) == 403
+
+
+def test_two_autosaves_at_once_make_one_draft(db: Session, database_url: str) -> None:
+    import threading
+
+    from sqlmodel import select
+
+    from server.consults.models import ConsultRequest
+    from server.db import engine_for
+
+    team = make_team(db)
+    consult = make_consult(db, team, ConsultStatus.IN_PROGRESS)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def autosave(text_: str) -> None:
+        try:
+            with Session(engine_for(database_url), expire_on_commit=False) as session:
+                barrier.wait(timeout=10)
+                mine = session.get(ConsultRequest, consult.id)
+                assert mine is not None
+                viewing = service.Viewing(mine, Access.ASSIGNED, team.specialist)
+                reports.save_draft(session, viewing, ReportIn(findings=text_))
+                session.commit()
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=autosave, args=(t,)) for t in ("tab one", "tab two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    drafts = db.exec(select(ConsultReport).where(ConsultReport.consult_id == consult.id)).all()
+    assert len(drafts) == 1 and drafts[0].findings in ("tab one", "tab two")
