@@ -44,7 +44,11 @@ C, SP, SY = Party.CLINIC, Party.SPECIALIST, Party.SYSTEM
 
 # from → {to: who may make that move}. Anything not listed is refused with 409.
 TRANSITIONS: dict[ConsultStatus, dict[ConsultStatus, frozenset[Party]]] = {
-    S.DRAFT: {S.REQUESTED: frozenset({C}), S.CANCELLED: frozenset({C})},
+    S.DRAFT: {
+        S.REQUESTED: frozenset({C}),
+        S.SCHEDULED: frozenset({C}),  # the GP books a slot while writing the request
+        S.CANCELLED: frozenset({C}),
+    },
     S.REQUESTED: {
         S.ACCEPTED: frozenset({SP}),
         S.SCHEDULED: frozenset({C, SP, SY}),  # booked straight into a specialist's slot
@@ -88,6 +92,8 @@ TRANSITIONS: dict[ConsultStatus, dict[ConsultStatus, frozenset[Party]]] = {
 }
 
 TERMINAL = frozenset(status for status, moves in TRANSITIONS.items() if not moves)
+# Booking from these assigns the slot's specialist.
+UNASSIGNED = frozenset({S.DRAFT, S.REQUESTED, S.ESCALATED})
 NEEDS_REASON = frozenset({S.DECLINED, S.CANCELLED, S.NO_SHOW, S.ESCALATED})
 
 
@@ -175,7 +181,7 @@ def transition(
         refuse_registration_numbers({"reason": reason})
     if target == S.COMPLETED and not has_signed_report(session, consult):
         raise Conflict("report_not_signed", "a consult is completed only after a signed report")
-    if target == S.SCHEDULED and current in OPEN_TO_POOL:
+    if target == S.SCHEDULED and current in UNASSIGNED:
         specialist = specialist or (actor if party == Party.SPECIALIST else None)
         if specialist is None or specialist.role != Role.SPECIALIST:
             raise Conflict("specialist_required", "booking needs the specialist it is with")
@@ -217,7 +223,7 @@ def _apply_side_effects(
     specialist: User | None,
     now: datetime,
 ) -> None:
-    if target == S.REQUESTED and current == S.DRAFT:
+    if current == S.DRAFT and target != S.CANCELLED:
         consult.requested_at = now
     if target == S.REQUESTED and current in (S.ACCEPTED, S.SCHEDULED):
         # Handed back: the pool sees it again.
@@ -226,7 +232,7 @@ def _apply_side_effects(
     if target == S.ACCEPTED and current in OPEN_TO_POOL and actor is not None:
         consult.assigned_specialist_id = actor.id
         consult.assigned_organisation_id = actor.organisation_id
-    if target == S.SCHEDULED and current in OPEN_TO_POOL and specialist is not None:
+    if target == S.SCHEDULED and current in UNASSIGNED and specialist is not None:
         consult.assigned_specialist_id = specialist.id
         consult.assigned_organisation_id = specialist.organisation_id
     first_answer = target in (S.ACCEPTED, S.DECLINED) and actor is not None
