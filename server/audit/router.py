@@ -59,14 +59,15 @@ class AuditFilter(BaseModel):
 def search_for_admin(
     session: SessionDep, admin: AdminUser, filters: AuditFilter, ip: str
 ) -> list[AuditEvent]:
-    """An administrator reads only their own organisation's events; reading is audited."""
+    """An administrator reads only their own organisation's events (about its records or
+    done by its staff); reading is audited."""
     events = audit.search(
         session,
         action=filters.action or None,
         actor_id=filters.actor_id,
         object_type=filters.object_type or None,
         object_id=filters.object_id or None,
-        organisation_id=admin.organisation_id,
+        scope_organisation_id=admin.organisation_id,
         since=filters.since,
         until=filters.until,
         before_seq=filters.before_seq,

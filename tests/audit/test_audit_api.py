@@ -31,6 +31,15 @@ def test_admin_reads_own_organisation_events_only(
     )
     assert page.status_code == 200 and "consult.read" in page.text
 
+    # The specialist's hospital administrator sees what their own staff did.
+    hospital_admin = make_user(db, Role.ADMIN, organisation=team.hospital)
+    login(other_client, team.specialist)
+    other_client.get(f"/api/consults/{consult.public_id}")
+    other_client.cookies.clear()
+    login(other_client, hospital_admin)
+    theirs = other_client.get("/api/audit", params={"object_id": consult.public_id}).json()
+    assert theirs and {e["actor_id"] for e in theirs} == {team.specialist.id}
+
     outsider = make_user(db, Role.ADMIN)
     other_client.cookies.clear()
     login(other_client, outsider)
