@@ -144,9 +144,9 @@ def transition(
     session: Session,
     consult: ConsultRequest,
     to_status: ConsultStatus | str,
-    *,
     actor: User | None,
     reason: str = "",
+    *,
     ip: str = "",
     specialist: User | None = None,
 ) -> ConsultEvent:

@@ -163,3 +163,10 @@ def test_booking_from_the_pool_assigns_the_specialist(db: Session) -> None:
     lifecycle.transition(db, consult, S.REQUESTED, actor=None, reason="appointment cancelled")
     db.commit()
     assert consult.assigned_specialist_id is None and consult.status == S.REQUESTED
+
+
+def test_transition_takes_the_documented_positional_form(db: Session) -> None:
+    team = make_team(db)
+    consult = make_consult(db, team, S.REQUESTED)
+    event = lifecycle.transition(db, consult, S.DECLINED, team.specialist, "not for remote care")
+    assert (event.to_value, event.reason) == (S.DECLINED, "not for remote care")
