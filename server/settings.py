@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     default_locale: str = "ko"
     # Origins allowed to open the signaling WebSocket; empty means same host only.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Consults: target time to the first specialist response, per urgency (minutes).
+    consult_target_minutes_urgent: int = 30
+    consult_target_minutes_soon: int = 24 * 60
+    consult_target_minutes_routine: int = 72 * 60
+    # Attachments: refused (413) beyond this size; stored content-addressed here.
+    attachment_max_bytes: int = 20 * 1024 * 1024
+    attachments_dir: Path | None = None
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 
@@ -44,6 +51,9 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.var_dir / 'dari.sqlite3'}"
+
+    def resolved_attachments_dir(self) -> Path:
+        return self.attachments_dir or self.var_dir / "attachments"
 
     def resolved_secret_key(self) -> str:
         """The configured key, or one generated once and kept in var/ (0600)."""
