@@ -14,6 +14,8 @@ from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
 from server.db import engine_for
 from server.errors import install_error_handlers
+from server.notes import pages as notes_pages
+from server.notes import router as notes_router
 from server.middleware import SecurityHeadersMiddleware
 from server.settings import Settings, get_settings
 from web import pages as web_pages
@@ -29,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if getattr(app.state, "notes_fanout", None) is not None:
+            await app.state.notes_fanout.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -50,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
+    app.include_router(notes_router.router)
+    app.router.routes.extend(notes_router.websocket_routes)
+    app.include_router(notes_pages.router)
     app.include_router(web_pages.router)
     app.include_router(static_files.router)
     return app

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     default_locale: str = "ko"
     # Origins allowed to open the signaling WebSocket; empty means same host only.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Shared notes: the longest note, and how long the update log is kept before
+    # compaction folds it into the snapshot (longer than a login session may last,
+    # so a client that can still sign in can always catch up).
+    notes_max_chars: int = 200_000
+    notes_log_retention_hours: int = 13
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 
