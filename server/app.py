@@ -14,9 +14,9 @@ from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
 from server.db import engine_for
 from server.errors import install_error_handlers
+from server.middleware import SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
-from server.middleware import SecurityHeadersMiddleware
 from server.settings import Settings, get_settings
 from web import pages as web_pages
 from web import static_files

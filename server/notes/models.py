@@ -21,8 +21,12 @@ class SharedNote(SQLModel, table=True):
     revision: int = Field(default=0)
     # Log rows up to this revision were compacted away (folded into `text`).
     compacted_revision: int = Field(default=0)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     # Set when the report is signed: the note is then read-only for good.
     frozen_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
@@ -44,4 +48,6 @@ class NoteUpdate(SQLModel, table=True):
     client_id: str = Field(max_length=40)
     client_seq: int
     op: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of components
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )

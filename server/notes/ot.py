@@ -131,7 +131,9 @@ class TextOperation:
     # -- semantics -------------------------------------------------------------------------
     def apply(self, doc: str) -> str:
         if len(doc) != self.base_length:
-            raise OTError(f"operation expects {self.base_length} characters, document has {len(doc)}")
+            raise OTError(
+                f"operation expects {self.base_length} characters, document has {len(doc)}"
+            )
         parts: list[str] = []
         index = 0
         for component in self.ops:

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
-from starlette.routing import WebSocketRoute
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from starlette.routing import WebSocketRoute
 
 from server.accounts import service as accounts
 from server.accounts.deps import SESSION_COOKIE
@@ -185,7 +185,12 @@ async def note_socket(websocket: WebSocket) -> None:
                 {"type": "snapshot", "rev": snapshot["rev"], "text": snapshot["text"]}
             )
         connection.queue.put_nowait(
-            {"type": "ready", "frozen": snapshot["frozen"], "you": user.name, "rev": snapshot["rev"]}
+            {
+                "type": "ready",
+                "frozen": snapshot["frozen"],
+                "you": user.name,
+                "rev": snapshot["rev"],
+            }
         )
         sender = asyncio.create_task(connection.sender())
         await fanout.publish(note_id, _presence(user, client_id, {"joined": True}))
@@ -250,8 +255,10 @@ async def _serve(
         elif kind == "presence":
             cursor = message.get("cursor")
             extra: dict[str, Any] = {"typing": bool(message.get("typing"))}
-            if isinstance(cursor, list) and len(cursor) == 2 and all(
-                isinstance(c, int) and not isinstance(c, bool) for c in cursor
+            if (
+                isinstance(cursor, list)
+                and len(cursor) == 2
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in cursor)
             ):
                 extra["cursor"] = cursor
                 extra["rev"] = message.get("rev") if isinstance(message.get("rev"), int) else None

@@ -55,9 +55,7 @@ def editor(base: str, public_id: str, cookie: str, name: str, acked: list[str]) 
                 if n > 0:
                     acked.append(f"<{name}:{n - 1}>")
                 token = f"<{name}:{n}>"
-                sent = client.local(
-                    TextOperation().retain(len(client.doc)).insert(token)
-                )
+                sent = client.local(TextOperation().retain(len(client.doc)).insert(token))
                 assert sent is not None
                 ws.send(json.dumps(sent))
     except (ConnectionClosed, OSError, TimeoutError):

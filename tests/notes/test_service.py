@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from server import migrate
-from server.db import engine_for
 from server.accounts.models import Role
 from server.audit.models import AuditEvent
+from server.db import engine_for
 from server.notes import service
 from server.notes.errors import InvalidOperation, NoteFrozen, RevisionTooOld
 from server.notes.models import NoteUpdate, SharedNote
@@ -43,14 +43,22 @@ def _apply(db: Session, consult_id: int, author: int, seq: int, rev: int, op: li
     return applied.record
 
 
-def test_late_operation_is_transformed_and_log_plus_snapshot_agree(db: Session, tx: Session) -> None:
+def test_late_operation_is_transformed_and_log_plus_snapshot_agree(
+    db: Session, tx: Session
+) -> None:
     consult, gp, _ = consult_with_pair(db)
     service.ensure_note(tx, consult.id or 0)
     tx.commit()
     _apply(tx, consult.id or 0, gp.id or 0, 1, 0, ["hello"])
     late = service.apply(
-        db, consult.id or 0, author_id=gp.id or 0, client_id="t2", client_seq=1,
-        base_revision=0, op_json=["> "], max_chars=1000,
+        db,
+        consult.id or 0,
+        author_id=gp.id or 0,
+        client_id="t2",
+        client_seq=1,
+        base_revision=0,
+        op_json=["> "],
+        max_chars=1000,
     )
     tx.commit()
     assert late.record["rev"] == 2 and late.record["op"] == ["> ", 5]
@@ -80,7 +88,16 @@ def test_freeze_makes_the_note_read_only_but_still_acks_a_resend(db: Session, tx
     assert len(events) == 1
     service.freeze(tx, consult)  # idempotent: no second event
     tx.commit()
-    assert len(db.exec(select(AuditEvent).where(AuditEvent.object_id == consult.public_id, AuditEvent.action == "note.frozen")).all()) == 1
+    assert (
+        len(
+            db.exec(
+                select(AuditEvent).where(
+                    AuditEvent.object_id == consult.public_id, AuditEvent.action == "note.frozen"
+                )
+            ).all()
+        )
+        == 1
+    )
 
 
 def test_bad_input_writes_nothing(db: Session, tx: Session) -> None:
@@ -97,7 +114,9 @@ def test_bad_input_writes_nothing(db: Session, tx: Session) -> None:
     assert service.state(tx, consult)["rev"] == 0
 
 
-def test_compaction_keeps_the_snapshot_and_refuses_too_old_revisions(db: Session, tx: Session) -> None:
+def test_compaction_keeps_the_snapshot_and_refuses_too_old_revisions(
+    db: Session, tx: Session
+) -> None:
     consult, gp, _ = consult_with_pair(db)
     service.ensure_note(tx, consult.id or 0)
     tx.commit()

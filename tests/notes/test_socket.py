@@ -56,7 +56,11 @@ class Editor:
     def join(self) -> None:
         fresh = self.client.revision == 0 and not self.client.doc
         self.ws.send_json(
-            {"type": "join", "client": self.client.client_id, "rev": None if fresh else self.client.revision}
+            {
+                "type": "join",
+                "client": self.client.client_id,
+                "rev": None if fresh else self.client.revision,
+            }
         )
         while True:
             message = self.ws.receive_json()
@@ -151,7 +155,13 @@ def test_reconnect_after_offline_edits_on_both_sides(
             a.pump_until(lambda: a.client.state == "synchronized")
             b.pump_until(lambda: b.client.revision == a.client.revision)
         assert a.client.doc == b.client.doc
-        for piece in ("history: chest pain. ", "ECG normal. ", "[GP] ", "plan: troponin. ", "[SP] "):
+        for piece in (
+            "history: chest pain. ",
+            "ECG normal. ",
+            "[GP] ",
+            "plan: troponin. ",
+            "[SP] ",
+        ):
             assert a.client.doc.count(piece) == 1
         state = other_client.get(f"/api/consults/{consult.public_id}/notes").json()
         assert state["text"] == a.client.doc
