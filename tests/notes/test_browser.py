@@ -131,3 +131,60 @@ def test_two_pages_typing_at_once_end_with_the_same_text(
     finally:
         for page in pages:
             page.context.close()
+
+
+def _state(page: Page) -> str:
+    return page.get_attribute("[data-notes-consult]", "data-state") or ""
+
+
+def test_offline_page_keeps_editing_and_syncs_both_ways_on_reconnect(
+    browser: Browser,  # noqa: F811
+    live_server: str,
+    db: Session,
+) -> None:
+    consult, gp, specialist = consult_with_pair(db)
+    url = f"/consults/{consult.public_id}/notes"
+    gp_page, sp_page = (logged_in_page(browser, live_server, u) for u in (gp, specialist))
+    try:
+        for page in (gp_page, sp_page):
+            page.goto(url)
+            page.wait_for_selector("[data-notes-consult][data-state=saved]")
+        gp_page.click("[data-notes-text]")
+        gp_page.keyboard.type("history. ")
+        sp_page.wait_for_function(
+            "() => document.querySelector('[data-notes-text]').value === 'history. '"
+        )
+        # The GP's link drops.
+        gp_page.context.set_offline(True)
+        gp_page.evaluate("document.querySelector('[data-notes-consult]').dariNotes.ws.close()")
+        gp_page.wait_for_selector("[data-notes-consult][data-state^=offline]")
+        gp_page.keyboard.type("offline 오프라인 ")
+        assert _state(gp_page) == "offline_pending"
+        sp_page.click("[data-notes-text]")
+        sp_page.keyboard.press("End")
+        sp_page.keyboard.type("plan: refer.")
+        sp_page.wait_for_selector("[data-notes-consult][data-state=saved]")
+        gp_page.wait_for_timeout(1500)  # minutes in real life; the page keeps trying
+        assert _state(gp_page).startswith("offline")
+        gp_page.context.set_offline(False)
+        gp_page.wait_for_selector("[data-notes-consult][data-state=saved]", timeout=40000)
+        sp_page.wait_for_function(
+            "() => document.querySelector('[data-notes-text]').value.includes('오프라인')",
+            timeout=10000,
+        )
+        gp_text = gp_page.input_value("[data-notes-text]")
+        sp_text = sp_page.input_value("[data-notes-text]")
+        assert gp_text == sp_text
+        for piece in ("history. ", "offline 오프라인 ", "plan: refer."):
+            assert gp_text.count(piece) == 1
+        # The specialist starts the report draft from a selection of the note.
+        sp_page.evaluate(
+            "() => { const t = document.querySelector('[data-notes-text]');"
+            " const i = t.value.indexOf('plan'); t.focus(); t.setSelectionRange(i, i + 5); }"
+        )
+        sp_page.click("[data-notes-draft]")
+        sp_page.wait_for_function("() => document.getElementById('notes-draft').value !== ''")
+        assert sp_page.input_value("#notes-draft") == "plan:"
+    finally:
+        for page in (gp_page, sp_page):
+            page.context.close()

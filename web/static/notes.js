@@ -275,6 +275,8 @@
     this.fresh = true;
     var self = this;
     this.text.addEventListener("input", function () { self.onInput(); });
+    this.draftButton = root.querySelector("[data-notes-draft]");
+    if (this.draftButton) this.draftButton.addEventListener("click", function () { self.draft(); });
     this.text.addEventListener("compositionstart", function () { self.composing = true; });
     this.text.addEventListener("compositionend", function () {
       self.composing = false; self.onInput(); self.flushHeld();
@@ -364,8 +366,13 @@
       delete this.peers[m.client];
       this.renderPeers();
     } else if (m.type === "error") {
-      if (m.code === "note_frozen") { this.frozen = true; this.updateStatus(); }
-      else { this.show("error"); if (this.ws) this.ws.close(); }
+      if (m.code === "unknown_message") return;
+      // Signed meanwhile, or out of step (a bug): start again from the server's text.
+      this.frozen = m.code === "note_frozen";
+      this.client = new Client(this.client.clientId, "", 0);
+      this.fresh = true;
+      this.show(this.frozen ? "frozen" : "error");
+      if (this.ws) this.ws.close();
     }
   };
 
@@ -396,6 +403,29 @@
       var doc = this.client.doc;
       t.setSelectionRange(advance(doc, 0, transformIndex(op, s)), advance(doc, 0, transformIndex(op, e)));
     }
+  };
+
+  /* The report editor (another panel on the page) names its textarea in
+     data-notes-draft-target; the selection, or all of the note, starts the draft there. */
+  Panel.prototype.draft = function () {
+    var t = this.text, v = t.value;
+    var target = global.document.getElementById(this.root.getAttribute("data-notes-draft-target") || "");
+    var url = "/api/consults/" + encodeURIComponent(this.consult) + "/notes/draft";
+    if (t.selectionEnd > t.selectionStart) {
+      url += "?start=" + cpLength(v.slice(0, t.selectionStart)) + "&end=" + cpLength(v.slice(0, t.selectionEnd));
+    }
+    var self = this;
+    global.fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (body) {
+        if (target) {
+          target.value = target.value ? target.value + "\n\n" + body.text : body.text;
+          target.dispatchEvent(new Event("input", { bubbles: true }));
+          target.focus();
+        }
+        self.root.dispatchEvent(new CustomEvent("dari:note-draft", { bubbles: true, detail: body }));
+      })
+      .catch(function () { self.show("error"); });
   };
 
   Panel.prototype.sendPresence = function (typing) {
