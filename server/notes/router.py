@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,7 @@ router = APIRouter()
 REFUSED = 4403  # not signed in, wrong origin, or not a participant: nothing was sent
 BAD_MESSAGE = 4400
 MAX_MESSAGE = 1_000_000
+FROZEN_CHECK_SECONDS = 4.0
 
 
 @router.get("/api/consults/{public_id}/notes")
@@ -111,6 +113,18 @@ class Connection:
         self.sent_rev = 0
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
+        self.frozen = False
+        self.checked_at = 0.0
+
+    def signed_since(self) -> bool:
+        """Whether the note was frozen meanwhile (checked at most every few seconds)."""
+        now = time.monotonic()
+        if now - self.checked_at < FROZEN_CHECK_SECONDS:
+            return False
+        self.checked_at = now
+        with Session(self.engine) as session:
+            note = service.find_note(session, self.consult_id)
+            return note is not None and note.frozen_at is not None
 
     def listener(self, message: dict[str, Any]) -> None:
         if message.get("type") == "presence" and message.get("client") == self.client_id:
@@ -184,6 +198,7 @@ async def note_socket(websocket: WebSocket) -> None:
             await websocket.send_json(
                 {"type": "snapshot", "rev": snapshot["rev"], "text": snapshot["text"]}
             )
+        connection.frozen = bool(snapshot["frozen"])
         connection.queue.put_nowait(
             {
                 "type": "ready",
@@ -252,6 +267,10 @@ async def _serve(
         kind = message.get("type")
         if kind == "ping":
             connection.queue.put_nowait({"type": "pong"})
+            if not connection.frozen and await to_thread.run_sync(connection.signed_since):
+                # The report was signed (perhaps by another process): read-only from now on.
+                connection.frozen = True
+                connection.queue.put_nowait({"type": "error", "code": "note_frozen"})
         elif kind == "presence":
             cursor = message.get("cursor")
             extra: dict[str, Any] = {"typing": bool(message.get("typing"))}

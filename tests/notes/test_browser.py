@@ -128,6 +128,10 @@ def test_two_pages_typing_at_once_end_with_the_same_text(
         # Every keystroke of both is there, in each author's own order.
         assert sorted(a) == sorted(words_gp + words_sp)
         assert a.count("😀") == 1
+        # Each sees the other in the presence line.
+        presence = pages[0].text_content("[data-notes-presence]") or ""
+        assert specialist.name in presence
+        assert gp.name in (pages[1].text_content("[data-notes-presence]") or "")
     finally:
         for page in pages:
             page.context.close()

@@ -212,3 +212,51 @@ def test_anonymous_is_refused(client: TestClient, db: Session) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == 4403
+
+
+def test_presence_tells_the_others_who_is_typing_and_where(
+    client: TestClient, other_client: TestClient, db: Session
+) -> None:
+    consult, gp, specialist = consult_with_pair(db)
+    login(client, gp)
+    login(other_client, specialist)
+    url = ws_url(consult.public_id)
+    with (
+        client.websocket_connect(url, headers=ORIGIN) as ws_a,
+        other_client.websocket_connect(url, headers=ORIGIN) as ws_b,
+    ):
+        Editor(ws_a, "gp5").join()
+        Editor(ws_b, "sp5").join()
+        ws_a.send_json({"type": "presence", "typing": True, "cursor": [0, 0], "rev": 0})
+        while True:
+            message = ws_b.receive_json()
+            if message["type"] == "presence" and message["client"] == "gp5" and "cursor" in message:
+                break
+        assert message["user"] == gp.name and message["typing"] is True
+        assert message["cursor"] == [0, 0]
+
+
+def test_signing_freezes_the_note_for_open_editors(
+    client: TestClient, db: Session, database_url: str
+) -> None:
+    from server.db import engine_for
+    from server.notes import service
+
+    consult, gp, specialist = consult_with_pair(db)
+    login(client, gp)
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        editor = Editor(ws, "gp6")
+        editor.join()
+        with Session(engine_for(database_url)) as tx:
+            service.freeze(tx, consult, actor_id=specialist.id)
+            tx.commit()
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}
+        assert ws.receive_json()["code"] == "note_frozen"
+        ws.send_json({"type": "op", "rev": 0, "seq": 1, "op": ["late"]})
+        refused = ws.receive_json()
+        assert refused["type"] == "error" and refused["code"] == "note_frozen"
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        rejoined = Editor(ws, "gp7")
+        rejoined.join()
+        assert rejoined.frozen is True and rejoined.client.doc == ""

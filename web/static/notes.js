@@ -323,6 +323,7 @@
   };
 
   Panel.prototype.heartbeat = function () {
+    this.renderPeers();  // "typing" fades after a few seconds of quiet
     if (!this.ws || this.ws.readyState !== 1) return;
     if (Date.now() - this.lastHeard > 20000) { this.ws.close(); return; }  // a dead link
     this.ws.send(JSON.stringify({ type: "ping" }));
@@ -444,8 +445,10 @@
     for (var id in this.peers) {
       var p = this.peers[id];
       var line = "";
-      if (p.cursor) line = " · " + this.label("line") + " " + (this.client.doc.split("\n").length > 0 ?
-        Array.from(this.client.doc).slice(0, p.cursor[0]).join("").split("\n").length : 1);
+      if (p.cursor) {
+        var before = this.client.doc.slice(0, advance(this.client.doc, 0, p.cursor[0]));
+        line = " · " + this.label("line") + " " + before.split("\n").length;
+      }
       parts.push(p.user + (p.typing && now - p.at < 3000 ? " (" + this.label("typing") + ")" : "") + line);
     }
     this.presence.textContent = parts.length ? this.label("here") + ": " + parts.join(", ") : "";
