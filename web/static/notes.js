@@ -305,6 +305,7 @@
     var ws = new WebSocket(proto + "//" + global.location.host + "/notes/ws/" + encodeURIComponent(this.consult));
     var self = this;
     this.ws = ws;
+    this.openedAt = Date.now();
     this.show(this.fresh ? "connecting" : "reconnecting");
     ws.onopen = function () {
       self.lastHeard = Date.now();
@@ -324,6 +325,10 @@
 
   Panel.prototype.heartbeat = function () {
     this.renderPeers();  // "typing" fades after a few seconds of quiet
+    if (this.ws && this.ws.readyState === 0 && Date.now() - this.openedAt > 15000) {
+      this.ws.close();  // a connection attempt stuck on a dead link
+      return;
+    }
     if (!this.ws || this.ws.readyState !== 1) return;
     if (Date.now() - this.lastHeard > 20000) { this.ws.close(); return; }  // a dead link
     this.ws.send(JSON.stringify({ type: "ping" }));
