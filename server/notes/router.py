@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -35,7 +36,7 @@ router = APIRouter()
 REFUSED = 4403  # not signed in, wrong origin, or not a participant: nothing was sent
 BAD_MESSAGE = 4400
 MAX_MESSAGE = 1_000_000
-FROZEN_CHECK_SECONDS = 4.0
+RECHECK_SECONDS = 4.0
 
 
 @router.get("/api/consults/{public_id}/notes")
@@ -89,6 +90,12 @@ def _authorise(
             session.commit()  # keep the session's last-seen touch
             return None
         note = service.ensure_note(session, consult.id or 0)
+        # Opening a note is when its old log is folded away: no scheduler needed.
+        service.compact(
+            session,
+            consult.id or 0,
+            retention=timedelta(hours=settings.notes_log_retention_hours),
+        )
         audit.record(
             session,
             "note.opened",
@@ -114,17 +121,30 @@ class Connection:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self.frozen = False
-        self.checked_at = 0.0
+        self.checked_at = time.monotonic()
+        self.active = False  # an edit since the last check
+        self.settings: Settings | None = None
+        self.token: str | None = None
 
-    def signed_since(self) -> bool:
-        """Whether the note was frozen meanwhile (checked at most every few seconds)."""
+    def recheck(self) -> str | None:
+        """Every few seconds: "ended" if the login ended or expired or the user is no longer
+        a participant (the socket must close), "frozen" if the report was signed."""
         now = time.monotonic()
-        if now - self.checked_at < FROZEN_CHECK_SECONDS:
-            return False
+        if now - self.checked_at < RECHECK_SECONDS or self.settings is None:
+            return None
         self.checked_at = now
+        active, self.active = self.active, False
         with Session(self.engine) as session:
+            auth = accounts.resolve_session(session, self.settings, self.token)
+            consult = session.get(ConsultRequest, self.consult_id)
+            if auth is None or consult is None or not access.is_participant(auth[0], consult):
+                return "ended"
+            if active:
+                # Typing in the note is activity and keeps the login alive; an idle open
+                # page does not (shared clinic PCs: the idle timeout must still end it).
+                session.commit()
             note = service.find_note(session, self.consult_id)
-            return note is not None and note.frozen_at is not None
+            return "frozen" if note is not None and note.frozen_at is not None else None
 
     def listener(self, message: dict[str, Any]) -> None:
         if message.get("type") == "presence" and message.get("client") == self.client_id:
@@ -175,6 +195,7 @@ async def note_socket(websocket: WebSocket) -> None:
     fanout = fanout_of(websocket)
     await fanout.start()
     connection = Connection(websocket, engine, consult.id or 0)
+    connection.settings, connection.token = settings, websocket.cookies.get(SESSION_COOKIE)
     sender: asyncio.Task[None] | None = None
     subscribed = False
     try:
@@ -267,7 +288,11 @@ async def _serve(
         kind = message.get("type")
         if kind == "ping":
             connection.queue.put_nowait({"type": "pong"})
-            if not connection.frozen and await to_thread.run_sync(connection.signed_since):
+            verdict = await to_thread.run_sync(connection.recheck)
+            if verdict == "ended":
+                await websocket.close(REFUSED)  # logged out, expired, or no longer a participant
+                return
+            if verdict == "frozen" and not connection.frozen:
                 # The report was signed (perhaps by another process): read-only from now on.
                 connection.frozen = True
                 connection.queue.put_nowait({"type": "error", "code": "note_frozen"})
@@ -292,6 +317,7 @@ async def _serve(
                     {"type": "error", "code": refusal.code, "message": refusal.message}
                 )
                 continue
+            connection.active = True
             if applied.duplicate:
                 connection.queue.put_nowait(applied.record)  # to this editor only
             else:

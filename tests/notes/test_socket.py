@@ -237,10 +237,12 @@ def test_presence_tells_the_others_who_is_typing_and_where(
 
 
 def test_signing_freezes_the_note_for_open_editors(
-    client: TestClient, db: Session, database_url: str
+    client: TestClient, db: Session, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from server.db import engine_for
-    from server.notes import service
+    from server.notes import router, service
+
+    monkeypatch.setattr(router, "RECHECK_SECONDS", 0.0)
 
     consult, gp, specialist = consult_with_pair(db)
     login(client, gp)
@@ -260,3 +262,59 @@ def test_signing_freezes_the_note_for_open_editors(
         rejoined = Editor(ws, "gp7")
         rejoined.join()
         assert rejoined.frozen is True and rejoined.client.doc == ""
+
+
+def test_logging_out_closes_the_open_note(
+    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.notes import router
+
+    monkeypatch.setattr(router, "RECHECK_SECONDS", 0.0)
+    consult, gp, _ = consult_with_pair(db)
+    login(client, gp)
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        Editor(ws, "gp8").join()
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}  # still signed in
+        assert client.post("/api/auth/logout").status_code == 204
+        ws.send_json({"type": "ping"})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_json()
+    assert closed.value.code == 4403
+
+
+def test_opening_a_note_compacts_its_old_log(client: TestClient, db: Session) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+    from sqlmodel import select
+
+    from server.clock import utcnow
+    from server.notes.models import NoteUpdate, SharedNote
+
+    consult, gp, _ = consult_with_pair(db)
+    login(client, gp)
+    url = ws_url(consult.public_id)
+    with client.websocket_connect(url, headers=ORIGIN) as ws:
+        editor = Editor(ws, "gp9")
+        editor.join()
+        for word in ("old ", "words "):
+            editor.type(len(editor.client.doc), word)
+            editor.pump_until(lambda: editor.client.state == "synchronized")
+    note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
+    db.execute(
+        update(NoteUpdate)
+        .where(NoteUpdate.note_id == note.id)  # type: ignore[arg-type]
+        .values(created_at=utcnow() - timedelta(days=2))
+    )
+    db.commit()
+    with client.websocket_connect(url, headers=ORIGIN) as ws:
+        Editor(ws, "gp10").join()
+    rows = db.exec(select(NoteUpdate).where(NoteUpdate.note_id == note.id)).all()
+    assert rows == []
+    assert client.get(f"/api/consults/{consult.public_id}/notes").json() == {
+        "rev": 2,
+        "text": "old words ",
+        "frozen": False,
+    }
