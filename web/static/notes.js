@@ -340,7 +340,13 @@
 
   Panel.prototype.onMessage = function (m) {
     if (this.composing && (m.type === "op" || m.type === "snapshot")) { this.held.push(m); return; }
-    this.handle(m);
+    try {
+      this.handle(m);
+    } catch (err) {
+      // Out of order (should not happen): rejoin from our revision, which refills the gap.
+      this.show("error");
+      if (this.ws) this.ws.close();
+    }
   };
 
   Panel.prototype.flushHeld = function () {
