@@ -19,6 +19,8 @@ from server.consults import router as consults_router
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
+from server.notes import pages as notes_pages
+from server.notes import router as notes_router
 from server.settings import Settings, get_settings
 from web import pages as web_pages
 from web import static_files
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if getattr(app.state, "notes_fanout", None) is not None:
+            await app.state.notes_fanout.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -58,6 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consult_pages.router)
     app.include_router(audit_router.router)
     app.include_router(audit_pages.router)
+    app.include_router(notes_router.router)
+    app.router.routes.extend(notes_router.websocket_routes)
+    app.include_router(notes_pages.router)
     app.include_router(web_pages.router)
     app.include_router(static_files.router)
     return app

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # Attachments: refused (413) beyond this size; stored content-addressed here.
     attachment_max_bytes: int = 20 * 1024 * 1024
     attachments_dir: Path | None = None
+    # Shared notes: the longest note, and how long the update log is kept before
+    # compaction folds it into the snapshot (longer than a login session may last,
+    # so a client that can still sign in can always catch up).
+    notes_max_chars: int = 200_000
+    notes_log_retention_hours: int = 13
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 
