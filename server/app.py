@@ -12,6 +12,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
+from server.calls import pages as call_pages
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
@@ -51,5 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
     app.include_router(web_pages.router)
+    app.include_router(call_pages.router)
     app.include_router(static_files.router)
     return app
