@@ -1,1 +1,1 @@
-"""Calls: the call page and the pre-call check page (media and signaling live in the browser)."""
+"""Calls: join tokens, guest invitations, ICE servers, call sessions; signaling's gatekeeper."""

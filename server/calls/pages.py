@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.accounts.deps import CurrentUser
+from server.accounts.deps import CurrentUser, OptionalUser
 from server.calls.deps import CallConsult
 from web.render import render
 
@@ -38,3 +38,19 @@ def call_page(request: Request, user: CurrentUser, consult: CallConsult) -> Resp
 def precall_page(request: Request, user: CurrentUser) -> Response:
     """Camera, microphone and link check before a consult."""
     return render(request, "calls/precall.html", signaling_path=SIGNALING_PATH)
+
+
+@router.get("/calls/guest")
+def guest_call_page(request: Request, user: OptionalUser) -> Response:
+    """A guest's call page; the invitation token stays in the URL fragment, never sent here."""
+    return render(
+        request,
+        "calls/call.html",
+        guest=True,
+        consult=None,
+        room="",
+        signaling_path=SIGNALING_PATH,
+        consult_url="",
+        thread_url="",
+        bandwidth_choices=BANDWIDTH_CHOICES,
+    )

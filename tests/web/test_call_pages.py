@@ -74,3 +74,11 @@ def test_call_page_is_korean_by_default_and_english_on_request(
     client.cookies.set("dari_lang", "en")
     english = client.get(f"/consults/{case.consult.public_id}/call", headers=HTML)
     assert '<html lang="en">' in english.text and "Hang up" in english.text
+
+
+def test_guest_page_shows_no_consult_and_no_invitation_tools(client: TestClient) -> None:
+    page = client.get("/calls/guest", headers=HTML)
+    assert page.status_code == 200
+    assert 'data-guest="yes"' in page.text and 'data-room=""' in page.text
+    for absent in ('id="guest-panel"', 'id="notes-region"', 'id="btn-writing"'):
+        assert absent not in page.text

@@ -117,7 +117,7 @@
       button.hidden = true;
       button.onclick = null;
     }
-    $("call-banner-writing").hidden = !withWriting;
+    if ($("call-banner-writing")) $("call-banner-writing").hidden = !withWriting;
     banner.hidden = false;
   }
 
@@ -205,7 +205,7 @@
     }
     if (code === 4403) {
       state.stopReconnect = true;
-      setStatus(cfg.guestToken ? "refused" : "denied");
+      setStatus(cfg.guest ? "refused" : "denied");
       return;
     }
     if (code === 4429) {
@@ -636,7 +636,7 @@
     if (state.local) state.local.getTracks().forEach(function (tr) { tr.stop(); });
     stopScreen();
     setStatus("ended");
-    location.href = cfg.consultUrl;
+    if (cfg.consultUrl) location.href = cfg.consultUrl;
   }
 
   // ---- Chat ----
@@ -696,9 +696,9 @@
 
   async function invite() {
     var nameInput = $("guest-name");
-    var name = (nameInput && nameInput.value.trim()) || "Guest";
+    var name = (nameInput && nameInput.value.trim()) || nameInput.placeholder;
     try {
-      var made = await postJSON("/api/consults/" + encodeURIComponent(room) + "/invitations", { name: name });
+      var made = await postJSON("/api/consults/" + encodeURIComponent(room) + "/invitations", { guest_name: name });
       var url = new URL(made.url, location.href).href;
       var until = new Date(made.expires_at).toLocaleTimeString(document.documentElement.lang || undefined,
         { hour: "2-digit", minute: "2-digit" });
@@ -816,7 +816,10 @@
   // ---- Start ----
 
   async function redeemGuest() {
-    var made = await postJSON("/api/invitations/redeem", { token: cfg.guestToken });
+    // The invitation travels in the URL fragment (never in server logs); spend it once.
+    var token = location.hash.slice(1);
+    history.replaceState(null, "", location.pathname);
+    var made = await postJSON("/api/invitations/redeem", { token: token });
     state.joinToken = made.join_token;
     room = made.room || room;
   }
@@ -844,7 +847,7 @@
     }
     state.local = navigator.mediaDevices ? await openLocalMedia() : new MediaStream();
     $("local-video").srcObject = state.local;
-    if (cfg.guestToken) {
+    if (cfg.guest) {
       try { await redeemGuest(); } catch (e) { setStatus("refused"); return; }
     }
     window.addEventListener("offline", function () { showBanner("offline"); setStatus("offline"); });
