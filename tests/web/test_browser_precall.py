@@ -1,0 +1,48 @@
+"""Pre-call check in Chromium: devices, the recommendation rule, the echo test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from server.accounts.models import Role
+from tests.factories import make_user
+from tests.web.browser_fixtures import *  # noqa: F403
+from tests.web.browser_fixtures import browser_login, csp_violations, shot
+
+pytestmark = pytest.mark.browser
+
+# (measured link, expected recommendation): the thresholds documented in docs/web.md.
+CASES = [
+    ({"connected": False}, "written"),
+    ({"connected": True, "rttMs": 40, "lossPct": 0, "kbps": 1500}, "video"),
+    ({"connected": True, "rttMs": 40, "lossPct": 0, "kbps": 499}, "low"),
+    ({"connected": True, "rttMs": 301, "lossPct": 0, "kbps": 1500}, "low"),
+    ({"connected": True, "rttMs": 40, "lossPct": 3.5, "kbps": 1500}, "low"),
+    ({"connected": True, "rttMs": 40, "lossPct": 0, "kbps": 149}, "audio"),
+    ({"connected": True, "rttMs": 701, "lossPct": 0, "kbps": 1500}, "audio"),
+    ({"connected": True, "rttMs": 40, "lossPct": 9, "kbps": 1500}, "audio"),
+    ({"connected": True, "rttMs": 40, "lossPct": 0, "kbps": 39}, "written"),
+    ({"connected": True, "rttMs": 1600, "lossPct": 0, "kbps": 1500}, "written"),
+    ({"connected": True, "rttMs": 40, "lossPct": 21, "kbps": 1500}, "written"),
+]
+
+
+def test_precall_devices_and_recommendation_rule(
+    new_page: Callable[..., Any], bdb: Session
+) -> None:
+    page = new_page("ko-KR")
+    browser_login(page, make_user(bdb, Role.GP))
+    page.goto("/precall")
+    page.wait_for_function("() => document.querySelectorAll('#camera option').length > 0")
+    assert page.locator("#microphone option").count() >= 1
+    assert page.evaluate("document.getElementById('preview').srcObject !== null")
+    got = page.evaluate(
+        "cases => cases.map(c => window.dariPrecall.recommend(c[0]))", [list(c) for c in CASES]
+    )
+    assert got == [expected for _, expected in CASES]
+    shot(page, "precall.ko", guide=True)
+    assert csp_violations(page) == []
