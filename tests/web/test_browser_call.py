@@ -1,0 +1,111 @@
+"""A GP and a specialist on the call page in two Chromium contexts, through the real /ws.
+
+Each sees the other's video (inbound frames decoded), they chat, one falls back to audio
+only and back, one drops off the network and comes back, and the video resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from tests.web.browser_fixtures import *  # noqa: F403
+from tests.web.browser_fixtures import browser_login, csp_violations, shot, wait_until
+from tests.web.support import make_call_case
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+FRAMES = "() => window.dariCall.inboundVideoFrames()"
+
+
+def frames(page: Any) -> int:
+    value: int = page.evaluate(FRAMES)
+    return value
+
+
+def frames_grow(page: Any, seconds: float = 1.5) -> bool:
+    before = frames(page)
+    time.sleep(seconds)
+    return frames(page) > before
+
+
+def connected(page: Any) -> bool:
+    states: list[str] = page.evaluate("() => window.dariCall.connectionStates()")
+    return "connected" in states
+
+
+def test_gp_and_specialist_call_chat_fall_back_and_reconnect(
+    new_page: Callable[..., Any], bdb: Session
+) -> None:
+    case = make_call_case(bdb)
+    gp = new_page("ko-KR")
+    specialist = new_page("en-GB")
+    browser_login(gp, case.gp)
+    browser_login(specialist, case.specialist)
+    specialist.context.add_cookies([{"name": "dari_lang", "value": "en", "url": specialist.url}])
+    call_path = f"/consults/{case.consult.public_id}/call"
+    gp.goto(call_path)
+    specialist.goto(call_path)
+
+    # Both connect and each decodes the other's video.
+    wait_until(lambda: connected(gp) and connected(specialist), timeout=30)
+    wait_until(lambda: frames(gp) > 0 and frames(specialist) > 0, timeout=30)
+    assert gp.locator(".remote-tile video").count() >= 1
+    gp.evaluate("() => window.dariCall.sampleStats()")
+    time.sleep(3.2)
+    gp.evaluate("() => window.dariCall.sampleStats()")
+    assert gp.locator("#q-rtt").inner_text() != "–"
+    assert gp.locator("#quality").get_attribute("data-level") in ("good", "fair", "poor")
+    shot(gp, "call.ko", guide=True)
+
+    # In-call chat, both ways.
+    gp.fill("#chat-input", "안녕하세요, 환자 ECG를 보시겠어요?")
+    gp.press("#chat-input", "Enter")
+    wait_until(lambda: "ECG" in specialist.locator("#chat-log").inner_text())
+    specialist.fill("#chat-input", "Yes, please share the screen.")
+    specialist.click("#chat-form button[type=submit]")
+    wait_until(lambda: "share the screen" in gp.locator("#chat-log").inner_text())
+    assert specialist.locator("#chat-log li").count() == 2
+
+    # The specialist goes audio only: the GP stops receiving video; then it comes back.
+    specialist.click("#btn-audio-only")
+    assert specialist.get_attribute("#btn-audio-only", "aria-pressed") == "true"
+    assert specialist.locator("#call-banner").is_visible()
+    time.sleep(1.5)  # frames already in flight still arrive
+    assert not frames_grow(gp, 2.0)
+    shot(specialist, "call-audio-only.en", guide=True)
+    specialist.click("#call-banner-action")  # "Turn video back on"
+    assert specialist.get_attribute("#btn-audio-only", "aria-pressed") == "false"
+    wait_until(lambda: frames_grow(gp), timeout=20)
+
+    # The GP drops: network off and the signaling socket gone; the page says so.
+    peer_id = gp.evaluate("() => window.dariCall.state.peerId")
+    gp.context.set_offline(True)
+    gp.evaluate("() => window.dariCall.dropSignaling()")
+    wait_until(
+        lambda: gp.get_attribute("#call-status", "data-state") in ("reconnecting", "offline")
+    )
+    assert gp.locator("#call-banner").is_visible()
+    shot(gp, "call-reconnecting.ko", guide=True)
+    time.sleep(2)
+    gp.context.set_offline(False)
+
+    # It comes back with its resume token (same peer id) and the video resumes both ways.
+    wait_until(lambda: gp.evaluate("() => window.dariCall.state.ws !== null"), timeout=20)
+    wait_until(
+        lambda: (
+            gp.evaluate("() => window.dariCall.state.resumeToken") is not None
+            and gp.get_attribute("#call-status", "data-state") not in ("reconnecting", "offline")
+        ),
+        timeout=20,
+    )
+    assert gp.evaluate("() => window.dariCall.state.peerId") == peer_id
+    wait_until(lambda: connected(gp) and connected(specialist), timeout=30)
+    wait_until(lambda: frames_grow(gp) and frames_grow(specialist), timeout=30)
+    assert gp.locator("#call-banner").is_hidden()
+    shot(specialist, "call.en", guide=True)
+    assert csp_violations(gp) == [] and csp_violations(specialist) == []
