@@ -13,6 +13,8 @@ from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
 from server.calls import pages as call_pages
+from server.calls import router as calls_router
+from server.calls.gatekeeper import build_signaling
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
@@ -29,7 +31,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        # Mounted sub-apps get no lifespan of their own: start signaling here.
+        await app.state.signaling.start()
+        try:
+            yield
+        finally:
+            await app.state.signaling.stop()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -45,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.secret_key = settings.resolved_secret_key()
     app.state.engine = engine_for(settings.resolved_database_url())
 
+    app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
+
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -54,4 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web_pages.router)
     app.include_router(call_pages.router)
     app.include_router(static_files.router)
+    app.include_router(calls_router.router)
+    app.mount("/ws", app.state.signaling.app())
     return app

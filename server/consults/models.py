@@ -67,7 +67,9 @@ class ConsultRequest(SQLModel, table=True):
     history: str = Field(default="", sa_column=Column(Text, nullable=False))
     medication: str = Field(default="", sa_column=Column(Text, nullable=False))
     vital_signs: str = Field(default="", sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     requested_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     first_response_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     report_signed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
