@@ -109,3 +109,48 @@ def test_gp_and_specialist_call_chat_fall_back_and_reconnect(
     assert gp.locator("#call-banner").is_hidden()
     shot(specialist, "call.en", guide=True)
     assert csp_violations(gp) == [] and csp_violations(specialist) == []
+
+
+def test_screen_share_renegotiates_and_a_guest_is_admitted_from_the_lobby(
+    new_page: Callable[..., Any], bdb: Session
+) -> None:
+    case = make_call_case(bdb)
+    gp = new_page("ko-KR")
+    specialist = new_page("ko-KR")
+    browser_login(gp, case.gp)
+    browser_login(specialist, case.specialist)
+    call_path = f"/consults/{case.consult.public_id}/call"
+    gp.goto(call_path)
+    specialist.goto(call_path)
+    wait_until(lambda: frames(gp) > 0 and frames(specialist) > 0, timeout=30)
+
+    # Screen share adds a track: renegotiation through perfect negotiation, no glare.
+    gp.click("#btn-screen")
+    wait_until(lambda: gp.get_attribute("#btn-screen", "aria-pressed") == "true")
+    wait_until(lambda: specialist.locator(".remote-tile.screen").count() == 1, timeout=20)
+    shot(specialist, "call-screen-share.ko", guide=True)
+    gp.click("#btn-screen")
+    wait_until(lambda: specialist.locator(".remote-tile.screen").count() == 0, timeout=20)
+    assert connected(gp) and connected(specialist)
+    assert frames_grow(specialist)
+
+    # The GP invites an interpreter, who waits in the lobby until admitted.
+    gp.fill("#guest-name", "통역사 김")
+    gp.click("#invite")
+    wait_until(lambda: gp.input_value("#invite-link").startswith("http"))
+    link = gp.input_value("#invite-link")
+    assert "#" in link and "/calls/guest" in link
+    guest = new_page("ko-KR")
+    guest.goto(link)
+    wait_until(lambda: guest.get_attribute("#call-status", "data-state") == "lobbyWaiting")
+    wait_until(lambda: gp.locator("#lobby li").count() == 1)
+    assert "통역사 김" in gp.locator("#lobby").inner_text()
+    shot(gp, "call-lobby.ko", guide=True)
+    gp.click("#lobby li button.primary")  # admit
+    wait_until(lambda: frames(guest) > 0, timeout=30)
+    wait_until(lambda: gp.locator(".remote-tile").count() >= 2, timeout=30)
+    # The invitation was single use: opening it again gets nowhere.
+    again = new_page("ko-KR")
+    again.goto(link)
+    wait_until(lambda: again.get_attribute("#call-status", "data-state") == "refused")
+    assert csp_violations(gp) == [] and csp_violations(guest) == []

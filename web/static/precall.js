@@ -13,9 +13,9 @@
     var rtt = m.rttMs == null ? 0 : m.rttMs;
     var loss = m.lossPct == null ? 0 : m.lossPct;
     var kbps = m.kbps == null ? 0 : m.kbps;
-    if (loss > 20 || rtt > 1500 || kbps < 40) return "written";
-    if (loss > 8 || rtt > 700 || kbps < 150) return "audio";
-    if (loss > 3 || rtt > 300 || kbps < 500) return "low";
+    if (loss > 20 || rtt > 1500 || kbps < 30) return "written";
+    if (loss > 8 || rtt > 700 || kbps < 100) return "audio";
+    if (loss > 3 || rtt > 300 || kbps < 250) return "low";
     return "video";
   }
 
