@@ -62,6 +62,20 @@ def test_gp_and_specialist_call_chat_fall_back_and_reconnect(
     assert gp.locator("#quality").get_attribute("data-level") in ("good", "fair", "poor")
     shot(gp, "call.ko", guide=True)
 
+    # Audio keeps priority; the bandwidth cap lands on the video sender.
+    params = gp.evaluate("() => window.dariCall.senderParameters()")
+    assert params["audio"]["priority"] == "high"
+    assert params["audio"]["networkPriority"] == "high"
+    assert "maxBitrate" not in params["video"]
+    gp.select_option("#bandwidth", "150")
+    wait_until(
+        lambda: (
+            gp.evaluate("() => window.dariCall.senderParameters()")["video"].get("maxBitrate")
+            == 150_000
+        )
+    )
+    gp.select_option("#bandwidth", "0")
+
     # In-call chat, both ways.
     gp.fill("#chat-input", "안녕하세요, 환자 ECG를 보시겠어요?")
     gp.press("#chat-input", "Enter")
@@ -154,3 +168,34 @@ def test_screen_share_renegotiates_and_a_guest_is_admitted_from_the_lobby(
     again.goto(link)
     wait_until(lambda: again.get_attribute("#call-status", "data-state") == "refused")
     assert csp_violations(gp) == [] and csp_violations(guest) == []
+
+
+def test_weak_link_falls_back_to_audio_only_visibly_and_reversibly(
+    new_page: Callable[..., Any], bdb: Session
+) -> None:
+    case = make_call_case(bdb)
+    gp = new_page("en-GB")
+    browser_login(gp, case.gp)
+    gp.context.add_cookies([{"name": "dari_lang", "value": "en", "url": gp.url}])
+    gp.goto(f"/consults/{case.consult.public_id}/call")
+    gp.wait_for_function("() => window.dariCall && window.dariCall.state.peerId !== null")
+    weak_for_video = {"rttMs": 400, "lossPct": 20, "availableKbps": 90}
+    gp.evaluate("s => window.dariCall.adapt(s)", weak_for_video)
+    gp.evaluate("s => window.dariCall.adapt(s)", weak_for_video)
+    assert gp.get_attribute("#btn-audio-only", "aria-pressed") == "false"  # not on one blip
+    gp.evaluate("s => window.dariCall.adapt(s)", weak_for_video)
+    assert gp.get_attribute("#btn-audio-only", "aria-pressed") == "true"
+    assert gp.get_attribute("#call-banner", "data-kind") == "audioOnlyAuto"
+    assert "too weak for video" in gp.locator("#call-banner").inner_text()
+    gp.click("#call-banner-action")  # reversible by the user
+    assert gp.get_attribute("#btn-audio-only", "aria-pressed") == "false"
+    assert gp.locator("#call-banner").is_hidden()
+    # When even audio fails, the written consult is one click away.
+    failing = {"rttMs": 3500, "lossPct": 40}
+    for _ in range(3):
+        gp.evaluate("s => window.dariCall.adapt(s)", failing)
+    assert gp.get_attribute("#call-banner", "data-kind") == "audioFailing"
+    writing = gp.locator("#call-banner-writing")
+    assert writing.is_visible()
+    assert writing.get_attribute("href") == f"/consults/{case.consult.public_id}#messages"
+    shot(gp, "call-audio-failing.en", guide=True)

@@ -883,6 +883,17 @@
       return Array.from(state.peers.values()).map(function (p) { return p.pc ? p.pc.connectionState : "none"; });
     },
     sampleStats: sampleStats,
+    adapt: adapt,
+    senderParameters: function () {
+      var peer = Array.from(state.peers.values()).filter(function (p) { return p.pc; })[0];
+      if (!peer) return null;
+      var out = {};
+      ["audio", "video"].forEach(function (kind) {
+        var sender = peer.senders[kind];
+        out[kind] = sender ? sender.getParameters().encodings[0] || {} : null;
+      });
+      return out;
+    },
   };
 
   start();
