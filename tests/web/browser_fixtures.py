@@ -1,8 +1,8 @@
 """Playwright fixtures: a live Dari on its own SQLite database, and Debian's Chromium.
 
 Never `playwright install`: the browser is /usr/bin/chromium, with a fake camera and
-microphone. Import the fixtures into a test module with
-`from tests.web.browser_fixtures import *  # noqa: F403`.
+
+
 """
 
 from __future__ import annotations
@@ -81,8 +81,14 @@ def new_page(chromium: Any, browser_server: str) -> Iterator[Callable[..., Any]]
     """Pages in fresh browser contexts (own cookies), closed after the test."""
     contexts: list[Any] = []
 
-    def make(locale: str = "ko-KR") -> Any:
-        context = chromium.new_context(base_url=browser_server, viewport=VIEWPORT, locale=locale)
+    def make(lang: str = "ko") -> Any:
+        """A page whose interface language is `lang` ("ko" or "en")."""
+        context = chromium.new_context(
+            base_url=browser_server,
+            viewport=VIEWPORT,
+            locale="ko-KR" if lang == "ko" else "en-GB",
+        )
+        context.add_cookies([{"name": "dari_lang", "value": lang, "url": browser_server}])
         context.set_default_timeout(20_000)
         contexts.append(context)
         page = context.new_page()

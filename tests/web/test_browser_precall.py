@@ -10,7 +10,6 @@ from sqlmodel import Session
 
 from server.accounts.models import Role
 from tests.factories import make_user
-from tests.web.browser_fixtures import *  # noqa: F403
 from tests.web.browser_fixtures import browser_login, csp_violations, shot
 
 pytestmark = pytest.mark.browser
@@ -32,10 +31,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("lang", ["ko", "en"])
 def test_precall_devices_and_recommendation_rule(
-    new_page: Callable[..., Any], bdb: Session
+    lang: str, new_page: Callable[..., Any], bdb: Session
 ) -> None:
-    page = new_page("ko-KR")
+    page = new_page(lang)
+    page.goto("/login")
+    shot(page, f"login.{lang}", guide=True)
     browser_login(page, make_user(bdb, Role.GP))
     page.goto("/precall")
     page.wait_for_function("() => document.querySelectorAll('#camera option').length > 0")
@@ -45,21 +47,21 @@ def test_precall_devices_and_recommendation_rule(
         "cases => cases.map(c => window.dariPrecall.recommend(c[0]))", [list(c) for c in CASES]
     )
     assert got == [expected for _, expected in CASES]
-    shot(page, "precall.ko", guide=True)
+    shot(page, f"precall.{lang}", guide=True)
     assert csp_violations(page) == []
 
 
+@pytest.mark.parametrize("lang", ["ko", "en"])
 def test_link_test_against_the_echo_peer_recommends_video_on_a_good_link(
-    new_page: Callable[..., Any], bdb: Session
+    lang: str, new_page: Callable[..., Any], bdb: Session
 ) -> None:
-    page = new_page("en-GB")
+    page = new_page(lang)
     browser_login(page, make_user(bdb, Role.GP))
-    page.context.add_cookies([{"name": "dari_lang", "value": "en", "url": page.url}])
     page.goto("/precall")
     page.wait_for_function("() => document.getElementById('preview').srcObject !== null")
     page.click("#start-test")
     page.wait_for_function("() => document.getElementById('r-rtt').textContent.endsWith('ms')")
-    shot(page, "precall-testing.en", guide=True)
+    shot(page, f"precall-testing.{lang}", guide=True)
     page.wait_for_function(
         "() => !document.getElementById('recommendation').hidden", timeout=40_000
     )
@@ -69,5 +71,5 @@ def test_link_test_against_the_echo_peer_recommends_video_on_a_good_link(
     # Loopback on this machine: nothing should push the recommendation below video.
     assert result["recommendation"] == "video", result
     assert page.locator("#r-rtt").inner_text().endswith("ms")
-    shot(page, "precall-result.en", guide=True)
+    shot(page, f"precall-result.{lang}", guide=True)
     assert csp_violations(page) == []
