@@ -1,8 +1,7 @@
 """Playwright fixtures: a live Dari on its own SQLite database, and Debian's Chromium.
 
 Never `playwright install`: the browser is /usr/bin/chromium, with a fake camera and
-
-
+microphone. tests/web/conftest.py makes the fixtures available to tests/web.
 """
 
 from __future__ import annotations
