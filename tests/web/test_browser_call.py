@@ -199,3 +199,36 @@ def test_weak_link_falls_back_to_audio_only_visibly_and_reversibly(
     assert writing.is_visible()
     assert writing.get_attribute("href") == f"/consults/{case.consult.public_id}#messages"
     shot(gp, f"call-audio-failing.{lang}", guide=True)
+
+
+def test_both_sides_renegotiate_at_once_without_breaking_the_call(
+    new_page: Callable[..., Any], bdb: Session
+) -> None:
+    case = make_call_case(bdb)
+    gp = new_page("ko")
+    specialist = new_page("ko")
+    browser_login(gp, case.gp)
+    browser_login(specialist, case.specialist)
+    call_path = f"/consults/{case.consult.public_id}/call"
+    gp.goto(call_path)
+    specialist.goto(call_path)
+    wait_until(lambda: frames(gp) > 0 and frames(specialist) > 0, timeout=30)
+    # Both share their screen at the same moment: the offers cross (glare), the polite
+    # side rolls back, and both end up with the other's screen.
+    start_at = (
+        "at => setTimeout(() => document.getElementById('btn-screen').click(), at - Date.now())"
+    )
+    at = gp.evaluate("() => Date.now()") + 800
+    gp.evaluate(start_at, at)
+    specialist.evaluate(start_at, at)
+    wait_until(
+        lambda: (
+            gp.locator(".remote-tile.screen").count() == 1
+            and specialist.locator(".remote-tile.screen").count() == 1
+        ),
+        timeout=30,
+    )
+    assert connected(gp) and connected(specialist)
+    assert frames_grow(gp) and frames_grow(specialist)
+    glare = [page.evaluate("() => window.dariCall.state.glare") for page in (gp, specialist)]
+    print(f"\nglare counters (gp, specialist): {glare}")

@@ -95,6 +95,7 @@
     last: {},
     outbox: [],
     iceFailedSince: 0,
+    glare: { ignored: 0, rolledBack: 0 },
   };
 
   // ---- Status and banner ----
@@ -362,8 +363,9 @@
     var description = { type: f.type, sdp: f.sdp };
     var collision = f.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
     peer.ignoreOffer = !peer.polite && collision;
-    if (peer.ignoreOffer) return; // impolite: our own offer wins, theirs is dropped
+    if (peer.ignoreOffer) { state.glare.ignored++; return; } // impolite: our offer wins
     if (collision) {
+      state.glare.rolledBack++;
       // Polite side of a glare: roll our offer back, then take theirs.
       await pc.setLocalDescription({ type: "rollback" });
     }
