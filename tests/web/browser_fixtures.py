@@ -80,11 +80,11 @@ def new_page(chromium: Any, browser_server: str) -> Iterator[Callable[..., Any]]
     """Pages in fresh browser contexts (own cookies), closed after the test."""
     contexts: list[Any] = []
 
-    def make(lang: str = "ko") -> Any:
+    def make(lang: str = "ko", viewport: dict[str, int] | None = None) -> Any:
         """A page whose interface language is `lang` ("ko" or "en")."""
         context = chromium.new_context(
             base_url=browser_server,
-            viewport=VIEWPORT,
+            viewport=viewport or VIEWPORT,
             locale="ko-KR" if lang == "ko" else "en-GB",
         )
         context.add_cookies([{"name": "dari_lang", "value": lang, "url": browser_server}])
