@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from server.accounts.deps import CurrentUser, OptionalUser
 from server.calls.deps import CallConsult
+from server.consults.models import ConsultMode
 from web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -21,6 +22,9 @@ SIGNALING_PATH = "/ws"
 def call_page(request: Request, user: CurrentUser, consult: CallConsult) -> Response:
     """The video call of a consult, for its participants only."""
     consult_url = f"/consults/{consult.public_id}"
+    # A live video consult switches to written with the same record (the consults'
+    # mode route); one already written just opens the thread.
+    switch_url = f"{consult_url}/mode" if consult.mode == ConsultMode.VIDEO else ""
     return render(
         request,
         "calls/call.html",
@@ -29,7 +33,8 @@ def call_page(request: Request, user: CurrentUser, consult: CallConsult) -> Resp
         signaling_path=SIGNALING_PATH,
         consult_url=consult_url,
         # "Continue in writing" opens the consult's written thread: the case is already there.
-        thread_url=f"{consult_url}#messages",
+        thread_url=f"{consult_url}#thread",
+        switch_url=switch_url,
         bandwidth_choices=BANDWIDTH_CHOICES,
     )
 
@@ -52,5 +57,6 @@ def guest_call_page(request: Request, user: OptionalUser) -> Response:
         signaling_path=SIGNALING_PATH,
         consult_url="",
         thread_url="",
+        switch_url="",
         bandwidth_choices=BANDWIDTH_CHOICES,
     )

@@ -197,8 +197,15 @@ def test_weak_link_falls_back_to_audio_only_visibly_and_reversibly(
     assert gp.get_attribute("#call-banner", "data-kind") == "audioFailing"
     writing = gp.locator("#call-banner-writing")
     assert writing.is_visible()
-    assert writing.get_attribute("href") == f"/consults/{case.consult.public_id}#messages"
+    assert writing.get_attribute("href") == f"/consults/{case.consult.public_id}#thread"
     shot(gp, f"call-audio-failing.{lang}", guide=True)
+    # One click: the consult switches to written (consults' mode route), the thread opens.
+    with gp.expect_request(
+        lambda request: request.method == "POST" and request.url.endswith("/mode")
+    ) as switch:
+        writing.click()
+    assert "mode=async" in (switch.value.post_data or "")
+    gp.wait_for_url(f"**/consults/{case.consult.public_id}#thread")
 
 
 def test_both_sides_renegotiate_at_once_without_breaking_the_call(

@@ -23,7 +23,7 @@ def test_both_participants_open_the_call_page(
         assert page.status_code == 200
         assert f'data-room="{case.consult.public_id}"' in page.text
         assert 'data-ws="/ws"' in page.text
-        assert f'href="/consults/{case.consult.public_id}#messages"' in page.text
+        assert f'href="/consults/{case.consult.public_id}#thread"' in page.text
         assert "/static/call." in page.text and 'id="notes-region"' in page.text
 
 
@@ -82,3 +82,18 @@ def test_guest_page_shows_no_consult_and_no_invitation_tools(client: TestClient)
     assert 'data-guest="yes"' in page.text and 'data-room=""' in page.text
     for absent in ('id="guest-panel"', 'id="notes-region"', 'id="btn-writing"'):
         assert absent not in page.text
+
+
+def test_continue_in_writing_switches_a_video_consult_and_opens_an_async_one(
+    client: TestClient, db: Session
+) -> None:
+    case = make_call_case(db)
+    login(client, case.gp)
+    url = f"/consults/{case.consult.public_id}/call"
+    video = client.get(url, headers=HTML)
+    assert f'data-switch-url="/consults/{case.consult.public_id}/mode"' in video.text
+    case.consult.mode = "async"
+    db.add(case.consult)
+    db.commit()
+    written = client.get(url, headers=HTML)
+    assert 'data-switch-url=""' in written.text

@@ -641,6 +641,27 @@
     if (cfg.consultUrl) location.href = cfg.consultUrl;
   }
 
+  /** One click from a failing call to the written thread: same consult, nothing retyped. */
+  async function continueInWriting(event) {
+    event.preventDefault();
+    var target = cfg.threadUrl;
+    if (cfg.switchUrl) {
+      var form = new URLSearchParams({ mode: "async", reason: t("writingReason") });
+      try {
+        // Whatever the answer (already switched by the other side, say), the thread opens.
+        await fetch(cfg.switchUrl, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "X-CSRF-Token": csrf() },
+          body: form,
+        });
+      } catch (e) { /* offline: the thread link still works when the network is back */ }
+    }
+    state.ended = true;
+    send({ type: "leave" });
+    location.href = target;
+  }
+
   // ---- Chat ----
 
   function appendChat(name, text, at, mine) {
@@ -833,6 +854,9 @@
     $("btn-audio-only").onclick = function () { setAudioOnly(!state.audioOnly, false); };
     $("btn-hangup").onclick = hangUp;
     $("chat-form").onsubmit = sendChat;
+    ["btn-writing", "call-banner-writing"].forEach(function (id) {
+      if ($(id)) $(id).onclick = continueInWriting;
+    });
     $("bandwidth").onchange = function () {
       state.capKbps = parseInt($("bandwidth").value, 10) || 0;
       applyAll();
