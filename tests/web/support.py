@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from server.accounts.models import OrgKind, Role, User
 from server.consults.models import ConsultRequest, ConsultStatus
-from tests.factories import make_organisation, make_specialty, make_user, unique
+from tests.factories import make_organisation, make_specialty, make_user
 
 
 @dataclass
@@ -25,13 +25,17 @@ def make_call_case(db: Session) -> CallCase:
     specialty = make_specialty(db)
     gp = make_user(db, Role.GP, organisation=clinic)
     specialist = make_user(db, Role.SPECIALIST, organisation=hospital, specialty=specialty)
+    # Plain names, so that the guide's screenshots read like a real consult.
+    gp.name, specialist.name = "김민지", "이서준"
+    db.add(gp)
+    db.add(specialist)
     consult = ConsultRequest(
         organisation_id=clinic.id or 0,
         requester_id=gp.id or 0,
         specialty_id=specialty.id or 0,
         assigned_specialist_id=specialist.id,
         status=ConsultStatus.SCHEDULED,
-        patient_chart_number=unique("chart")[:40],
+        patient_chart_number="C-0147",
         patient_age=67,
         patient_sex="female",
         clinical_question="Chest pain on exertion for two weeks; ECG attached.",
