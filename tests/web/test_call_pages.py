@@ -97,3 +97,10 @@ def test_continue_in_writing_switches_a_video_consult_and_opens_an_async_one(
     db.commit()
     written = client.get(url, headers=HTML)
     assert 'data-switch-url=""' in written.text
+
+
+def test_call_page_tells_the_script_the_clinic_time_zone(client: TestClient, db: Session) -> None:
+    case = make_call_case(db)
+    login(client, case.gp)
+    page = client.get(f"/consults/{case.consult.public_id}/call", headers=HTML)
+    assert 'data-timezone="Asia/Seoul"' in page.text

@@ -662,13 +662,23 @@
     location.href = target;
   }
 
+  /** Hours and minutes in the user's language and zone (the clinic's clock, from the page). */
+  function clock(date) {
+    var options = { hour: "2-digit", minute: "2-digit" };
+    if (cfg.timezone) options.timeZone = cfg.timezone;
+    try {
+      return date.toLocaleTimeString(document.documentElement.lang || undefined, options);
+    } catch (e) {
+      return date.toLocaleTimeString();
+    }
+  }
+
   // ---- Chat ----
 
   function appendChat(name, text, at, mine) {
     var item = el("li", mine ? "mine" : null);
     var when = at ? new Date(at) : new Date();
-    var head = el("span", "chat-head", name + " · " +
-      when.toLocaleTimeString(document.documentElement.lang || undefined, { hour: "2-digit", minute: "2-digit" }));
+    var head = el("span", "chat-head", name + " · " + clock(when));
     item.appendChild(head);
     item.appendChild(el("span", "chat-text", text));
     var log = $("chat-log");
@@ -723,8 +733,7 @@
     try {
       var made = await postJSON("/api/consults/" + encodeURIComponent(room) + "/invitations", { guest_name: name });
       var url = new URL(made.url, location.href).href;
-      var until = new Date(made.expires_at).toLocaleTimeString(document.documentElement.lang || undefined,
-        { hour: "2-digit", minute: "2-digit" });
+      var until = clock(new Date(made.expires_at));
       $("invite-text").textContent = t("inviteCreated", { time: until });
       $("invite-link").value = url;
     } catch (e) {
