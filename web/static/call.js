@@ -274,7 +274,19 @@
         if (peer.offer !== "peer") startConnection(peer, true);
       });
     }
-    // Resumed: the others were told to restart ICE with us; nothing to rebuild here.
+    else {
+      // Resumed: the others were told to restart ICE with us. Catch up on who came and
+      // went while we were away (their peer-joined / peer-left frames were missed).
+      var present = new Set((f.peers || []).map(function (info) { return info.peer_id; }));
+      state.peers.forEach(function (peer, id) {
+        if (!present.has(id)) { closePeer(peer); state.peers.delete(id); }
+      });
+      (f.peers || []).forEach(function (info) {
+        var known = state.peers.has(info.peer_id);
+        var peer = addPeer(info);
+        if (!known && peer.offer !== "peer") startConnection(peer, true);
+      });
+    }
     while (state.outbox.length) send(state.outbox.shift());
     updateStatus();
   }
