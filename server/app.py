@@ -12,9 +12,13 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
+from server.audit import pages as audit_pages
+from server.audit import router as audit_router
 from server.calls import pages as call_pages
 from server.calls import router as calls_router
 from server.calls.gatekeeper import build_signaling
+from server.consults import pages as consult_pages
+from server.consults import router as consults_router
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
@@ -60,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
+    app.include_router(consults_router.router)
+    app.include_router(consult_pages.router)
+    app.include_router(audit_router.router)
+    app.include_router(audit_pages.router)
     app.include_router(web_pages.router)
     app.include_router(call_pages.router)
     app.include_router(static_files.router)
