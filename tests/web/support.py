@@ -27,8 +27,11 @@ def make_call_case(db: Session) -> CallCase:
     specialist = make_user(db, Role.SPECIALIST, organisation=hospital, specialty=specialty)
     # Plain names, so that the guide's screenshots read like a real consult.
     gp.name, specialist.name = "김민지", "이서준"
-    db.add(gp)
-    db.add(specialist)
+    clinic.name_ko, clinic.name_en = "산골보건진료소", "Sangol health post"
+    hospital.name_ko, hospital.name_en = "지역거점병원", "Regional hub hospital"
+    specialty.name_ko, specialty.name_en = "심장내과", "Cardiology"
+    for row in (gp, specialist, clinic, hospital, specialty):
+        db.add(row)
     consult = ConsultRequest(
         organisation_id=clinic.id or 0,
         requester_id=gp.id or 0,
