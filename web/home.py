@@ -20,7 +20,7 @@ ACTIVE = (
     S.REPORT_PENDING,
 )
 CLOSED = (S.COMPLETED, S.DECLINED, S.CANCELLED, S.NO_SHOW)
-URGENCY_RANK = {Urgency.URGENT: 0, Urgency.SOON: 1, Urgency.ROUTINE: 2}
+URGENCY_RANK: dict[str, int] = {Urgency.URGENT: 0, Urgency.SOON: 1, Urgency.ROUTINE: 2}
 # Statuses in which a video consult's call can be joined.
 CALL_OPEN = (S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS)
 RECENT_CLOSED = 10
