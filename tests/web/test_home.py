@@ -140,3 +140,10 @@ def test_gp_home_lists_the_clinics_requests_and_what_needs_them(
     assert f"/consults/{live.public_id}/call" in tasks
     assert theirs.public_id not in page
     assert 'href="/consults/new"' in page
+
+
+def test_admin_home_links_to_the_audit_log(client: TestClient, db: Session) -> None:
+    login(client, make_user(db, Role.ADMIN))
+    page = client.get("/", headers=HTML)
+    assert 'href="/admin/audit"' in page.text
+    assert client.get("/admin/audit", headers=HTML).status_code == 200
