@@ -6,7 +6,6 @@ microphone. tests/web/conftest.py makes the fixtures available to tests/web.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,19 +19,6 @@ from server.accounts.models import User
 from tests.conftest import ROOT, observer_engine, start_server, stop_server
 from tests.factories import TEST_PASSWORD
 
-CHROMIUM = os.environ.get("DARI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 GUIDE_IMAGES = ROOT / "docs" / "img"
 VIEWPORT = {"width": 1366, "height": 768}
@@ -64,15 +50,9 @@ def bdb(browser_database: str) -> Iterator[Session]:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (never a downloaded browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def chromium(browser: Any) -> Any:
+    """The run's one Chromium (tests/browser_support.py)."""
+    return browser
 
 
 @pytest.fixture
