@@ -12,11 +12,18 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
+from server.audit import pages as audit_pages
+from server.audit import router as audit_router
+from server.calls import pages as call_pages
 from server.calls import router as calls_router
 from server.calls.gatekeeper import build_signaling
+from server.consults import pages as consult_pages
+from server.consults import router as consults_router
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
+from server.notes import pages as notes_pages
+from server.notes import router as notes_router
 from server.settings import Settings, get_settings
 from web import pages as web_pages
 from web import static_files
@@ -36,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.signaling.stop()
+            if getattr(app.state, "notes_fanout", None) is not None:
+                await app.state.notes_fanout.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -59,7 +68,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
+    app.include_router(consults_router.router)
+    app.include_router(consult_pages.router)
+    app.include_router(audit_router.router)
+    app.include_router(audit_pages.router)
+    app.include_router(notes_router.router)
+    app.router.routes.extend(notes_router.websocket_routes)
+    app.include_router(notes_pages.router)
     app.include_router(web_pages.router)
+    app.include_router(call_pages.router)
     app.include_router(static_files.router)
     app.include_router(calls_router.router)
     app.mount("/ws", app.state.signaling.app())

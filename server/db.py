@@ -71,6 +71,9 @@ def get_session(request: Request) -> Iterator[Session]:
             yield session
             session.commit()
         except BaseException:
+            # Detach first: a rollback would expire the loaded objects, and the error
+            # page still reads the current user (name, role) after the session is gone.
+            session.expunge_all()
             session.rollback()
             raise
 

@@ -8,4 +8,5 @@ def import_all_models() -> None:
     import server.audit.models  # noqa: F401
     import server.calls.models  # noqa: F401
     import server.consults.models  # noqa: F401
+    import server.notes.models  # noqa: F401
     import server.notifications.models  # noqa: F401

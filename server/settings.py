@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: str = ""
     turn_ttl_seconds: int = 3600
+    # Consults: target time to the first specialist response, per urgency (minutes).
+    consult_target_minutes_urgent: int = 30
+    consult_target_minutes_soon: int = 24 * 60
+    consult_target_minutes_routine: int = 72 * 60
+    # Attachments: refused (413) beyond this size; stored content-addressed here.
+    attachment_max_bytes: int = 20 * 1024 * 1024
+    attachments_dir: Path | None = None
+    # Shared notes: the longest note, and how long the update log is kept before
+    # compaction folds it into the snapshot (longer than a login session may last,
+    # so a client that can still sign in can always catch up).
+    notes_max_chars: int = 200_000
+    notes_log_retention_hours: int = 13
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 
@@ -66,6 +78,9 @@ class Settings(BaseSettings):
 
     def resolved_broker_url(self) -> str:
         return self.signaling_broker_url or self.redis_url or "memory://"
+
+    def resolved_attachments_dir(self) -> Path:
+        return self.attachments_dir or self.var_dir / "attachments"
 
     def resolved_secret_key(self) -> str:
         """The configured key, or one generated once and kept in var/ (0600)."""

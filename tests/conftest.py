@@ -243,3 +243,7 @@ def live_server(database_url: str, var_dir: Path) -> Iterator[str]:
     process, base = start_server(database_url, var_dir)
     yield base
     stop_server(process)
+
+
+# The run's one headless Chromium, shared by every package's browser tests.
+from tests.browser_support import browser  # noqa: E402, F401
