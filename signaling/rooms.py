@@ -295,7 +295,8 @@ class Hub:
                 peer_id=peer.peer_id,
                 room=peer.room,
                 resumed=resumed,
-                polite=first.polite if first else True,
+                # Alone: newcomers will usually be polite towards us, so we are not.
+                polite=first.polite if first else False,
                 can_offer=first.offer != "peer" if first else True,
                 peers=infos,
                 ice_servers=await self.gate.ice_servers(peer.identity),
