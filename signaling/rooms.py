@@ -96,6 +96,7 @@ class Hub:
     _refresher: asyncio.Task[None] | None = None
     _closing: bool = False
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _record_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     node_id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     # --- life cycle ------------------------------------------------------------------
@@ -125,6 +126,20 @@ class Hub:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _record(self, room: str, coro: Any) -> None:
+        """Run a call-record hook in the background, in order per room (join before leave)."""
+        lock = self._record_locks.setdefault(room, asyncio.Lock())
+
+        async def run() -> None:
+            try:
+                async with lock:
+                    await coro
+            finally:
+                if not lock.locked() and room not in self.rooms:
+                    self._record_locks.pop(room, None)
+
+        self._spawn(run())
 
     # --- joining ---------------------------------------------------------------------
 
@@ -173,7 +188,7 @@ class Hub:
                 await self._publish(
                     room, {"k": "left", "peer_id": record["peer_id"], "reason": "replaced"}
                 )
-                self._spawn(self._call_left(room, record["peer_id"]))
+                self._record(room, self._call_left(room, record["peer_id"]))
         full = Refused(4429, "room_full", f"a call holds at most {self.config.max_peers} peers")
         admitted = [r for r in entries.values() if r["admitted"]]
         if admission == Admission.ALLOW and len(admitted) >= self.config.max_peers:
@@ -201,7 +216,7 @@ class Hub:
                 raise full
             await self._welcome(peer, token, entries, resumed=False)
             await self._publish(room, {"k": "joined", "record": peer.record()})
-            self._spawn(self.gate.call_joined(room, peer.peer_id, identity))
+            self._record(room, self.gate.call_joined(room, peer.peer_id, identity))
         else:
             await self._send(peer, p.Lobby())
             await self._publish(room, {"k": "knock", "record": peer.record()})
@@ -280,7 +295,8 @@ class Hub:
                 peer_id=peer.peer_id,
                 room=peer.room,
                 resumed=resumed,
-                polite=first.polite if first else True,
+                # Alone: newcomers will usually be polite towards us, so we are not.
+                polite=first.polite if first else False,
                 can_offer=first.offer != "peer" if first else True,
                 peers=infos,
                 ice_servers=await self.gate.ice_servers(peer.identity),
@@ -338,10 +354,11 @@ class Hub:
                 kind = "admit" if isinstance(frame, p.Admit) else "deny"
                 await self._publish(peer.room, {"k": kind, "peer_id": guest})
             case p.Stats(bitrate_kbps=bitrate, rtt_ms=rtt, loss_pct=loss):
-                self._spawn(
+                self._record(
+                    peer.room,
                     self.gate.call_quality(
                         peer.room, peer.peer_id, QualityReport(bitrate, rtt, loss)
-                    )
+                    ),
                 )
             case _:
                 await self._error(peer, "bad_frame", f"{frame.type!r} is not used in a room")
@@ -411,7 +428,7 @@ class Hub:
                 },
             )
             if peer.admitted:
-                self._spawn(self._call_left(peer.room, peer.peer_id))
+                self._record(peer.room, self._call_left(peer.room, peer.peer_id))
 
     async def _forget(self, peer: LocalPeer) -> None:
         """Drop local state (not presence)."""
@@ -456,7 +473,7 @@ class Hub:
                     },
                 )
                 if record["admitted"]:
-                    self._spawn(self._call_left(room, peer_id))
+                    self._record(room, self._call_left(room, peer_id))
         return live
 
     async def _refresh_loop(self) -> None:
@@ -539,10 +556,15 @@ class Hub:
         elif kind == "adopted":
             target = self.peers.get(envelope["peer_id"])
             if target is not None and envelope.get("node") != self.node_id:
+                # The peer came back through another process: let go of it here.
                 target.gone = True
                 if target.expiry_task is not None:
                     target.expiry_task.cancel()
                 await self._forget(target)
+                conn, target.conn = target.conn, None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(4409, "resumed elsewhere")
         elif kind in {"admit", "deny"}:
             guest = self.peers.get(envelope["peer_id"])
             if guest is not None and guest.room == room and not guest.admitted:
@@ -567,7 +589,7 @@ class Hub:
         )
         await self._welcome(guest, token, entries, resumed=False)
         await self._publish(guest.room, {"k": "joined", "record": guest.record()})
-        self._spawn(self.gate.call_joined(guest.room, guest.peer_id, guest.identity))
+        self._record(guest.room, self.gate.call_joined(guest.room, guest.peer_id, guest.identity))
 
     # --- sending ---------------------------------------------------------------------
 

@@ -191,7 +191,11 @@ def record_join(
     kind: str = "user",
 ) -> CallParticipant | None:
     """A peer entered the call: open the session if it is the first."""
-    consult = consult_by_room(session, room)
+    # Row lock on the consult: two processes recording the first two joins at once
+    # must not open two sessions (PostgreSQL; SQLite writers are serialised anyway).
+    consult = session.exec(
+        select(ConsultRequest).where(ConsultRequest.public_id == room).with_for_update()
+    ).first()
     if consult is None:
         return None
     call = _open_call(session, consult.id or 0)
@@ -225,7 +229,9 @@ def record_join(
 def _participant(
     session: Session, room: str, peer_id: str
 ) -> tuple[CallSession, CallParticipant] | None:
-    consult = consult_by_room(session, room)
+    consult = session.exec(
+        select(ConsultRequest).where(ConsultRequest.public_id == room).with_for_update()
+    ).first()
     if consult is None:
         return None
     call = _open_call(session, consult.id or 0)

@@ -10,6 +10,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 TIMEOUT = 10.0
+# Every socket a test opens, closed by the autouse fixture in conftest.py before the
+# test's event loop ends (a socket left to the garbage collector is a ResourceWarning).
+OPEN: list[ClientConnection] = []
 
 
 async def open_ws(
@@ -23,13 +26,24 @@ async def open_ws(
     url = base.replace("http://", "ws://") + path
     headers = {"Cookie": f"dari_session={cookie}"} if cookie else {}
     real_origin = base if origin is True else (origin or None)
-    return await connect(
+    ws = await connect(
         url,
         origin=real_origin,  # type: ignore[arg-type]
         additional_headers=headers,
         open_timeout=TIMEOUT,
         max_size=2**21,
     )
+    OPEN.append(ws)
+    return ws
+
+
+async def close_all() -> None:
+    while OPEN:
+        ws = OPEN.pop()
+        try:
+            await asyncio.wait_for(ws.close(), 5)
+        except Exception:
+            ws.transport.abort()
 
 
 async def send(ws: ClientConnection, **frame: Any) -> None:
@@ -71,3 +85,10 @@ async def no_frame(ws: ClientConnection, wait: float = 0.5) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+async def dial(url: str, **options: Any) -> ClientConnection:
+    """connect() to a full ws:// URL, closed at the end of the test."""
+    ws = await connect(url, **options)
+    OPEN.append(ws)
+    return ws

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from server.accounts.models import Organisation, OrgKind, Role
-from tests.factories import make_organisation, make_user
+from tests.conftest import ROOT, start_server, stop_server
+from tests.factories import login, make_organisation, make_user
 from tests.signaling.client import close_code, no_frame, open_ws, recv, recv_type, send
 from tests.signaling.factories import join_token, make_call, make_consult, session_cookie
 
@@ -286,3 +292,125 @@ async def test_guest_denied_is_closed(live_server: str, db: Session) -> None:
     await send(gp, type="deny", peer=knock["peer"]["peer_id"])
     assert await close_code(guest) == 4403
     await gp.close()
+
+
+async def test_call_session_is_recorded_from_joins_and_leaves(
+    live_server: str, db: Session
+) -> None:
+    from sqlmodel import select
+
+    from server.calls.models import CallParticipant, CallSession
+
+    call = make_call(db)
+    gp = await open_ws(live_server, cookie=session_cookie(db, call.gp))
+    await send(gp, type="join", room=call.room)
+    await recv_type(gp, "welcome")
+    sp = await open_ws(live_server, cookie=session_cookie(db, call.specialist))
+    await send(sp, type="join", room=call.room)
+    await recv_type(sp, "welcome")
+    await send(sp, type="stats", bitrate_kbps=650, rtt_ms=45, loss_pct=0.2)
+    await send(sp, type="leave")
+    await recv_type(gp, "peer-left")
+    await send(gp, type="leave")
+    await close_code(gp)
+    ended = None
+    async with asyncio.timeout(10):
+        while ended is None or ended.ended_at is None:
+            await asyncio.sleep(0.1)
+            db.expire_all()
+            ended = db.exec(
+                select(CallSession).where(CallSession.consult_id == call.consult.id)
+            ).first()
+    participants = db.exec(
+        select(CallParticipant).where(CallParticipant.call_session_id == ended.id)
+    ).all()
+    assert {p.user_id for p in participants} == {call.gp.id, call.specialist.id}
+    assert ended.median_bitrate_kbps == 650 and ended.duration_seconds is not None
+
+
+async def test_configured_origin_is_accepted(database_url: str, var_dir: Path, db: Session) -> None:
+    call = make_call(db)
+    process, base = start_server(
+        database_url,
+        var_dir,
+        extra_env={"DARI_ALLOWED_ORIGINS": '["https://clinic.example.org"]'},
+    )
+    try:
+        ws = await open_ws(
+            base, cookie=session_cookie(db, call.gp), origin="https://clinic.example.org"
+        )
+        await send(ws, type="join", room=call.room)
+        assert (await recv_type(ws, "welcome"))["room"] == call.room
+        await ws.close()
+        ws = await open_ws(
+            base, cookie=session_cookie(db, call.gp), origin="https://other.example.org"
+        )
+        await send(ws, type="join", room=call.room)
+        assert await close_code(ws) == 4403
+    finally:
+        stop_server(process)
+
+
+def _spawn_signaling(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "server.cli", "signaling", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+
+
+async def test_dari_signaling_command_serves_alone(
+    database_url: str, var_dir: Path, db: Session
+) -> None:
+    """`dari signaling` runs the endpoints on a port of their own."""
+    from tests.conftest import TEST_SECRET, free_port
+
+    call = make_call(db)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DARI_DATABASE_URL": database_url,
+        "DARI_SECRET_KEY": TEST_SECRET,
+        "DARI_VAR_DIR": str(var_dir),
+    }
+    process = _spawn_signaling(port, env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        ws = None
+        async with asyncio.timeout(30):
+            while ws is None:
+                try:
+                    ws = await open_ws(base, origin=None)
+                except OSError:
+                    await asyncio.sleep(0.2)
+        await send(ws, type="join", room=call.room, token=join_token(call.gp, call.room))
+        assert (await recv_type(ws, "welcome"))["room"] == call.room
+        await ws.close()
+        # The cookie path works too: the standalone service checks sessions in the database.
+        ws = await open_ws(base, cookie=session_cookie(db, call.specialist))
+        await send(ws, type="join", room=call.room)
+        assert (await recv_type(ws, "welcome"))["room"] == call.room
+        await ws.close()
+    finally:
+        stop_server(process)
+
+
+async def test_invited_guest_joins_through_the_lobby(
+    live_server: str, db: Session, client: TestClient, other_client: TestClient
+) -> None:
+    call = make_call(db)
+    login(client, call.gp)
+    invite = client.post(
+        f"/api/consults/{call.room}/invitations", json={"guest_name": "Interpreter Park"}
+    ).json()["token"]
+    other_client.headers["X-CSRF-Token"] = other_client.get("/api/auth/csrf").json()["csrf_token"]
+    redeemed = other_client.post("/api/invitations/redeem", json={"token": invite}).json()
+
+    gp = await open_ws(live_server, cookie=session_cookie(db, call.gp))
+    await send(gp, type="join", room=call.room)
+    await recv_type(gp, "welcome")
+    guest = await open_ws(live_server)  # a browser on our page, no session cookie
+    await send(guest, type="join", room=redeemed["room"], token=redeemed["join_token"])
+    assert (await recv(guest))["type"] == "lobby"
+    knock = await recv_type(gp, "knock")
+    assert knock["peer"]["name"] == "Interpreter Park"
+    await send(gp, type="admit", peer=knock["peer"]["peer_id"])
+    assert (await recv_type(guest, "welcome"))["peers"][0]["kind"] == "user"
+    assert (await recv_type(gp, "peer-joined"))["peer"]["name"] == "Interpreter Park"

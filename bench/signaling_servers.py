@@ -1,0 +1,154 @@
+"""Servers for the signaling benchmarks, each run in its own process.
+
+    python -m bench.signaling_servers dari PORT   # Dari's signaling app under uvicorn
+    python -m bench.signaling_servers bare PORT   # a bare `websockets` relay (the baseline)
+
+Dari runs with a gatekeeper that checks signed join tokens exactly as the server
+does (HMAC, expiry, room), but without the database: the benchmarks measure
+the relay, not SQLite. The per-connection rate limit stays on, set high.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from signaling import tokens
+from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
+
+SECRET = "bench-secret"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class TokenGate:
+    """Join tokens only (as for non-browser clients); no call records."""
+
+    async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
+        claims = tokens.verify_join(SECRET, token or "")
+        if claims is None:
+            return None
+        return Identity(key=claims["k"], name=claims["n"], user_id=claims["u"], room=claims["r"])
+
+    async def admission(self, identity: Identity, room: str) -> Admission:
+        return Admission.ALLOW if identity.room == room else Admission.DENY
+
+    async def ice_servers(self, identity: Identity) -> list[dict[str, Any]]:
+        return []
+
+    async def call_joined(self, room: str, peer_id: str, identity: Identity) -> None:
+        return None
+
+    async def call_left(self, room: str, peer_id: str, room_empty: bool) -> None:
+        return None
+
+    async def call_quality(self, room: str, peer_id: str, report: QualityReport) -> None:
+        return None
+
+    async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
+        return []
+
+    async def notifications_after(
+        self, after_id: int, user_ids: list[int]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        return []
+
+    async def latest_notification_id(self) -> int:
+        return 0
+
+
+def token_for(user_id: int, room: str) -> str:
+    claims = {"r": room, "k": f"user:{user_id}", "u": user_id, "n": f"U{user_id}", "t": "user"}
+    return tokens.sign_join(SECRET, claims, 600)
+
+
+def serve_dari(port: int) -> None:
+    import uvicorn
+
+    from signaling.app import SignalingService, standalone_app
+
+    config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
+    service = SignalingService(TokenGate(), config, "memory://")
+    uvicorn.run(standalone_app(service), host="127.0.0.1", port=port, log_level="warning")
+
+
+def serve_bare(port: int) -> None:
+    """The least a relay can do: pair sockets by room, forward every frame to the other."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    rooms: dict[str, list[ServerConnection]] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        room = json.loads(await ws.recv())["room"]
+        members = rooms.setdefault(room, [])
+        members.append(ws)
+        await ws.send(json.dumps({"type": "welcome"}))
+        try:
+            async for message in ws:
+                for other in members:
+                    if other is not ws:
+                        await other.send(message)
+        finally:
+            members.remove(ws)
+            if not members:
+                rooms.pop(room, None)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", port, max_size=2**16):
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(kind: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server process and wait until its port accepts connections."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.signaling_servers", kind, str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{kind} server did not start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+if __name__ == "__main__":
+    mode, port_text = sys.argv[1], sys.argv[2]
+    {"dari": serve_dari, "bare": serve_bare}[mode](int(port_text))
