@@ -8,3 +8,4 @@ def import_all_models() -> None:
     import server.audit.models  # noqa: F401
     import server.consults.models  # noqa: F401
     import server.notifications.models  # noqa: F401
+    import server.scheduling.models  # noqa: F401
