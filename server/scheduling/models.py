@@ -54,7 +54,9 @@ class RosterRule(SQLModel, table=True):
     kind: str = Field(default=RuleKind.CONSULT, sa_type=String(10))
     valid_from: date = Field(sa_column=Column(Date, nullable=False))
     valid_to: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
 
 
 class RosterException(SQLModel, table=True):
@@ -69,7 +71,9 @@ class RosterException(SQLModel, table=True):
     ends_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     slot_minutes: int = 20
     note: str = Field(default="", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
 
 
 class Appointment(SQLModel, table=True):
@@ -105,7 +109,9 @@ class Appointment(SQLModel, table=True):
     ends_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     status: str = Field(default=AppointmentStatus.ACTIVE, sa_type=String(12))
     booked_by_id: int = Field(foreign_key="user.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     # Why it was cancelled or moved, and by whom (the other side is told).
     reason: str = Field(default="", max_length=500)
     ended_by_id: int | None = Field(default=None, foreign_key="user.id")
@@ -121,7 +127,9 @@ class UrgentRequest(SQLModel, table=True):
     region_id: int = Field(foreign_key="region.id")
     level: str = Field(default=RingLevel.REGIONAL, sa_type=String(10))
     status: str = Field(default=UrgentStatus.RINGING, sa_type=String(10), index=True)
-    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     level_started_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -148,5 +156,7 @@ class CalendarFeed(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     specialist_id: int = Field(foreign_key="user.id", unique=True)
     token_hash: str | None = Field(default=None, max_length=64, unique=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

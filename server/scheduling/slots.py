@@ -1,0 +1,171 @@
+"""Slot generation from roster rules: pure functions, no database (property-tested).
+
+Rules hold wall-clock times in the organisation's zone. Each slot start is a wall-clock
+time converted to UTC; a start that does not exist (the hour skipped when clocks go
+forward) is not offered, and in the repeated hour (clocks go back) only the first
+occurrence is used. Slots are `slot_minutes` long in real (UTC) time, so a slot never
+overlaps the next one, even across a DST change.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+MIDNIGHT = time(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyRule:
+    weekday: int  # 0 = Monday
+    start: time
+    end: time  # 00:00 means the end of the day (24:00)
+    slot_minutes: int
+    valid_from: date
+    valid_to: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    starts_at: datetime  # aware UTC
+    ends_at: datetime
+
+
+def minutes_of(value: time, *, is_end: bool = False) -> int:
+    """Minutes after midnight; an end time of 00:00 is midnight at the end of the day."""
+    if is_end and value == MIDNIGHT:
+        return 24 * 60
+    return value.hour * 60 + value.minute
+
+
+def rule_applies(rule: WeeklyRule, day: date) -> bool:
+    if day.weekday() != rule.weekday or day < rule.valid_from:
+        return False
+    return rule.valid_to is None or day <= rule.valid_to
+
+
+def wall_to_utc(day: date, minutes: int, tz: ZoneInfo) -> datetime | None:
+    """UTC instant of a local wall-clock time, or None when that time does not exist."""
+    naive = datetime.combine(day, MIDNIGHT) + timedelta(minutes=minutes)
+    local = naive.replace(tzinfo=tz)  # fold=0: the first of a repeated hour
+    utc = local.astimezone(UTC)
+    if utc.astimezone(tz).replace(tzinfo=None) != naive:
+        return None  # skipped by a spring-forward change
+    return utc
+
+
+def wall_to_utc_lenient(day: date, minutes: int, tz: ZoneInfo) -> datetime:
+    """Like wall_to_utc, but a skipped time maps to the instant the clocks jumped past it."""
+    naive = datetime.combine(day, MIDNIGHT) + timedelta(minutes=minutes)
+    return naive.replace(tzinfo=tz).astimezone(UTC)
+
+
+def rule_slots(rule: WeeklyRule, day: date, tz: ZoneInfo) -> Iterator[Interval]:
+    """The slots one rule offers on one local date, in time order, never overlapping."""
+    if not rule_applies(rule, day):
+        return
+    step = rule.slot_minutes
+    start = minutes_of(rule.start)
+    end = minutes_of(rule.end, is_end=True)
+    end_utc = wall_to_utc_lenient(day, end, tz)
+    length = timedelta(minutes=step)
+    previous_end: datetime | None = None
+    for minute in range(start, end - step + 1, step):
+        starts_at = wall_to_utc(day, minute, tz)
+        if starts_at is None:
+            continue
+        ends_at = starts_at + length
+        if ends_at > end_utc or (previous_end is not None and starts_at < previous_end):
+            continue
+        previous_end = ends_at
+        yield Interval(starts_at, ends_at)
+
+
+def extra_slots(extra: Interval, slot_minutes: int) -> Iterator[Interval]:
+    """Slots of one-off extra hours (already a UTC interval)."""
+    length = timedelta(minutes=slot_minutes)
+    starts_at = extra.starts_at
+    while starts_at + length <= extra.ends_at:
+        yield Interval(starts_at, starts_at + length)
+        starts_at += length
+
+
+def overlaps(a_start: datetime, a_end: datetime, b_start: datetime, b_end: datetime) -> bool:
+    return a_start < b_end and b_start < a_end
+
+
+def local_dates(start: datetime, end: datetime, tz: ZoneInfo) -> Iterator[date]:
+    """Every local date that the UTC window [start, end) touches."""
+    day = start.astimezone(tz).date()
+    last = end.astimezone(tz).date()
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def free_slots(
+    rules: Sequence[WeeklyRule],
+    extras: Sequence[tuple[Interval, int]],
+    blocked: Sequence[Interval],
+    tz: ZoneInfo,
+    start: datetime,
+    end: datetime,
+) -> Iterator[Interval]:
+    """A specialist's free slots in [start, end), earliest first, lazily.
+
+    `blocked` holds leave and active appointments. Slots from different sources
+    (rules, extra hours) that would overlap are offered once: the earlier wins.
+    """
+    by_weekday: dict[int, list[WeeklyRule]] = {}
+    for rule in rules:
+        by_weekday.setdefault(rule.weekday, []).append(rule)
+    blocks = _Blocks(blocked)
+    previous_end: datetime | None = None
+    for day in local_dates(start, end, tz):
+        todays: list[Interval] = []
+        for rule in by_weekday.get(day.weekday(), ()):
+            todays.extend(rule_slots(rule, day, tz))
+        for extra, minutes in extras:
+            if extra.starts_at.astimezone(tz).date() == day:
+                todays.extend(extra_slots(extra, minutes))
+        todays.sort(key=lambda s: s.starts_at)
+        for slot in todays:
+            if slot.starts_at < start or slot.ends_at > end:
+                continue
+            if previous_end is not None and slot.starts_at < previous_end:
+                continue
+            if blocks.hits(slot):
+                continue
+            previous_end = slot.ends_at
+            yield slot
+
+
+class _Blocks:
+    """Leave and bookings, searchable by bisection (a slot checks only nearby blocks)."""
+
+    def __init__(self, blocked: Iterable[Interval]) -> None:
+        self.items = sorted(blocked, key=lambda b: b.starts_at)
+        self.starts = [b.starts_at for b in self.items]
+        self.longest = max((b.ends_at - b.starts_at for b in self.items), default=timedelta(0))
+
+    def hits(self, slot: Interval) -> bool:
+        low = bisect_left(self.starts, slot.starts_at - self.longest)
+        high = bisect_left(self.starts, slot.ends_at)
+        return any(self.items[i].ends_at > slot.starts_at for i in range(low, high))
+
+
+def rules_overlap(a: WeeklyRule, b: WeeklyRule) -> bool:
+    """Same weekday, overlapping hours and overlapping validity."""
+    if a.weekday != b.weekday:
+        return False
+    if not (
+        minutes_of(a.start) < minutes_of(b.end, is_end=True)
+        and minutes_of(b.start) < minutes_of(a.end, is_end=True)
+    ):
+        return False
+    a_to = a.valid_to or date.max
+    b_to = b.valid_to or date.max
+    return a.valid_from <= b_to and b.valid_from <= a_to
