@@ -15,6 +15,9 @@ from server.accounts.deps import verify_csrf
 from server.db import engine_for
 from server.errors import install_error_handlers
 from server.middleware import SecurityHeadersMiddleware
+from server.scheduling import pages as scheduling_pages
+from server.scheduling import router as scheduling_router
+from server.scheduling import urgent as scheduling_urgent
 from server.settings import Settings, get_settings
 from web import pages as web_pages
 from web import static_files
@@ -28,7 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with scheduling_urgent.escalation_task(app.state.engine, settings):
+            yield
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -50,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
+    app.include_router(scheduling_router.router)
+    app.include_router(scheduling_router.feeds)
+    app.include_router(scheduling_pages.router)
     app.include_router(web_pages.router)
     app.include_router(static_files.router)
     return app
