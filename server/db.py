@@ -71,7 +71,9 @@ def get_session(request: Request) -> Iterator[Session]:
             yield session
             session.commit()
         except BaseException:
-            session.rollback()
+            # close() rolls the transaction back like rollback(), but leaves loaded objects
+            # readable (detached, not expired): the error page still knows the user's locale.
+            session.close()
             raise
 
 
