@@ -12,9 +12,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
-from server.db import engine_for
+from server.db import engine_for, request_concurrency
 from server.errors import install_error_handlers
-from server.middleware import SecurityHeadersMiddleware
+from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
