@@ -22,11 +22,10 @@ def seed_demo_rosters(
     today = today or utcnow().date()
     valid_from = today - timedelta(days=today.weekday())  # this week's Monday
     with_rules = set(session.exec(select(RosterRule.specialist_id)).all())
-    specialists = session.exec(
-        select(User)
-        .where(User.role == Role.SPECIALIST, col(User.active).is_(True))
-        .order_by(col(User.id))
-    ).all()
+    query = select(User).where(User.role == Role.SPECIALIST, col(User.active).is_(True))
+    if only is not None:
+        query = query.where(col(User.id).in_(list(only)))
+    specialists = session.exec(query.order_by(col(User.id))).all()
     seeded = 0
     for index, specialist in enumerate(specialists):
         if specialist.id in with_rules:

@@ -350,10 +350,6 @@ def _candidates(
     return [Candidate(int(r[0] or 0), r[1], int(r[2] or 0), r[3], r[4], r[5], r[6]) for r in rows]
 
 
-def _specialists_subquery(candidates: list[Candidate]) -> list[int]:
-    return [c.specialist_id for c in candidates]
-
-
 @dataclass
 class _Calendar:
     rules: dict[int, list[grid.WeeklyRule]]
@@ -373,9 +369,13 @@ def _load_calendar(
     cal = _Calendar({}, {}, {}, {})
     if not ids:
         return cal
-    # One day of margin: local dates differ from UTC dates.
-    first_day = (start - timedelta(days=1)).date()
+    # Margins: local dates differ from UTC dates, free_slots looks one day back, and a
+    # slot starting in the window may end after it.
+    first_day = (start - timedelta(days=2)).date()
     last_day = (end + timedelta(days=1)).date()
+    span = min(7, (last_day - first_day).days + 1)
+    weekdays = sorted({(first_day + timedelta(days=n)).weekday() for n in range(span)})
+    block_start, block_end = start - timedelta(days=2), end + timedelta(days=1)
     connection = session.connection()
     rules = connection.execute(
         sa_select(
@@ -389,6 +389,7 @@ def _load_calendar(
         ).where(
             col(RosterRule.specialist_id).in_(ids),
             col(RosterRule.kind) == kind,
+            col(RosterRule.weekday).in_(weekdays),
             col(RosterRule.valid_from) <= last_day,
             (col(RosterRule.valid_to).is_(None)) | (col(RosterRule.valid_to) >= first_day),
         )
@@ -404,8 +405,8 @@ def _load_calendar(
             col(RosterException.slot_minutes),
         ).where(
             col(RosterException.specialist_id).in_(ids),
-            col(RosterException.starts_at) < end,
-            col(RosterException.ends_at) > start,
+            col(RosterException.starts_at) < block_end,
+            col(RosterException.ends_at) > block_start,
         )
     ).all()
     for sid, ekind, s_at, e_at, minutes in exceptions:
@@ -418,8 +419,8 @@ def _load_calendar(
         select(Appointment.specialist_id, Appointment.starts_at, Appointment.ends_at).where(
             col(Appointment.specialist_id).in_(ids),
             Appointment.status == AppointmentStatus.ACTIVE,
-            col(Appointment.starts_at) < end,
-            col(Appointment.ends_at) > start,
+            col(Appointment.starts_at) < block_end,
+            col(Appointment.ends_at) > block_start,
         )
     ).all()
     for sid, s_at, e_at in booked:
@@ -463,28 +464,54 @@ def search_slots(
     if end <= start:
         return []
     candidates = _candidates(session, specialty_id, organisation_id, region_id, specialist_id)
-    cal = _load_calendar(session, _specialists_subquery(candidates), start, end, RuleKind.CONSULT)
-    tiers: dict[int, list[Iterator[Slot]]] = {}
+    tiers: dict[int, list[tuple[Candidate, str]]] = {}
     for candidate in candidates:
-        sid = candidate.specialist_id
-        if sid not in cal.rules and sid not in cal.extras:
-            continue
         tier, reason = rank(candidate, policy, home_region_id)
-        tiers.setdefault(tier, []).append(_slots_of(candidate, cal, start, end, tier, reason))
+        tiers.setdefault(tier, []).append((candidate, reason))
     found: list[Slot] = []
-    # Lazily merged per tier: only as many slots are generated as are returned.
+    # Tier by tier, and within a tier piece by piece of the window (a day, two days,
+    # four, the rest): rosters are loaded only as far as the answer needs them, and
+    # the slots of each piece are merged lazily across specialists.
     for tier in sorted(tiers):
-        for slot in heapq.merge(
-            *tiers[tier], key=lambda s: (s.starts_at, s.candidate.specialist_id)
-        ):
-            found.append(slot)
-            if len(found) >= limit:
-                return found
+        members = tiers[tier]
+        ids = [c.specialist_id for c, _ in members]
+        last_end: dict[int, datetime] = {}
+        for piece_start, piece_end in _pieces(start, end):
+            cal = _load_calendar(session, ids, piece_start, piece_end, RuleKind.CONSULT)
+            streams = [
+                _slots_of(c, cal, piece_start, piece_end, end, tier, reason, last_end)
+                for c, reason in members
+                if c.specialist_id in cal.rules or c.specialist_id in cal.extras
+            ]
+            for slot in heapq.merge(
+                *streams, key=lambda s: (s.starts_at, s.candidate.specialist_id)
+            ):
+                found.append(slot)
+                if len(found) >= limit:
+                    return found
     return found
 
 
+def _pieces(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    piece_start = start
+    for days in (1, 3, 7):
+        piece_end = min(end, start + timedelta(days=days))
+        if piece_end > piece_start:
+            yield piece_start, piece_end
+            piece_start = piece_end
+    if end > piece_start:
+        yield piece_start, end
+
+
 def _slots_of(
-    candidate: Candidate, cal: _Calendar, start: datetime, end: datetime, tier: int, reason: str
+    candidate: Candidate,
+    cal: _Calendar,
+    start: datetime,
+    starts_before: datetime,
+    end: datetime,
+    tier: int,
+    reason: str,
+    last_end: dict[int, datetime],
 ) -> Iterator[Slot]:
     sid = candidate.specialist_id
     for interval in grid.free_slots(
@@ -494,7 +521,10 @@ def _slots_of(
         zone(candidate.timezone),
         start,
         end,
+        starts_before=starts_before,
+        previous_end=last_end.get(sid),
     ):
+        last_end[sid] = interval.ends_at
         yield Slot(candidate, interval.starts_at, interval.ends_at, tier, reason)
 
 

@@ -113,18 +113,24 @@ def free_slots(
     tz: ZoneInfo,
     start: datetime,
     end: datetime,
+    *,
+    starts_before: datetime | None = None,
+    previous_end: datetime | None = None,
 ) -> Iterator[Interval]:
-    """A specialist's free slots in [start, end), earliest first, lazily.
+    """A specialist's free slots within [start, end), earliest first, lazily.
 
     `blocked` holds leave and active appointments. Slots from different sources
     (rules, extra hours) that would overlap are offered once: the earlier wins.
+    A search done in pieces passes `starts_before` (the piece's end) and the
+    previous piece's last `previous_end`.
     """
+    starts_before = starts_before or end
     by_weekday: dict[int, list[WeeklyRule]] = {}
     for rule in rules:
         by_weekday.setdefault(rule.weekday, []).append(rule)
     blocks = _Blocks(blocked)
-    previous_end: datetime | None = None
-    for day in local_dates(start, end, tz):
+    # From the day before: extra hours that began then may run into the window.
+    for day in local_dates(start - timedelta(days=1), starts_before, tz):
         todays: list[Interval] = []
         for rule in by_weekday.get(day.weekday(), ()):
             todays.extend(rule_slots(rule, day, tz))
@@ -133,7 +139,7 @@ def free_slots(
                 todays.extend(extra_slots(extra, minutes))
         todays.sort(key=lambda s: s.starts_at)
         for slot in todays:
-            if slot.starts_at < start or slot.ends_at > end:
+            if slot.starts_at < start or slot.starts_at >= starts_before or slot.ends_at > end:
                 continue
             if previous_end is not None and slot.starts_at < previous_end:
                 continue

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from server.accounts.models import OrgKind, Role
 from server.clock import utcnow
 from server.scheduling import service
+from server.scheduling import slots as grid
 from server.scheduling.models import Appointment, ExceptionKind, RosterException
 from tests.factories import login, make_organisation, make_region, make_specialty, make_user
 from tests.scheduling.factories import (
@@ -186,3 +187,49 @@ def test_bad_searches_get_clear_422(client: TestClient, db: Session) -> None:
 
 def test_search_needs_a_login(client: TestClient) -> None:
     assert client.get("/api/slots", params={"specialty_id": 1}).status_code == 401
+
+
+def test_search_in_pieces_equals_one_pass_over_the_window(db: Session) -> None:
+    """The piecewise search (day, two days, four, rest) loses and duplicates nothing."""
+    specialty = make_specialty(db)
+    tz_name = "Europe/Berlin"
+    people = [make_specialist(db, make_hospital(db, tz=tz_name), specialty) for _ in range(3)]
+    for index, person in enumerate(people):
+        every_day(db, person, time(23, 0), time(0, 0), slot_minutes=25 + index * 10)
+        every_day(db, person, time(8, 0), time(9, 0), slot_minutes=20)
+    db.add(
+        RosterException(
+            specialist_id=people[0].id or 0,
+            kind=ExceptionKind.EXTRA,
+            starts_at=datetime(2027, 3, 27, 22, 30, tzinfo=UTC),
+            ends_at=datetime(2027, 3, 28, 1, 30, tzinfo=UTC),
+            slot_minutes=30,
+        )
+    )
+    db.commit()
+    tz = service.zone(tz_name)
+    for offset_hours in (0, 7, 22, 23.5):
+        start = datetime(2027, 3, 24, tzinfo=UTC) + timedelta(hours=offset_hours)
+        end = start + timedelta(days=12)
+        found = service.search_slots(
+            db,
+            specialty_id=specialty.id or 0,
+            start=start,
+            end=end,
+            home_region_id=None,
+            policy="earliest",
+            limit=1000,
+            now=datetime(2027, 1, 1, tzinfo=UTC),
+        )
+        expected = []
+        for person in people:
+            rules = [service.as_weekly(r) for r in service.list_rules(db, person.id or 0)]
+            extras = [
+                (grid.Interval(e.starts_at, e.ends_at), e.slot_minutes)
+                for e in service.list_exceptions(db, person.id or 0)
+            ]
+            expected += [
+                (s.starts_at, person.id) for s in grid.free_slots(rules, extras, [], tz, start, end)
+            ]
+        assert [(s.starts_at, s.candidate.specialist_id) for s in found] == sorted(expected)
+        assert len(found) > 30
