@@ -369,13 +369,15 @@ def _load_calendar(
     cal = _Calendar({}, {}, {}, {})
     if not ids:
         return cal
-    # Margins: local dates differ from UTC dates, free_slots looks one day back, and a
-    # slot starting in the window may end after it.
-    first_day = (start - timedelta(days=2)).date()
-    last_day = (end + timedelta(days=1)).date()
+    # Local dates of the window in any zone (UTC-12 to UTC+14); a rule's slots stay
+    # within its local date, so no other rule can offer a slot that starts in the window.
+    first_day = (start - timedelta(hours=15)).date()
+    last_day = (end + timedelta(hours=15)).date()
     span = min(7, (last_day - first_day).days + 1)
     weekdays = sorted({(first_day + timedelta(days=n)).weekday() for n in range(span)})
-    block_start, block_end = start - timedelta(days=2), end + timedelta(days=1)
+    # Leave, extra hours and bookings that overlap a slot starting in the window (a slot
+    # may end after the window).
+    block_start, block_end = start, end + timedelta(days=1)
     connection = session.connection()
     rules = connection.execute(
         sa_select(

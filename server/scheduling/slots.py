@@ -9,10 +9,12 @@ overlaps the next one, even across a DST change.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MIDNIGHT = time(0, 0)
@@ -63,20 +65,46 @@ def wall_to_utc_lenient(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=tz).astimezone(UTC)
 
 
-def rule_slots(rule: WeeklyRule, day: date, tz: ZoneInfo) -> Iterator[Interval]:
-    """The slots one rule offers on one local date, in time order, never overlapping."""
+@lru_cache(maxsize=8192)
+def steady_offset(day: date, tz: ZoneInfo) -> timedelta | None:
+    """The zone's UTC offset all through a local date, or None if the clocks change that day."""
+    midnight = datetime.combine(day, MIDNIGHT)
+    here = tz.utcoffset(midnight)
+    there = tz.utcoffset(midnight + timedelta(days=1))
+    return here if here is not None and here == there else None
+
+
+def rule_slots(
+    rule: WeeklyRule, day: date, tz: ZoneInfo, not_before: datetime | None = None
+) -> Iterator[Interval]:
+    """The slots one rule offers on one local date, in time order, never overlapping.
+
+    `not_before` only saves work: slots starting earlier may be skipped.
+    """
     if not rule_applies(rule, day):
         return
     step = rule.slot_minutes
     start = minutes_of(rule.start)
     end = minutes_of(rule.end, is_end=True)
-    end_utc = wall_to_utc_lenient(day, end, tz)
     length = timedelta(minutes=step)
+    offset = steady_offset(day, tz)
+    if offset is not None:
+        # The common case: no clock change today, so local time is UTC plus one offset.
+        base = datetime.combine(day, MIDNIGHT, tzinfo=UTC) - offset
+        if not_before is not None and not_before > base + timedelta(minutes=start):
+            late = (not_before - base) // timedelta(minutes=1) - start
+            start += -(-late // step) * step  # the first grid point at or after not_before
+        for minute in range(start, end - step + 1, step):
+            starts_at = base + timedelta(minutes=minute)
+            yield Interval(starts_at, starts_at + length)
+        return
+    end_utc = wall_to_utc_lenient(day, end, tz)
     previous_end: datetime | None = None
     for minute in range(start, end - step + 1, step):
-        starts_at = wall_to_utc(day, minute, tz)
-        if starts_at is None:
+        maybe_start = wall_to_utc(day, minute, tz)
+        if maybe_start is None:
             continue
+        starts_at = maybe_start
         ends_at = starts_at + length
         if ends_at > end_utc or (previous_end is not None and starts_at < previous_end):
             continue
@@ -131,13 +159,16 @@ def free_slots(
     blocks = _Blocks(blocked)
     # From the day before: extra hours that began then may run into the window.
     for day in local_dates(start - timedelta(days=1), starts_before, tz):
-        todays: list[Interval] = []
-        for rule in by_weekday.get(day.weekday(), ()):
-            todays.extend(rule_slots(rule, day, tz))
-        for extra, minutes in extras:
-            if extra.starts_at.astimezone(tz).date() == day:
-                todays.extend(extra_slots(extra, minutes))
-        todays.sort(key=lambda s: s.starts_at)
+        # Merged lazily: a search that needs one slot of this day generates about one.
+        sources: list[Iterator[Interval]] = [
+            rule_slots(rule, day, tz, start) for rule in by_weekday.get(day.weekday(), ())
+        ]
+        sources += [
+            extra_slots(extra, minutes)
+            for extra, minutes in extras
+            if extra.starts_at.astimezone(tz).date() == day
+        ]
+        todays: Iterator[Interval] = heapq.merge(*sources, key=_start)
         for slot in todays:
             if slot.starts_at < start or slot.starts_at >= starts_before or slot.ends_at > end:
                 continue
@@ -147,6 +178,10 @@ def free_slots(
                 continue
             previous_end = slot.ends_at
             yield slot
+
+
+def _start(slot: Interval) -> datetime:
+    return slot.starts_at
 
 
 class _Blocks:
