@@ -73,6 +73,36 @@ def test_slots_respect_rules_leave_and_each_other(
             grid.overlaps(slot.starts_at, slot.ends_at, x.starts_at, x.ends_at) for x in leave
         )
         assert _inside_some_rule(slot, rules, tz), f"{slot} outside every rule"
+    assert found == _reference(rules, leave, tz, start, end), "a free slot was missed"
+
+
+def _reference(
+    rules: list[grid.WeeklyRule],
+    leave: list[grid.Interval],
+    tz: ZoneInfo,
+    start: datetime,
+    end: datetime,
+) -> list[grid.Interval]:
+    """Everything generated the slow way, then filtered: what free_slots must return."""
+    every = sorted(
+        (
+            slot
+            for day in grid.local_dates(start - timedelta(days=1), end, tz)
+            for rule in rules
+            for slot in grid.rule_slots(rule, day, tz)
+        ),
+        key=lambda s: s.starts_at,
+    )
+    kept: list[grid.Interval] = []
+    for slot in every:
+        if slot.starts_at < start or slot.ends_at > end:
+            continue
+        if kept and slot.starts_at < kept[-1].ends_at:
+            continue
+        if any(grid.overlaps(slot.starts_at, slot.ends_at, x.starts_at, x.ends_at) for x in leave):
+            continue
+        kept.append(slot)
+    return kept
 
 
 def _inside_some_rule(slot: grid.Interval, rules: list[grid.WeeklyRule], tz: ZoneInfo) -> bool:
