@@ -374,7 +374,8 @@ def main() -> None:
         row("GET /api/slots (HTTP)", http_ms),
         row("GET /healthz (baseline)", bare_ms),
         f"booking: {booking_rate:.0f} bookings/s ({len(free)}, one transaction each)",
-        f"bare insert (baseline): {insert_rate:.0f} rows/s; booking costs x{insert_rate / booking_rate:.1f}",
+        f"bare insert (baseline): {insert_rate:.0f} rows/s;"
+        f" booking costs x{insert_rate / booking_rate:.1f}",
     ]
     print("\n".join(lines))
     engine.dispose()

@@ -167,6 +167,7 @@ def test_roster_page_shows_rules_and_adds_by_form(client: TestClient, db: Sessio
     make_rule(db, specialist, 1)
     page = client.get("/schedule/roster", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "09:00" in page.text
+    assert "근무표" in page.text  # Korean by default
     added = client.post(
         f"/schedule/roster/{specialist.id}/rules",
         data={**RULE, "weekday": "3", "slot_minutes": "30", "csrf_token": token},
