@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
@@ -216,3 +217,43 @@ def test_oncall_endpoint_and_other_clinic(client: TestClient, db: Session) -> No
         ).first()
         is None
     )
+
+
+async def test_lifespan_task_escalates_stale_rings(
+    db: Session, database_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from server.db import engine_for
+    from tests.conftest import make_settings
+
+    specialty = make_specialty(db)
+    home = make_region(db)
+    gp = make_user(
+        db, Role.GP, organisation=make_organisation(db, kind=OrgKind.CLINIC, region=home)
+    )
+    on_call_all_week(db, make_specialist(db, make_hospital(db, home), specialty))
+    consult = make_consult(db, gp, specialty)
+    long_ago = utcnow() - timedelta(minutes=15)
+    item = UrgentRequest(
+        consult_request_id=consult.id or 0,
+        specialty_id=specialty.id or 0,
+        region_id=home.id or 0,
+        started_at=long_ago,
+        level_started_at=long_ago,
+    )
+    db.add(item)
+    db.commit()
+    settings = make_settings(
+        database_url, tmp_path, urgent_check_seconds=1, urgent_escalate_minutes=10
+    )
+    async with urgent.escalation_task(engine_for(database_url), settings):
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            db.expire_all()
+            current = db.get(UrgentRequest, item.id)
+            if current is not None and current.level == RingLevel.NATIONAL:
+                break
+    db.expire_all()
+    current = db.get(UrgentRequest, item.id)
+    assert current is not None and current.level == RingLevel.NATIONAL
