@@ -12,9 +12,15 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
+from server.audit import pages as audit_pages
+from server.audit import router as audit_router
+from server.consults import pages as consult_pages
+from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
 from server.errors import install_error_handlers
 from server.middleware import RequestGate, SecurityHeadersMiddleware
+from server.notes import pages as notes_pages
+from server.notes import router as notes_router
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
@@ -33,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with scheduling_urgent.escalation_task(app.state.engine, settings):
             yield
+        if getattr(app.state, "notes_fanout", None) is not None:
+            await app.state.notes_fanout.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -55,6 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
+    app.include_router(consults_router.router)
+    app.include_router(consult_pages.router)
+    app.include_router(audit_router.router)
+    app.include_router(audit_pages.router)
+    app.include_router(notes_router.router)
+    app.router.routes.extend(notes_router.websocket_routes)
+    app.include_router(notes_pages.router)
     app.include_router(scheduling_router.router)
     app.include_router(scheduling_router.feeds)
     app.include_router(scheduling_pages.router)

@@ -132,5 +132,21 @@ def audit_verify() -> None:
     typer.echo("audit log intact")
 
 
+consults_app = typer.Typer(help="Consults", no_args_is_help=True)
+app.add_typer(consults_app, name="consults")
+
+
+@consults_app.command("escalate-overdue")
+def consults_escalate_overdue() -> None:
+    """Escalate consults past their response target (run every minute from cron)."""
+    from server.clock import utcnow
+    from server.consults import clocks
+
+    with _session() as session:
+        escalated = clocks.escalate_overdue(session, utcnow(), get_settings())
+        session.commit()
+    typer.echo(f"escalated {len(escalated)} consult(s)")
+
+
 if __name__ == "__main__":
     app()

@@ -85,9 +85,10 @@ def get_session(request: Request) -> Iterator[Session]:
             yield session
             session.commit()
         except BaseException:
-            # close() rolls the transaction back like rollback(), but leaves loaded objects
-            # readable (detached, not expired): the error page still knows the user's locale.
-            session.close()
+            # Detach first: a rollback would expire the loaded objects, and the error
+            # page still reads the current user (name, role) after the session is gone.
+            session.expunge_all()
+            session.rollback()
             raise
 
 

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     urgent_check_seconds: int = 30
     # Longest slot-search window, in days (a year-long search is refused).
     slot_search_max_days: int = 31
+    # Consults: target time to the first specialist response, per urgency (minutes).
+    consult_target_minutes_urgent: int = 30
+    consult_target_minutes_soon: int = 24 * 60
+    consult_target_minutes_routine: int = 72 * 60
+    # Attachments: refused (413) beyond this size; stored content-addressed here.
+    attachment_max_bytes: int = 20 * 1024 * 1024
+    attachments_dir: Path | None = None
+    # Shared notes: the longest note, and how long the update log is kept before
+    # compaction folds it into the snapshot (longer than a login session may last,
+    # so a client that can still sign in can always catch up).
+    notes_max_chars: int = 200_000
+    notes_log_retention_hours: int = 13
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 
@@ -53,6 +65,9 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.var_dir / 'dari.sqlite3'}"
+
+    def resolved_attachments_dir(self) -> Path:
+        return self.attachments_dir or self.var_dir / "attachments"
 
     def resolved_secret_key(self) -> str:
         """The configured key, or one generated once and kept in var/ (0600)."""

@@ -26,7 +26,11 @@ def home(request: Request, session: SessionDep, user: OptionalUser) -> Response:
     organisation = session.get(Organisation, user.organisation_id)
     region = session.get(Region, organisation.region_id) if organisation else None
     specialty = session.get(Specialty, user.specialty_id) if user.specialty_id else None
-    context: dict[str, Any] = {"organisation": organisation, "region": region, "specialty": specialty}
+    context: dict[str, Any] = {
+        "organisation": organisation,
+        "region": region,
+        "specialty": specialty,
+    }
     if user.role == Role.ADMIN:
         context["staff"] = accounts.visible_users(session, user, user.organisation_id)
         context["organisations"] = session.exec(

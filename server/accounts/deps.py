@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from server.accounts import service
 from server.accounts.errors import CsrfRejected, NotAuthenticated
@@ -49,8 +50,15 @@ def csrf_for(request: Request) -> str:
     return csrf_token(key, csrf_binding(request))
 
 
-async def verify_csrf(request: Request) -> None:
-    """Every state-changing request must carry the token bound to its session."""
+async def verify_csrf(connection: HTTPConnection) -> None:
+    """Every state-changing request must carry the token bound to its session.
+
+    Typed as HTTPConnection so the app-wide dependency also accepts WebSocket routes
+    (they check the Origin header instead: a browser cannot forge it).
+    """
+    if connection.scope["type"] != "http":
+        return
+    request = cast(Request, connection)
     if request.method not in UNSAFE_METHODS:
         return
     presented = request.headers.get(CSRF_HEADER)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
+from server.accounts.models import User
 from server.audit.models import AuditEvent, AuditHead
 from server.clock import utcnow
 
@@ -120,9 +121,19 @@ def search(
     until: datetime | None = None,
     limit: int = 100,
     before_seq: int | None = None,
+    scope_organisation_id: int | None = None,
 ) -> list[AuditEvent]:
-    """Newest first, filtered; `before_seq` pages backwards."""
+    """Newest first, filtered; `before_seq` pages backwards. `scope_organisation_id`:
+    only events about that organisation's records or done by its staff."""
     query = select(AuditEvent)
+    if scope_organisation_id is not None:
+        staff = select(User.id).where(User.organisation_id == scope_organisation_id)
+        query = query.where(
+            or_(
+                col(AuditEvent.organisation_id) == scope_organisation_id,
+                col(AuditEvent.actor_id).in_(staff),
+            )
+        )
     if action:
         query = query.where(col(AuditEvent.action).startswith(action))
     if actor_id is not None:

@@ -33,7 +33,12 @@ def access_of(user: User, consult: ConsultRequest) -> Access:
             and user.specialty_id == consult.specialty_id
         ):
             return Access.POOL
-    if user.role == Role.ADMIN:
+    if user.role == Role.ADMIN and user.organisation_id in (
+        consult.organisation_id,
+        consult.assigned_organisation_id,
+    ):
+        # Administrators of the requesting clinic or of the assigned specialist's
+        # hospital; every read they make is audited with access "admin".
         return Access.ADMIN
     return Access.NONE
 
@@ -41,3 +46,13 @@ def access_of(user: User, consult: ConsultRequest) -> Access:
 def is_participant(user: User, consult: ConsultRequest) -> bool:
     """May take part in the call and write the shared note."""
     return access_of(user, consult) in {Access.CLINIC, Access.ASSIGNED}
+
+
+# Triage (see docs/consults.md): the pool sees the request and the list of attachments
+# (kind, size), never their bytes, thumbnails, the messages or reports.
+FULL_RECORD = {Access.CLINIC, Access.ASSIGNED, Access.ADMIN}
+
+
+def sees_full_record(access: Access) -> bool:
+    """May open attachments, thumbnails, messages, reports and exports."""
+    return access in FULL_RECORD

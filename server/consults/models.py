@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, String, Text
+from sqlalchemy import Column, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
@@ -35,6 +35,37 @@ class Urgency(StrEnum):
 class ConsultMode(StrEnum):
     VIDEO = "video"
     ASYNC = "async"
+
+
+class Outcome(StrEnum):
+    """How the GP closed the case (the figure the dashboards show)."""
+
+    RESOLVED_WITHOUT_REFERRAL = "resolved_without_referral"
+    REFERRED = "referred"
+    OTHER = "other"
+
+
+class GPAction(StrEnum):
+    """What the GP did for the patient after the advice (their own accountable part)."""
+
+    TREATED_LOCALLY = "treated_locally"
+    REFERRED = "referred"
+    ADMITTED = "admitted"
+    OTHER = "other"
+
+
+class ReferralUrgency(StrEnum):
+    NONE = "none"
+    ROUTINE = "routine"
+    SOON = "soon"
+    URGENT = "urgent"
+
+
+class AttachmentKind(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    PDF = "pdf"
+    DICOM = "dicom"
 
 
 class Sex(StrEnum):
@@ -67,8 +98,102 @@ class ConsultRequest(SQLModel, table=True):
     history: str = Field(default="", sa_column=Column(Text, nullable=False))
     medication: str = Field(default="", sa_column=Column(Text, nullable=False))
     vital_signs: str = Field(default="", sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     requested_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     first_response_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     report_signed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # Set when a specialist takes the consult: that hospital's administrators may see it.
+    assigned_organisation_id: int | None = Field(default=None, foreign_key="organisation.id")
+    escalated_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # Filled when the GP closes the case.
+    outcome: str | None = Field(default=None, sa_type=String(32))
+    usefulness: int | None = None  # 1 (not useful) … 5 (very useful)
+    outcome_note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+
+
+class ConsultEvent(SQLModel, table=True):
+    """The timeline: every transition and mode change, with who, when and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    consult_id: int = Field(foreign_key="consultrequest.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    actor_id: int | None = Field(default=None, foreign_key="user.id")  # None: the system
+    kind: str = Field(default="transition", max_length=20)  # transition | mode
+    from_value: str = Field(max_length=20)
+    to_value: str = Field(max_length=20)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class ConsultMessage(SQLModel, table=True):
+    """The written (store-and-forward) exchange; `reply_to_id` threads it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    consult_id: int = Field(foreign_key="consultrequest.id", index=True)
+    author_id: int = Field(foreign_key="user.id")
+    reply_to_id: int | None = Field(default=None, foreign_key="consultmessage.id")
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+class ConsultAttachment(SQLModel, table=True):
+    """A file as uploaded; the bytes live content-addressed on disk under `sha256`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(default_factory=new_public_id, max_length=32, unique=True)
+    consult_id: int = Field(foreign_key="consultrequest.id", index=True)
+    uploader_id: int = Field(foreign_key="user.id")
+    kind: str = Field(sa_type=String(10))
+    sha256: str = Field(max_length=64, index=True)
+    size: int
+    filename: str = Field(max_length=200)
+    has_thumbnail: bool = False
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+class ConsultReport(SQLModel, table=True):
+    """One version of the specialist's report; signed versions never change (DB trigger)."""
+
+    __table_args__ = (UniqueConstraint("consult_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    consult_id: int = Field(foreign_key="consultrequest.id", index=True)
+    version: int
+    author_id: int = Field(foreign_key="user.id")
+    amends_id: int | None = Field(default=None, foreign_key="consultreport.id")
+    amendment_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    findings: str = Field(default="", sa_column=Column(Text, nullable=False))
+    assessment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    recommendation: str = Field(default="", sa_column=Column(Text, nullable=False))
+    follow_up: str = Field(default="", sa_column=Column(Text, nullable=False))
+    referral_needed: bool = False
+    referral_urgency: str = Field(default=ReferralUrgency.NONE, sa_type=String(10))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    signed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # SHA-256 of the signed content and signer: printed on the report, checkable later.
+    content_hash: str = Field(default="", max_length=64)
+
+
+class GPDecision(SQLModel, table=True):
+    """The GP's own decision and action after the advice, signed by the GP (art. 34)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    consult_id: int = Field(foreign_key="consultrequest.id", index=True)
+    author_id: int = Field(foreign_key="user.id")
+    action: str = Field(sa_type=String(20))
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    signed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    content_hash: str = Field(max_length=64)

@@ -20,5 +20,7 @@ class Notification(SQLModel, table=True):
     kind: str = Field(max_length=40)
     # JSON; ids and short labels only, never clinical free text.
     payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
+    )
     read_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

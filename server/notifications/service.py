@@ -26,7 +26,9 @@ def notify_many(
     return [notify(session, user_id, kind, payload) for user_id in set(user_ids)]
 
 
-def since(session: Session, user_id: int, after_id: int = 0, limit: int = 100) -> list[Notification]:
+def since(
+    session: Session, user_id: int, after_id: int = 0, limit: int = 100
+) -> list[Notification]:
     """The user's notifications newer than `after_id`, oldest first (for catch-up)."""
     return list(
         session.exec(

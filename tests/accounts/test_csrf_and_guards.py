@@ -22,8 +22,12 @@ def test_state_change_with_a_token_from_another_session_is_rejected(
     admin = make_user(db, Role.ADMIN)
     login(client, admin)
     foreign_token = login(other_client, make_user(db))
-    body = {"email": "new-nurse@test.example", "name": "새 사용자", "role": "gp",
-            "password": "long-enough-pw-1"}
+    body = {
+        "email": "new-nurse@test.example",
+        "name": "새 사용자",
+        "role": "gp",
+        "password": "long-enough-pw-1",
+    }
     refused = client.post("/api/users", json=body, headers={"X-CSRF-Token": foreign_token})
     assert refused.status_code == 403
     assert db.exec(select(User).where(User.email == body["email"])).first() is None
@@ -34,7 +38,8 @@ def test_state_change_with_a_token_from_another_session_is_rejected(
 def test_html_form_without_token_is_rejected(client: TestClient, db: Session) -> None:
     user = make_user(db)
     response = client.post(
-        "/login", data={"email": user.email, "password": TEST_PASSWORD},
+        "/login",
+        data={"email": user.email, "password": TEST_PASSWORD},
         headers={"Accept": "text/html"},
     )
     assert response.status_code == 403
@@ -81,8 +86,12 @@ def test_admin_creates_users_only_in_own_organisation(client: TestClient, db: Se
     login(client, admin)
     response = client.post(
         "/api/users",
-        json={"email": "Nurse.Kim@Test.example", "name": "김간호", "role": "gp",
-              "password": "long-enough-pw-1"},
+        json={
+            "email": "Nurse.Kim@Test.example",
+            "name": "김간호",
+            "role": "gp",
+            "password": "long-enough-pw-1",
+        },
     )
     assert response.status_code == 201
     assert response.json()["organisation_id"] == admin.organisation_id
@@ -103,8 +112,13 @@ def test_bad_user_input_gives_clear_4xx_and_writes_nothing(client: TestClient, d
     ]
     before = len(db.exec(select(User)).all())
     for change, status, code in cases:
-        body = {"email": "fresh@test.example", "name": "새 사람", "role": "gp",
-                "password": "long-enough-pw-1", **change}
+        body = {
+            "email": "fresh@test.example",
+            "name": "새 사람",
+            "role": "gp",
+            "password": "long-enough-pw-1",
+            **change,
+        }
         response = client.post("/api/users", json=body)
         assert response.status_code == status, (change, response.text)
         assert response.json()["error"]["code"] == code

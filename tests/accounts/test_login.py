@@ -59,7 +59,9 @@ def test_cookie_is_secure_over_https(app: object, db: Session) -> None:
     assert "Secure" in response.headers["set-cookie"]
 
 
-def test_wrong_password_and_unknown_email_are_refused_alike(client: TestClient, db: Session) -> None:
+def test_wrong_password_and_unknown_email_are_refused_alike(
+    client: TestClient, db: Session
+) -> None:
     user = make_user(db)
     wrong = client.post(
         "/api/auth/login",

@@ -1,0 +1,223 @@
+"""Rules of the shared note: apply, catch up, freeze, compact, excerpt (no HTTP, no sockets)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from server.audit import service as audit
+from server.clock import utcnow
+from server.consults.models import ConsultRequest
+from server.errors import AppError
+from server.notes.errors import InvalidOperation, NoteFrozen, NoteTooLong, RevisionTooOld
+from server.notes.models import NoteUpdate, SharedNote
+from server.notes.ot import OTError, TextOperation
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An acknowledged update as every client receives it; `duplicate` for a resend."""
+
+    record: dict[str, Any]
+    duplicate: bool
+
+
+def record_of(update: NoteUpdate) -> dict[str, Any]:
+    return {
+        "type": "op",
+        "rev": update.revision,
+        "op": json.loads(update.op),
+        "client": update.client_id,
+        "seq": update.client_seq,
+        "author": update.author_id,
+    }
+
+
+def find_note(session: Session, consult_id: int, *, lock: bool = False) -> SharedNote | None:
+    query = select(SharedNote).where(SharedNote.consult_id == consult_id)
+    if lock:
+        # Serialises writers of one note on PostgreSQL; SQLite already serialises all
+        # writers with BEGIN IMMEDIATE (server.db).
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def ensure_note(session: Session, consult_id: int) -> SharedNote:
+    """The consult's note, created empty on first use (safe when two people open it at once)."""
+    note = find_note(session, consult_id)
+    if note is not None:
+        return note
+    try:
+        with session.begin_nested():
+            note = SharedNote(consult_id=consult_id)
+            session.add(note)
+            session.flush()
+    except IntegrityError:
+        note = find_note(session, consult_id)
+        if note is None:  # pragma: no cover - the unique row must exist after the conflict
+            raise
+    return note
+
+
+def state(session: Session, consult: ConsultRequest) -> dict[str, Any]:
+    """The snapshot a client starts from: one row read, however long the note's history."""
+    note = find_note(session, consult.id or 0)
+    if note is None:
+        return {"rev": 0, "text": "", "frozen": consult.report_signed_at is not None}
+    return {"rev": note.revision, "text": note.text, "frozen": note.frozen_at is not None}
+
+
+def apply(
+    session: Session,
+    consult_id: int,
+    *,
+    author_id: int,
+    client_id: str,
+    client_seq: int,
+    base_revision: int,
+    op_json: Any,
+    max_chars: int,
+) -> Applied:
+    """Transform a client's operation past what it has not seen, store it, return the update.
+
+    The row and the new snapshot are written in the caller's transaction, which must
+    commit before anyone is told: an acknowledged update is always on disk.
+    """
+    if not CLIENT_ID.match(client_id) or client_seq < 1 or base_revision < 0:
+        raise InvalidOperation("client id, sequence number or revision is invalid")
+    try:
+        op = TextOperation.from_json(op_json, max_insert=max_chars)
+    except OTError as error:
+        raise InvalidOperation(str(error)) from error
+    note = find_note(session, consult_id, lock=True)
+    if note is None:
+        raise InvalidOperation("the note does not exist yet; join first")
+    previous = session.exec(
+        select(NoteUpdate).where(
+            NoteUpdate.note_id == note.id,
+            NoteUpdate.client_id == client_id,
+            NoteUpdate.client_seq == client_seq,
+        )
+    ).first()
+    if previous is not None:
+        return Applied(record_of(previous), duplicate=True)
+    if note.frozen_at is not None:
+        raise NoteFrozen()
+    if base_revision > note.revision:
+        raise InvalidOperation(f"revision {base_revision} is ahead of the note ({note.revision})")
+    if base_revision < note.compacted_revision:
+        raise RevisionTooOld(note.compacted_revision)
+    late = session.exec(
+        select(NoteUpdate.op)
+        .where(NoteUpdate.note_id == note.id, col(NoteUpdate.revision) > base_revision)
+        .order_by(col(NoteUpdate.revision))
+    ).all()
+    try:
+        for concurrent in late:
+            op = TextOperation.transform(op, TextOperation.from_json(json.loads(concurrent)))[0]
+        text = op.apply(note.text)
+    except OTError as error:
+        raise InvalidOperation(str(error)) from error
+    if len(text) > max_chars and len(text) > len(note.text):
+        raise NoteTooLong(max_chars)
+    note.revision += 1
+    note.text = text
+    note.updated_at = utcnow()
+    update = NoteUpdate(
+        note_id=note.id or 0,
+        revision=note.revision,
+        author_id=author_id,
+        client_id=client_id,
+        client_seq=client_seq,
+        op=json.dumps(op.to_json(), ensure_ascii=False, separators=(",", ":")),
+    )
+    session.add(note)
+    session.add(update)
+    session.flush()
+    return Applied(record_of(update), duplicate=False)
+
+
+def updates_between(
+    session: Session, consult_id: int, after: int, upto: int | None = None
+) -> list[dict[str, Any]]:
+    """Acknowledged updates with after < revision <= upto, in order (a reconnect's catch-up)."""
+    note = find_note(session, consult_id)
+    if note is None:
+        return []
+    if after < note.compacted_revision:
+        raise RevisionTooOld(note.compacted_revision)
+    query = select(NoteUpdate).where(
+        NoteUpdate.note_id == note.id, col(NoteUpdate.revision) > after
+    )
+    if upto is not None:
+        query = query.where(col(NoteUpdate.revision) <= upto)
+    return [record_of(u) for u in session.exec(query.order_by(col(NoteUpdate.revision))).all()]
+
+
+def freeze(session: Session, consult: ConsultRequest, *, actor_id: int | None = None) -> SharedNote:
+    """Make the note read-only for good (called when the report is signed); idempotent."""
+    note = ensure_note(session, consult.id or 0)
+    locked = find_note(session, consult.id or 0, lock=True)
+    note = locked or note
+    if note.frozen_at is None:
+        note.frozen_at = utcnow()
+        session.add(note)
+        audit.record(
+            session,
+            "note.frozen",
+            actor_id=actor_id,
+            object_type="consult",
+            object_id=consult.public_id,
+            organisation_id=consult.organisation_id,
+            detail={"revision": note.revision, "chars": len(note.text)},
+        )
+        session.flush()
+    return note
+
+
+def final_text(session: Session, consult: ConsultRequest) -> str:
+    """The note as it stands (after signing: as it was signed), for the exported record."""
+    return str(state(session, consult)["text"])
+
+
+def excerpt(session: Session, consult: ConsultRequest, start: int | None, end: int | None) -> str:
+    """All of the note, or the selection [start, end) in code points, to start a report draft."""
+    text = final_text(session, consult)
+    lo = 0 if start is None else start
+    hi = len(text) if end is None else end
+    if not 0 <= lo <= hi <= len(text):
+        raise AppError("invalid_selection", f"selection must lie within 0..{len(text)}", 422)
+    return text[lo:hi]
+
+
+def compact(session: Session, consult_id: int, *, retention: timedelta) -> int:
+    """Drop log rows older than the retention (the snapshot already holds them); returns count."""
+    note = find_note(session, consult_id, lock=True)
+    if note is None:
+        return 0
+    cutoff = utcnow() - retention
+    upto = session.exec(
+        select(func.max(NoteUpdate.revision)).where(
+            NoteUpdate.note_id == note.id, col(NoteUpdate.created_at) < cutoff
+        )
+    ).first()
+    if not upto:
+        return 0
+    result = session.execute(
+        delete(NoteUpdate).where(
+            col(NoteUpdate.note_id) == note.id, col(NoteUpdate.revision) <= upto
+        )
+    )
+    note.compacted_revision = max(note.compacted_revision, int(upto))
+    session.add(note)
+    session.flush()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

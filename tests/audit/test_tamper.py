@@ -1,0 +1,131 @@
+"""The hash chain detects a modified, a deleted and an inserted audit event, both through
+server.audit.service.verify and `dari audit verify`. Each test tampers with its own
+scratch database, never with the shared one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from server import migrate
+from server.audit import service as audit
+from server.cli import app as cli
+from server.settings import get_settings
+from tests.conftest import PG_ADMIN_URL
+
+
+@pytest.fixture
+def scratch_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A new, migrated database of the same backend, holding five audit events."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'scratch.sqlite3'}"
+        name = None
+    else:
+        name = f"dari_scratch_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with Session(engine) as session:
+        for n in range(5):
+            audit.record(session, "consult.read", actor_id=None, object_id=f"c{n}", ip="10.0.0.1")
+        session.commit()
+    engine.dispose()
+    yield url
+    if name is not None:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def problems_of(url: str) -> list[audit.Problem]:
+    engine = create_engine(url)
+    with Session(engine) as session:
+        found = audit.verify(session)
+    engine.dispose()
+    return found
+
+
+def cli_verify(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setenv("DARI_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["audit", "verify"])
+    finally:
+        get_settings.cache_clear()
+    from server.db import engine_for
+
+    engine_for(url).dispose()
+    return result.exit_code, result.output
+
+
+def tamper(url: str, *statements: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    engine.dispose()
+
+
+def test_intact_log_verifies(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert problems_of(scratch_url) == []
+    assert cli_verify(scratch_url, monkeypatch) == (0, "audit log intact\n")
+
+
+def test_modified_event_is_detected(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tamper(scratch_url, "UPDATE auditevent SET ip = '6.6.6.6' WHERE seq = 3")
+    problems = problems_of(scratch_url)
+    assert [p.seq for p in problems] == [3]
+    assert "changed" in problems[0].message
+    code, output = cli_verify(scratch_url, monkeypatch)
+    assert code == 1 and "event 3" in output
+
+
+def test_deleted_event_is_detected(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tamper(scratch_url, "DELETE FROM auditevent WHERE seq = 2")
+    problems = problems_of(scratch_url)
+    assert any(p.seq == 3 and "missing" in p.message for p in problems)
+    assert cli_verify(scratch_url, monkeypatch)[0] == 1
+
+
+def test_event_appended_behind_the_chain_is_detected(scratch_url: str) -> None:
+    # Correctly chained to event 5, but not through audit.record: the head disagrees.
+    tamper(
+        scratch_url,
+        "INSERT INTO auditevent (seq, at, action, object_type, object_id, ip, detail, "
+        "prev_hash, hash) SELECT 6, at, 'consult.read', '', 'forged', '', '{}', hash, hash "
+        "FROM auditevent WHERE seq = 5",
+    )
+    problems = problems_of(scratch_url)
+    assert any(p.seq == 6 for p in problems)
+
+
+def test_deleted_newest_event_is_detected(scratch_url: str) -> None:
+    tamper(scratch_url, "DELETE FROM auditevent WHERE seq = 5")
+    assert any("head says 5" in p.message for p in problems_of(scratch_url))
+
+
+def test_inserted_event_is_detected(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A forged event slipped in between 2 and 3, re-using a plausible hash.
+    tamper(
+        scratch_url,
+        "UPDATE auditevent SET seq = seq + 100 WHERE seq >= 3",
+        "UPDATE auditevent SET seq = seq - 99 WHERE seq >= 103",
+        "INSERT INTO auditevent (seq, at, action, object_type, object_id, ip, detail, "
+        "prev_hash, hash) SELECT 3, at, 'consult.read', '', 'forged', '', '{}', hash, hash "
+        "FROM auditevent WHERE seq = 2",
+    )
+    problems = problems_of(scratch_url)
+    assert any(p.seq == 3 and "changed" in p.message for p in problems)
+    assert any("log ends at 6 but its head says 5" in p.message for p in problems)
+    assert cli_verify(scratch_url, monkeypatch)[0] == 1
