@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Organisation, Role, Specialty, User
 from server.audit import service as audit
 from server.clock import utcnow
+from server.consults import lifecycle
 from server.consults.access import Access, access_of
 from server.consults.models import ConsultRequest, ConsultStatus
 from server.errors import AppError, Conflict, Forbidden, NotFound
@@ -34,7 +35,6 @@ from server.scheduling.models import (
 from server.scheduling.schemas import ExceptionIn, RuleIn
 
 POLICIES = ("regional_first", "earliest")
-BOOKABLE_STATUSES = {ConsultStatus.DRAFT, ConsultStatus.REQUESTED, ConsultStatus.ACCEPTED}
 
 
 @lru_cache(maxsize=64)
@@ -567,26 +567,21 @@ def consult_for_booking(session: Session, actor: User, consult_public_id: str) -
     return consult
 
 
-def _mark_scheduled(session: Session, consult: ConsultRequest, specialist_id: int) -> None:
-    """The consult's status change on booking.
-
-    MERGE NOTE: route this through server.consults.service.transition(...) (the consult
-    state machine) once it exists; it is kept in this one function for that reason.
-    """
-    consult.status = ConsultStatus.SCHEDULED
-    consult.assigned_specialist_id = specialist_id
-    session.add(consult)
+def _mark_scheduled(
+    session: Session, consult: ConsultRequest, specialist: User, actor: User, ip: str
+) -> None:
+    """Booking moves the consult to scheduled, through the consult state machine."""
+    lifecycle.transition(
+        session, consult, ConsultStatus.SCHEDULED, actor, "booked", ip=ip, specialist=specialist
+    )
 
 
-def _mark_unscheduled(session: Session, consult: ConsultRequest) -> None:
-    """The consult's status change when its appointment is cancelled.
-
-    MERGE NOTE: as _mark_scheduled, route through the consult state machine.
-    """
+def _mark_unscheduled(
+    session: Session, consult: ConsultRequest, actor: User, reason: str, ip: str
+) -> None:
+    """A withdrawn appointment hands the consult back to the pool (state machine)."""
     if consult.status == ConsultStatus.SCHEDULED:
-        consult.status = ConsultStatus.REQUESTED
-        consult.assigned_specialist_id = None
-        session.add(consult)
+        lifecycle.transition(session, consult, ConsultStatus.REQUESTED, actor, reason, ip=ip)
 
 
 def next_free(
@@ -631,8 +626,10 @@ def book(
         or specialist.specialty_id != consult.specialty_id
     ):
         raise NotFound("specialist")
-    if consult.status not in BOOKABLE_STATUSES:
+    if ConsultStatus.SCHEDULED not in lifecycle.allowed_from(consult.status):
         raise Conflict("not_bookable", f"a consult that is {consult.status} cannot be booked")
+    if consult.assigned_specialist_id not in (None, specialist_id):
+        raise Conflict("assigned_elsewhere", "another specialist has taken this consult")
     if starts_at < now:
         raise AppError("slot_in_past", "this slot has already begun", 422)
     home_region = organisation_of(session, actor).region_id
@@ -659,7 +656,7 @@ def book(
         if "consult" in str(error.orig).lower():
             raise Conflict("already_scheduled", "this consult already has an appointment") from None
         raise SlotTaken(next_free(session, consult, starts_at, home_region, policy)) from None
-    _mark_scheduled(session, consult, specialist_id)
+    _mark_scheduled(session, consult, specialist, actor, ip)
     audit.record(
         session,
         "appointment.booked",
@@ -711,7 +708,7 @@ def cancel(
     """Cancel with a reason; the slot is free again and the other side is told."""
     appointment, consult = appointment_for(session, actor, appointment_id)
     _end(session, actor, appointment, AppointmentStatus.CANCELLED, reason)
-    _mark_unscheduled(session, consult)
+    _mark_unscheduled(session, consult, actor, reason, ip)
     audit.record(
         session,
         "appointment.cancelled",
@@ -761,10 +758,10 @@ def reschedule(
     if actor.role == Role.SPECIALIST and target != actor.id:
         raise Forbidden("a specialist can move an appointment only within their own roster")
     _end(session, actor, old, AppointmentStatus.RESCHEDULED, reason)
-    consult.status = ConsultStatus.REQUESTED  # back to bookable inside this transaction
-    new = book(
-        session, _booker(session, actor, consult), consult, target, starts_at, policy=policy, ip=ip
-    )
+    # Through the state machine: scheduled -> requested -> scheduled (with the new slot's
+    # specialist), so the consult's timeline shows the move and its reason.
+    _mark_unscheduled(session, consult, actor, reason, ip)
+    new = book(session, actor, consult, target, starts_at, policy=policy, ip=ip)
     audit.record(
         session,
         "appointment.rescheduled",
@@ -787,16 +784,6 @@ def reschedule(
         },
     )
     return new
-
-
-def _booker(session: Session, actor: User, consult: ConsultRequest) -> User:
-    """Bookings are made in the clinic's name; a specialist moving one acts for the requester."""
-    if actor.role == Role.GP:
-        return actor
-    requester = session.get(User, consult.requester_id)
-    if requester is None:  # pragma: no cover
-        raise NotFound("consult")
-    return requester
 
 
 def appointments_of(

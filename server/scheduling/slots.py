@@ -61,8 +61,20 @@ def wall_to_utc(day: date, minutes: int, tz: ZoneInfo) -> datetime | None:
 
 def wall_to_utc_lenient(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     """Like wall_to_utc, but a skipped time maps to the instant the clocks jumped past it."""
+    exact = wall_to_utc(day, minutes, tz)
+    if exact is not None:
+        return exact
     naive = datetime.combine(day, MIDNIGHT) + timedelta(minutes=minutes)
-    return naive.replace(tzinfo=tz).astimezone(UTC)
+    # fold=0 reads a skipped time with the offset from before the change, which lands
+    # after the change; step back to the change itself (at most the gap, minute by minute).
+    instant = naive.replace(tzinfo=tz).astimezone(UTC)
+    after = instant.astimezone(tz).utcoffset()
+    minute = timedelta(minutes=1)
+    for _ in range(24 * 60):
+        if (instant - minute).astimezone(tz).utcoffset() != after:
+            break
+        instant -= minute
+    return instant
 
 
 @lru_cache(maxsize=8192)

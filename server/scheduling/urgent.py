@@ -15,6 +15,8 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Organisation, Role, User
 from server.audit import service as audit
 from server.clock import utcnow
+from server.consults import lifecycle
+from server.consults.access import OPEN_TO_POOL
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.errors import Conflict, NotFound
 from server.notifications import service as notifications
@@ -96,16 +98,9 @@ def oncall_now(
     )
 
 
-def _mark_urgent_accepted(session: Session, consult: ConsultRequest, specialist_id: int) -> None:
-    """The consult's status change when an on-call specialist takes it.
-
-    MERGE NOTE: route this through server.consults.service.transition(...) (the consult
-    state machine) once it exists; it is kept in this one function for that reason.
-    """
-    consult.status = ConsultStatus.ACCEPTED
-    consult.assigned_specialist_id = specialist_id
-    consult.first_response_at = consult.first_response_at or utcnow()
-    session.add(consult)
+def _mark_urgent_accepted(session: Session, consult: ConsultRequest, specialist: User) -> None:
+    """The on-call specialist who won takes the consult (through the state machine)."""
+    lifecycle.transition(session, consult, ConsultStatus.ACCEPTED, specialist, "urgent ring")
 
 
 def _ring(
@@ -189,6 +184,10 @@ def start_urgent(
     now = now or utcnow()
     if consult.assigned_specialist_id is not None:
         raise Conflict("already_assigned", "this consult already has a specialist")
+    if consult.status == ConsultStatus.DRAFT:
+        lifecycle.transition(session, consult, ConsultStatus.REQUESTED, actor, "urgent", ip=ip)
+    if consult.status not in OPEN_TO_POOL:
+        raise Conflict("not_open", f"a consult that is {consult.status} cannot be rung out")
     existing = session.exec(
         select(UrgentRequest).where(UrgentRequest.consult_request_id == consult.id)
     ).first()
@@ -265,7 +264,7 @@ def accept(
     consult = session.get(ConsultRequest, urgent.consult_request_id)
     if consult is None:  # pragma: no cover - foreign key
         raise NotFound("consult")
-    _mark_urgent_accepted(session, consult, actor.id or 0)
+    _mark_urgent_accepted(session, consult, actor)
     others = session.exec(
         select(UrgentRing.specialist_id).where(
             UrgentRing.urgent_request_id == urgent_id, UrgentRing.specialist_id != actor.id
@@ -315,6 +314,19 @@ def escalate_stale_rings(session: Session, now: datetime, after_minutes: int = 1
         session.refresh(urgent)
         consult = session.get(ConsultRequest, urgent.consult_request_id)
         assert consult is not None
+        if consult.status not in OPEN_TO_POOL or consult.assigned_specialist_id is not None:
+            # Taken or closed some other way meanwhile: stop ringing.
+            urgent.status = UrgentStatus.CANCELLED
+            session.add(urgent)
+            continue
+        if consult.status == ConsultStatus.REQUESTED:
+            lifecycle.transition(
+                session,
+                consult,
+                ConsultStatus.ESCALATED,
+                None,
+                f"no on-call answer within {after_minutes} minutes",
+            )
         rung = _ring(
             session,
             urgent,

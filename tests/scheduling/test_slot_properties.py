@@ -145,3 +145,14 @@ def test_fall_back_keeps_nine_oclock_at_nine_local() -> None:
     assert [s.starts_at.hour for s in before] == [13, 13, 13]
     assert [s.starts_at.hour for s in after] == [14, 14, 14]
     assert [s.starts_at.astimezone(tz).hour for s in before + after] == [9] * 6
+
+
+def test_rule_starting_in_the_skipped_hour_begins_when_the_clocks_jump() -> None:
+    """Found by hypothesis: 02:05-03:05 on the spring-forward night offers 03:00-03:05."""
+    tz = ZoneInfo("Europe/Berlin")
+    rule = grid.WeeklyRule(6, time(2, 5), time(3, 5), 5, date(2027, 1, 1), None)
+    found = list(grid.rule_slots(rule, date(2027, 3, 28), tz))
+    assert [s.starts_at for s in found] == [datetime(2027, 3, 28, 1, 0, tzinfo=UTC)]
+    assert grid.wall_to_utc_lenient(date(2027, 3, 28), 125, tz) == datetime(
+        2027, 3, 28, 1, 0, tzinfo=UTC
+    )
