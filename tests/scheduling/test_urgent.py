@@ -172,6 +172,8 @@ def test_unanswered_ring_escalates_to_the_nation_and_alerts_admins(
     assert item is not None
     db.refresh(item)
     assert item.level == RingLevel.NATIONAL
+    db.refresh(consult)
+    assert consult.status == "escalated" and consult.escalated_at is not None
     assert "urgent.ring" in kinds_for(db, national)
     assert "urgent.escalated" in kinds_for(db, admin)
     # Only once, even if called again.
