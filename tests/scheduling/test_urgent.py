@@ -221,7 +221,7 @@ def test_oncall_endpoint_and_other_clinic(client: TestClient, db: Session) -> No
     )
 
 
-async def test_lifespan_task_escalates_stale_rings(
+def test_lifespan_task_escalates_stale_rings(
     db: Session, database_url: str, tmp_path: Path
 ) -> None:
     import asyncio
@@ -249,13 +249,22 @@ async def test_lifespan_task_escalates_stale_rings(
     settings = make_settings(
         database_url, tmp_path, urgent_check_seconds=1, urgent_escalate_minutes=10
     )
-    async with urgent.escalation_task(engine_for(database_url), settings):
-        for _ in range(50):
-            await asyncio.sleep(0.1)
-            db.expire_all()
-            current = db.get(UrgentRequest, item.id)
-            if current is not None and current.level == RingLevel.NATIONAL:
-                break
-    db.expire_all()
-    current = db.get(UrgentRequest, item.id)
-    assert current is not None and current.level == RingLevel.NATIONAL
+
+    def escalated() -> bool:
+        db.expire_all()
+        current = db.get(UrgentRequest, item.id)
+        return current is not None and current.level == RingLevel.NATIONAL
+
+    async def run_task() -> None:
+        async with urgent.escalation_task(engine_for(database_url), settings):
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if await asyncio.to_thread(escalated):
+                    return
+
+    # Its own thread and event loop, as in the app's lifespan; cancelled on exit.
+    runner = threading.Thread(target=asyncio.run, args=(run_task(),))
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert escalated()
