@@ -43,4 +43,8 @@ if [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium"; apt_install chromium
 fi
 /usr/bin/chromium --version >/dev/null || { say "Chromium does not run"; exit 1; }
+# Korean glyphs, so that the screenshots the browser tests take for the user guides are legible.
+if ! fc-list 2>/dev/null | grep -qi nanum; then
+  say "installing Korean fonts"; apt_install fonts-nanum
+fi
 say "PostgreSQL, Redis and Chromium are ready"

@@ -14,6 +14,9 @@ from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
 from server.audit import pages as audit_pages
 from server.audit import router as audit_router
+from server.calls import pages as call_pages
+from server.calls import router as calls_router
+from server.calls.gatekeeper import build_signaling
 from server.consults import pages as consult_pages
 from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
@@ -37,10 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with scheduling_urgent.escalation_task(app.state.engine, settings):
-            yield
-        if getattr(app.state, "notes_fanout", None) is not None:
-            await app.state.notes_fanout.close()
+        # Mounted sub-apps get no lifespan of their own: start signaling here.
+        await app.state.signaling.start()
+        try:
+            async with scheduling_urgent.escalation_task(app.state.engine, settings):
+                yield
+        finally:
+            await app.state.signaling.stop()
+            if getattr(app.state, "notes_fanout", None) is not None:
+                await app.state.notes_fanout.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -55,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.secret_key = settings.resolved_secret_key()
     app.state.engine = engine_for(settings.resolved_database_url())
+
+    app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
 
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=800)
@@ -74,5 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router.feeds)
     app.include_router(scheduling_pages.router)
     app.include_router(web_pages.router)
+    app.include_router(call_pages.router)
     app.include_router(static_files.router)
+    app.include_router(calls_router.router)
+    app.mount("/ws", app.state.signaling.app())
     return app

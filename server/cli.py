@@ -55,6 +55,29 @@ def serve(
     )
 
 
+@app.command()
+def signaling(
+    host: Annotated[str | None, typer.Option(help="default DARI_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default DARI_SIGNALING_PORT or 8001")] = None,
+) -> None:
+    """Run the signaling service alone (endpoints under /ws), e.g. one per node with Redis."""
+    import uvicorn
+
+    from server.calls.gatekeeper import build_signaling
+    from signaling.app import standalone_app
+
+    settings = get_settings()
+    engine = engine_for(settings.resolved_database_url())
+    service = build_signaling(settings, engine, settings.resolved_secret_key())
+    uvicorn.run(
+        standalone_app(service),
+        host=host or settings.host,
+        port=port or settings.signaling_port,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
 @app.command("create-user")
 def create_user(
     email: Annotated[str, typer.Option()],

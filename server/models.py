@@ -6,6 +6,7 @@ from __future__ import annotations
 def import_all_models() -> None:
     import server.accounts.models  # noqa: F401
     import server.audit.models  # noqa: F401
+    import server.calls.models  # noqa: F401
     import server.consults.models  # noqa: F401
     import server.notes.models  # noqa: F401
     import server.notifications.models  # noqa: F401

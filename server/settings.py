@@ -46,6 +46,25 @@ class Settings(BaseSettings):
     urgent_check_seconds: int = 30
     # Longest slot-search window, in days (a year-long search is refused).
     slot_search_max_days: int = 31
+    # --- signaling and calls (docs/signaling.md) ---
+    # Broker URL (memory:// or redis://); empty means redis_url if set, else memory://.
+    signaling_broker_url: str = ""
+    signaling_port: int = 8001
+    signaling_max_peers: int = 4
+    signaling_resume_seconds: float = 30.0
+    signaling_heartbeat_seconds: float = 15.0
+    signaling_rate: float = 50.0
+    signaling_burst: float = 100.0
+    join_token_seconds: int = 120
+    guest_invite_minutes: int = 30
+    notification_poll_seconds: float = 1.0
+    echo_max_sessions: int = 2
+    echo_max_seconds: float = 120.0
+    # No public STUN by default: clinic networks may be closed; host candidates work on a LAN.
+    stun_urls: list[str] = Field(default_factory=list)
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: str = ""
+    turn_ttl_seconds: int = 3600
     # Consults: target time to the first specialist response, per urgency (minutes).
     consult_target_minutes_urgent: int = 30
     consult_target_minutes_soon: int = 24 * 60
@@ -65,6 +84,9 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.var_dir / 'dari.sqlite3'}"
+
+    def resolved_broker_url(self) -> str:
+        return self.signaling_broker_url or self.redis_url or "memory://"
 
     def resolved_attachments_dir(self) -> Path:
         return self.attachments_dir or self.var_dir / "attachments"

@@ -243,3 +243,18 @@ def live_server(database_url: str, var_dir: Path) -> Iterator[str]:
     process, base = start_server(database_url, var_dir)
     yield base
     stop_server(process)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    The sync Playwright behind the session-wide `browser` keeps its event loop marked
+    as running in the main thread; an asyncio test started after it fails with
+    "Cannot run the event loop while another loop is running".
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+# The run's one headless Chromium, shared by every package's browser tests.
+from tests.browser_support import browser  # noqa: E402, F401

@@ -27,6 +27,23 @@ def catalog(locale: str) -> dict[str, str]:
     return messages
 
 
+def N_(message: str) -> str:
+    """Mark a message for extraction only; it is translated where it is shown."""
+    return message
+
+
+# Values the templates show through _(value): role names and organisation kinds.
+# Listed here so that the extractor (and the catalog test) knows about them.
+DYNAMIC_MESSAGES = (
+    N_("gp"),
+    N_("specialist"),
+    N_("admin"),
+    N_("clinic"),
+    N_("health_centre"),
+    N_("hospital"),
+)
+
+
 def gettext_for(locale: str) -> Callable[..., str]:
     messages = catalog(locale)
 

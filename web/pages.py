@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import col, select
 
 from server.accounts import service as accounts
-from server.accounts.deps import OptionalUser
+from server.accounts.deps import OptionalUser, client_ip
 from server.accounts.models import Organisation, Region, Role, Specialty
+from server.consults import service as consults_service
 from server.db import SessionDep, database_answers
+from web import home as home_views
 from web.i18n import SUPPORTED
 from web.render import LANG_COOKIE, render
 
@@ -31,6 +33,14 @@ def home(request: Request, session: SessionDep, user: OptionalUser) -> Response:
         "region": region,
         "specialty": specialty,
     }
+    if user.role in (Role.GP, Role.SPECIALIST):
+        # The list shows chart numbers: listing it is audited like the consult list.
+        consults = consults_service.list_for(session, user, client_ip(request))
+        if user.role == Role.GP:
+            context["home"] = home_views.gp_home(consults)
+        else:
+            context["inbox"] = home_views.inbox(consults, user)
+        context["can_join_call"] = home_views.can_join_call
     if user.role == Role.ADMIN:
         context["staff"] = accounts.visible_users(session, user, user.organisation_id)
         context["organisations"] = session.exec(

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import object_session
 
 from web import i18n
-from web.static_files import static_url
+from web.static_files import manifest, static_url
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANG_COOKIE = "dari_lang"
@@ -26,6 +27,8 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals["static_url"] = static_url
+# For pages that include another domain's optional part (the call page's notes panel).
+env.globals["has_static"] = lambda logical: logical in manifest()
 # The i18n extension adds this method at run time; the real catalogs come per request.
 env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
@@ -55,12 +58,35 @@ def local_time(
     return format_datetime(value.astimezone(ZoneInfo(tz)), format=fmt, locale=locale)
 
 
+def user_timezone(request: Request) -> str:
+    """The zone of the user's organisation (the clinic's clock), else the default zone."""
+    settings = request.app.state.settings
+    default: str = settings.default_timezone
+    user = request_user(request)
+    if user is None:
+        return default
+    # The request's own session loaded the user: reuse it rather than open a second
+    # transaction (on SQLite every transaction takes the write lock).
+    session = object_session(user)
+    if session is None:
+        return default
+    from server.accounts.models import Organisation
+
+    organisation = session.get(Organisation, user.organisation_id)
+    zone = organisation.timezone if organisation is not None else default
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return default
+    return zone
+
+
 def context_for(request: Request, **extra: Any) -> dict[str, Any]:
     from server.accounts.deps import csrf_for
 
     locale = request_locale(request)
     gettext = i18n.gettext_for(locale)
-    settings = request.app.state.settings
+    timezone = user_timezone(request)
     return {
         "request": request,
         "user": request_user(request),
@@ -69,9 +95,8 @@ def context_for(request: Request, **extra: Any) -> dict[str, Any]:
         "gettext": gettext,
         "_": gettext,
         "ngettext": i18n.ngettext_for(locale),
-        "when": lambda value, fmt="short": local_time(
-            value, locale, settings.default_timezone, fmt
-        ),
+        "timezone": timezone,
+        "when": lambda value, fmt="short": local_time(value, locale, timezone, fmt),
         **extra,
     }
 

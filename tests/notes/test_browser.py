@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page
 from sqlmodel import Session
 
 from server.notes.ot import TextOperation, diff
-from tests.browser_support import browser, logged_in_page  # noqa: F401
+from tests.browser_support import logged_in_page
 from tests.notes.factories import consult_with_pair
 
 pytestmark = pytest.mark.browser

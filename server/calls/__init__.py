@@ -1,0 +1,1 @@
+"""Calls: join tokens, guest invitations, ICE servers, call sessions; signaling's gatekeeper."""

@@ -1,0 +1,182 @@
+"""The server's side of signaling's `Gatekeeper`: sessions, access rule, outbox, call records.
+
+Every database step runs in a thread with its own short session: a WebSocket
+never holds a DB session open for its life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from server.accounts import service as accounts
+from server.accounts.models import User
+from server.calls import service as calls
+from server.consults import access
+from server.notifications import service as notifications
+from server.notifications.models import Notification
+from server.settings import Settings
+from signaling import tokens
+from signaling.app import SignalingService
+from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
+
+log = logging.getLogger("dari.calls.gatekeeper")
+T = TypeVar("T")
+
+
+class ServerGatekeeper:
+    def __init__(self, settings: Settings, engine: Engine, secret: str) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.secret = secret
+
+    async def _db(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                try:
+                    result = work(session)
+                    session.commit()
+                    return result
+                except BaseException:
+                    session.rollback()
+                    raise
+
+        return await asyncio.to_thread(run)
+
+    async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
+        if token:
+            claims = tokens.verify_join(self.secret, token)
+            if claims is None or not isinstance(claims.get("r"), str):
+                return None
+            user_id = claims.get("u")
+            return Identity(
+                key=str(claims.get("k")),
+                name=str(claims.get("n", ""))[:80],
+                kind="guest" if claims.get("t") == "guest" else "user",
+                user_id=user_id if isinstance(user_id, int) else None,
+                room=claims["r"],
+            )
+        if not cookie:
+            return None
+
+        def resolve(session: Session) -> Identity | None:
+            found = accounts.resolve_session(session, self.settings, cookie)
+            if found is None:
+                return None
+            user = found[0]
+            return Identity(key=calls.user_key(user.id or 0), name=user.name, user_id=user.id)
+
+        return await self._db(resolve)
+
+    async def admission(self, identity: Identity, room: str) -> Admission:
+        if identity.room is not None:
+            # A join token was issued for this room after the access check (or from
+            # an invitation, which only ever leads to the lobby).
+            if identity.room != room:
+                return Admission.DENY
+            return Admission.LOBBY if identity.kind == "guest" else Admission.ALLOW
+        if identity.user_id is None:
+            return Admission.DENY
+
+        def decide(session: Session) -> Admission:
+            consult = calls.consult_by_room(session, room)
+            user = session.get(User, identity.user_id)
+            if consult is None or user is None or not user.active:
+                return Admission.DENY
+            return Admission.ALLOW if access.is_participant(user, consult) else Admission.DENY
+
+        return await self._db(decide)
+
+    async def ice_servers(self, identity: Identity) -> list[dict[str, Any]]:
+        return calls.ice_servers(self.settings, identity.key)
+
+    async def _record(self, what: str, work: Callable[[Session], Any]) -> None:
+        # Call records are for dashboards: a failure is logged, never breaks the call.
+        try:
+            await self._db(work)
+        except Exception:
+            log.exception("recording %s failed", what)
+
+    async def call_joined(self, room: str, peer_id: str, identity: Identity) -> None:
+        await self._record(
+            "a join",
+            lambda session: calls.record_join(
+                session,
+                room,
+                peer_id,
+                user_id=identity.user_id,
+                guest_name=identity.name if identity.kind == "guest" else "",
+                kind=identity.kind,
+            ),
+        )
+
+    async def call_left(self, room: str, peer_id: str, room_empty: bool) -> None:
+        await self._record(
+            "a leave",
+            lambda session: calls.record_leave(session, room, peer_id, room_empty=room_empty),
+        )
+
+    async def call_quality(self, room: str, peer_id: str, report: QualityReport) -> None:
+        await self._record(
+            "quality",
+            lambda session: calls.record_quality(
+                session,
+                room,
+                peer_id,
+                bitrate_kbps=report.bitrate_kbps,
+                rtt_ms=report.rtt_ms,
+                loss_pct=report.loss_pct,
+            ),
+        )
+
+    async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
+        return await self._db(
+            lambda session: [
+                notifications.as_dict(row)
+                for row in notifications.since(session, user_id, after_id, limit=500)
+            ]
+        )
+
+    async def notifications_after(
+        self, after_id: int, user_ids: list[int]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        def fetch(session: Session) -> list[tuple[int, dict[str, Any]]]:
+            rows = session.exec(
+                select(Notification)
+                .where(col(Notification.id) > after_id, col(Notification.user_id).in_(user_ids))
+                .order_by(col(Notification.id))
+                .limit(1000)
+            ).all()
+            return [(row.user_id, notifications.as_dict(row)) for row in rows]
+
+        return await self._db(fetch)
+
+    async def latest_notification_id(self) -> int:
+        def latest(session: Session) -> int:
+            value = session.exec(select(func.max(Notification.id))).first()
+            return int(value or 0)
+
+        return await self._db(latest)
+
+
+def build_signaling(settings: Settings, engine: Engine, secret: str) -> SignalingService:
+    """The signaling service wired to this server's settings, database and secret."""
+    config = SignalingConfig(
+        max_peers=settings.signaling_max_peers,
+        resume_seconds=settings.signaling_resume_seconds,
+        heartbeat_seconds=settings.signaling_heartbeat_seconds,
+        rate_per_second=settings.signaling_rate,
+        burst=settings.signaling_burst,
+        allowed_origins=list(settings.allowed_origins),
+        notification_poll_seconds=settings.notification_poll_seconds,
+        echo_max_sessions=settings.echo_max_sessions,
+        echo_max_seconds=settings.echo_max_seconds,
+    )
+    return SignalingService(
+        ServerGatekeeper(settings, engine, secret), config, settings.resolved_broker_url()
+    )

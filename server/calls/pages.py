@@ -1,0 +1,62 @@
+"""The call page and the pre-call check page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from server.accounts.deps import CurrentUser, OptionalUser
+from server.calls.deps import CallConsult
+from server.consults.models import ConsultMode
+from web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+# Video bandwidth caps offered on the call page, in kbps (0 = no cap).
+BANDWIDTH_CHOICES = (150, 300, 800, 0)
+# Where the signaling service listens (mounted by the server).
+SIGNALING_PATH = "/ws"
+
+
+@router.get("/consults/{public_id}/call")
+def call_page(request: Request, user: CurrentUser, consult: CallConsult) -> Response:
+    """The video call of a consult, for its participants only."""
+    consult_url = f"/consults/{consult.public_id}"
+    # A live video consult switches to written with the same record (the consults'
+    # mode route); one already written just opens the thread.
+    switch_url = f"{consult_url}/mode" if consult.mode == ConsultMode.VIDEO else ""
+    return render(
+        request,
+        "calls/call.html",
+        consult=consult,
+        room=consult.public_id,
+        signaling_path=SIGNALING_PATH,
+        consult_url=consult_url,
+        # "Continue in writing" opens the consult's written thread: the case is already there.
+        thread_url=f"{consult_url}#thread",
+        switch_url=switch_url,
+        bandwidth_choices=BANDWIDTH_CHOICES,
+    )
+
+
+@router.get("/precall")
+def precall_page(request: Request, user: CurrentUser) -> Response:
+    """Camera, microphone and link check before a consult."""
+    return render(request, "calls/precall.html", signaling_path=SIGNALING_PATH)
+
+
+@router.get("/calls/guest")
+def guest_call_page(request: Request, user: OptionalUser) -> Response:
+    """A guest's call page; the invitation token stays in the URL fragment, never sent here."""
+    return render(
+        request,
+        "calls/call.html",
+        guest=True,
+        consult=None,
+        room="",
+        signaling_path=SIGNALING_PATH,
+        consult_url="",
+        thread_url="",
+        switch_url="",
+        bandwidth_choices=BANDWIDTH_CHOICES,
+    )

@@ -1,0 +1,370 @@
+"""The thin ASGI shell: WebSocket endpoints around the Hub, the user channel and echo.
+
+`SignalingService` is started and stopped by whoever hosts it: the server's
+lifespan (mounted at /ws) or `dari signaling` (standalone, `standalone_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from signaling import protocol as p
+from signaling.broker import Broker, broker_for
+from signaling.echo import EchoService
+from signaling.gate import Gatekeeper, Identity, SignalingConfig
+from signaling.rooms import Hub, LocalPeer, Refused
+from signaling.users import UserChannel
+
+log = logging.getLogger("dari.signaling")
+
+SESSION_COOKIE = "dari_session"
+
+
+class Closed(Exception):
+    """The connection is over; `code` says how (None: the client went away)."""
+
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class FrameReader:
+    """Receives, size-checks, rate-limits and parses frames for one connection."""
+
+    def __init__(self, websocket: WebSocket, config: SignalingConfig) -> None:
+        self.websocket = websocket
+        self.config = config
+        self.tokens = config.burst
+        self.stamp = time.monotonic()
+        self.bad = 0
+
+    async def next(self, wait: float) -> p.ClientFrame:
+        """The next valid frame; error frames for bad ones; Closed when it must end."""
+        while True:
+            try:
+                message = await asyncio.wait_for(self.websocket.receive(), wait)
+            except TimeoutError:
+                raise Closed(4408, "no heartbeat") from None
+            if message["type"] == "websocket.disconnect":
+                raise Closed(None)
+            text = message.get("text")
+            data: str | bytes = text if text is not None else (message.get("bytes") or b"")
+            if len(data) > p.MAX_FRAME_BYTES:
+                raise Closed(1009, "frame too large")
+            now = time.monotonic()
+            self.tokens = min(
+                self.config.burst, self.tokens + (now - self.stamp) * self.config.rate_per_second
+            )
+            self.stamp = now
+            self.tokens -= 1
+            if self.tokens < 0:
+                # Overdrawn twice the burst: a flood, not a burst. Close.
+                if self.tokens < -self.config.burst:
+                    raise Closed(1008, "rate limit exceeded")
+                await self.error("rate_limited", "too many frames; slow down")
+                continue
+            try:
+                return p.parse_client(data)
+            except p.ProtocolError as error:
+                self.bad += 1
+                if self.bad > self.config.max_bad_frames:
+                    raise Closed(1008, "too many bad frames") from None
+                await self.error(error.code, error.message)
+
+    async def error(self, code: str, message: str) -> None:
+        await self.websocket.send_text(p.ErrorFrame(code=code, message=message).dump())
+
+
+class SignalingService:
+    """One per process: the hub, the user channel, the echo peers and their endpoints."""
+
+    def __init__(
+        self, gate: Gatekeeper, config: SignalingConfig | None = None, broker_url: str = ""
+    ) -> None:
+        self.gate = gate
+        self.config = config or SignalingConfig()
+        self.broker_url = broker_url
+        self.sockets: set[WebSocket] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._hub: Hub | None = None
+        self._users: UserChannel | None = None
+        self._echo: EchoService | None = None
+
+    # Parts are made at start, in the loop that serves them: a Redis connection
+    # belongs to one event loop. A second start from another loop (two test
+    # clients of one app) is ignored; that loop's sockets are refused (1013).
+    async def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        broker: Broker = broker_for(self.broker_url)
+        self._hub = Hub(broker, self.gate, self.config)
+        self._users = UserChannel(self.gate, self.config)
+        self._echo = EchoService(self.config)
+        await self._hub.start()
+        await self._users.start()
+
+    async def stop(self) -> None:
+        """Close everything: rooms first (they announce), then the rest."""
+        if self._loop is not asyncio.get_running_loop():
+            return
+        hub, users, echo = self._hub, self._users, self._echo
+        self._hub = self._users = self._echo = None
+        try:
+            if hub is not None:
+                await hub.stop()
+            if users is not None:
+                await users.stop()
+            if echo is not None:
+                await echo.stop()
+            for websocket in list(self.sockets):
+                with contextlib.suppress(Exception):
+                    await websocket.close(1001, "server shutting down")
+        finally:
+            self.sockets.clear()
+            self._loop = None
+
+    def _serving(self) -> bool:
+        return self._loop is asyncio.get_running_loop() and self._hub is not None
+
+    @property
+    def hub(self) -> Hub:
+        assert self._hub is not None, "signaling is not running"
+        return self._hub
+
+    @property
+    def users(self) -> UserChannel:
+        assert self._users is not None, "signaling is not running"
+        return self._users
+
+    @property
+    def echo(self) -> EchoService:
+        assert self._echo is not None, "signaling is not running"
+        return self._echo
+
+    def app(self) -> Starlette:
+        """The endpoints, to mount at /ws."""
+        return Starlette(
+            routes=[
+                WebSocketRoute("/room", self.room_endpoint),
+                WebSocketRoute("/user", self.user_endpoint),
+                WebSocketRoute("/echo", self.echo_endpoint),
+            ]
+        )
+
+    # --- shared steps ----------------------------------------------------------------
+
+    def origin_ok(self, websocket: WebSocket) -> bool:
+        """A browser must come from our own page (or an allowed origin)."""
+        origin = websocket.headers.get("origin")
+        if origin is None:
+            return True  # not a browser: it must bring a join token (checked later)
+        host = websocket.headers.get("host", "")
+        scheme = "https" if websocket.url.scheme == "wss" else "http"
+        return origin in {f"{scheme}://{host}", *self.config.allowed_origins}
+
+    async def authenticate(self, websocket: WebSocket, token: str | None) -> Identity | None:
+        # A cookie counts only with an Origin we trust (cross-site WebSocket hijacking).
+        cookie = websocket.cookies.get(SESSION_COOKIE)
+        if websocket.headers.get("origin") is None:
+            cookie = None
+        return await self.gate.authenticate(cookie, token)
+
+    @staticmethod
+    async def refuse(websocket: WebSocket, code: int = 4403) -> None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code)
+
+    # --- /ws/room --------------------------------------------------------------------
+
+    async def room_endpoint(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        if not self._serving():
+            await self.refuse(websocket, 1013)
+            return
+        hub = self.hub
+        self.sockets.add(websocket)
+        reader = FrameReader(websocket, self.config)
+        peer: LocalPeer | None = None
+        conn = _Conn(websocket)
+        close: Closed | None = None
+        try:
+            if not self.origin_ok(websocket):
+                raise Closed(4403)
+            try:
+                first = await reader.next(self.config.join_timeout_seconds)
+            except Closed as closed:
+                raise Closed(4400 if closed.code == 4408 else closed.code) from None
+            if not isinstance(first, p.Join):
+                raise Closed(4400, "first frame must be join")
+            identity = await self.authenticate(websocket, first.token)
+            try:
+                peer = await hub.join(conn, identity, first)
+            except Refused as refused:
+                if refused.error:
+                    await reader.error(refused.error, refused.message)
+                raise Closed(refused.code) from None
+            while True:
+                frame = await reader.next(2 * self.config.heartbeat_seconds)
+                await hub.handle(peer, frame)
+                if peer.gone:
+                    break
+        except Closed as closed:
+            close = closed
+        except WebSocketDisconnect:
+            close = Closed(None)
+        except Exception:
+            log.exception("room connection failed")
+            close = Closed(1011, "internal error")
+        finally:
+            self.sockets.discard(websocket)
+            if peer is not None:
+                if close is not None and close.code in {1008, 1009}:
+                    # Thrown out for misbehaving: no resume slot.
+                    await hub.leave(peer, "left", close=False)
+                else:
+                    await hub.disconnected(peer, conn)
+            if close is not None and close.code is not None:
+                await self.refuse(websocket, close.code)
+
+    # --- /ws/user --------------------------------------------------------------------
+
+    async def user_endpoint(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        if not self._serving():
+            await self.refuse(websocket, 1013)
+            return
+        users = self.users
+        self.sockets.add(websocket)
+        reader = FrameReader(websocket, self.config)
+        subscription: Any = None
+        close: Closed | None = None
+        try:
+            if not self.origin_ok(websocket):
+                raise Closed(4403)
+            first = await reader.next(self.config.join_timeout_seconds)
+            if not isinstance(first, p.Subscribe):
+                raise Closed(4400, "first frame must be subscribe")
+            identity = await self.authenticate(websocket, first.token)
+            if identity is None or identity.user_id is None:
+                raise Closed(4403)
+            subscription = await users.subscribe(identity.user_id, _Conn(websocket), first.after_id)
+            while True:
+                frame = await reader.next(2 * self.config.heartbeat_seconds)
+                if isinstance(frame, p.Ping):
+                    await websocket.send_text(p.Pong(ts=frame.ts).dump())
+                else:
+                    await reader.error("bad_frame", f"{frame.type!r} is not used here")
+        except Closed as closed:
+            close = closed
+        except WebSocketDisconnect:
+            close = None
+        except Exception:
+            log.exception("user channel failed")
+            close = Closed(1011)
+        finally:
+            self.sockets.discard(websocket)
+            if subscription is not None:
+                users.unsubscribe(subscription)
+            if close is not None and close.code is not None:
+                await self.refuse(websocket, close.code)
+
+    # --- /ws/echo --------------------------------------------------------------------
+
+    async def echo_endpoint(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        if not self._serving():
+            await self.refuse(websocket, 1013)
+            return
+        echo = self.echo
+        self.sockets.add(websocket)
+        reader = FrameReader(websocket, self.config)
+        close: Closed | None = None
+        session: Any = None
+        try:
+            if not self.origin_ok(websocket):
+                raise Closed(4403)
+            first = await reader.next(self.config.join_timeout_seconds)
+            if not isinstance(first, p.Offer):
+                raise Closed(4400, "send an offer")
+            identity = await self.authenticate(websocket, first.token)
+            if identity is None or identity.kind != "user":
+                raise Closed(4403)
+            session = echo.open()
+            if session is None:
+                raise Closed(1013, "echo test busy; try again later")
+            try:
+                answer = await session.answer(first.sdp)
+            except Exception as error:
+                log.warning("echo negotiation failed: %s", error)
+                await reader.error("echo_failed", "could not answer that offer")
+                raise Closed(1011) from None
+            await websocket.send_text(p.RelayedAnswer(sdp=answer).dump())
+            deadline = time.monotonic() + self.config.echo_max_seconds
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Closed(1000, "echo test time is up")
+                try:
+                    frame = await reader.next(min(left, 2 * self.config.heartbeat_seconds))
+                except Closed as closed:
+                    if closed.code == 4408 and deadline - time.monotonic() <= 0:
+                        raise Closed(1000, "echo test time is up") from None
+                    raise
+                if isinstance(frame, p.Ping):
+                    await websocket.send_text(p.Pong(ts=frame.ts).dump())
+        except Closed as closed:
+            close = closed
+        except WebSocketDisconnect:
+            close = None
+        except Exception:
+            log.exception("echo session failed")
+            close = Closed(1011)
+        finally:
+            self.sockets.discard(websocket)
+            if session is not None:
+                await echo.close(session)
+            if close is not None and close.code is not None:
+                await self.refuse(websocket, close.code)
+
+
+class _Conn:
+    """A WebSocket as the hub sees it."""
+
+    __slots__ = ("websocket",)
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def send_text(self, data: str) -> None:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            await self.websocket.send_text(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            await self.websocket.close(code, reason)
+
+
+def standalone_app(service: SignalingService) -> Starlette:
+    """`dari signaling`: the same endpoints at /ws, on a port of their own."""
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    return Starlette(routes=[Mount("/ws", app=service.app())], lifespan=lifespan)
