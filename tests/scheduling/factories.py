@@ -10,7 +10,7 @@ from server.accounts.models import Organisation, OrgKind, Region, Role, Specialt
 from server.clock import utcnow
 from server.consults.models import ConsultRequest, ConsultStatus
 from server.scheduling.models import RosterRule, RuleKind
-from tests.factories import make_organisation, make_region, make_specialty, make_user
+from tests.factories import make_organisation, make_region, make_user
 
 
 def make_consult(
@@ -86,4 +86,3 @@ def future_day(days: int = 8) -> date:
     return utcnow().date() + timedelta(days=days)
 
 
-__all__ = ["make_specialty", "make_user"]
