@@ -84,5 +84,3 @@ def every_day(
 
 def future_day(days: int = 8) -> date:
     return utcnow().date() + timedelta(days=days)
-
-
