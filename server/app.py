@@ -19,11 +19,14 @@ from server.calls import router as calls_router
 from server.calls.gatekeeper import build_signaling
 from server.consults import pages as consult_pages
 from server.consults import router as consults_router
-from server.db import engine_for
+from server.db import engine_for, request_concurrency
 from server.errors import install_error_handlers
-from server.middleware import SecurityHeadersMiddleware
+from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.scheduling import pages as scheduling_pages
+from server.scheduling import router as scheduling_router
+from server.scheduling import urgent as scheduling_urgent
 from server.settings import Settings, get_settings
 from web import pages as web_pages
 from web import static_files
@@ -40,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Mounted sub-apps get no lifespan of their own: start signaling here.
         await app.state.signaling.start()
         try:
-            yield
+            async with scheduling_urgent.escalation_task(app.state.engine, settings):
+                yield
         finally:
             await app.state.signaling.stop()
             if getattr(app.state, "notes_fanout", None) is not None:
@@ -65,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
@@ -75,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notes_router.router)
     app.router.routes.extend(notes_router.websocket_routes)
     app.include_router(notes_pages.router)
+    app.include_router(scheduling_router.router)
+    app.include_router(scheduling_router.feeds)
+    app.include_router(scheduling_pages.router)
     app.include_router(web_pages.router)
     app.include_router(call_pages.router)
     app.include_router(static_files.router)

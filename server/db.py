@@ -12,13 +12,18 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Session, create_engine
 
+POOL_SIZE = 10
+MAX_OVERFLOW = 20
+
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine per URL per process; SQLite gets WAL, foreign keys and serialised writers."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -46,6 +51,15 @@ def _configure_sqlite(engine: Engine) -> None:
         # reads and then writes (audit hash chain, booking) can otherwise fail with
         # "database is locked" under concurrency instead of waiting its turn.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def request_concurrency(engine: Engine) -> int:
+    """How many requests may use the database at once (see middleware.RequestGate)."""
+    if engine.dialect.name == "sqlite":
+        return 1  # SQLite serialises every transaction anyway (BEGIN IMMEDIATE)
+    # Fewer than the pool's connections and the 40 worker threads, leaving a margin
+    # for background tasks.
+    return max(1, min(POOL_SIZE + MAX_OVERFLOW, 40) - 5)
 
 
 def is_sqlite(session: Session) -> bool:

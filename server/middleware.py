@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import weakref
 from http.cookies import SimpleCookie
 
 from starlette.datastructures import MutableHeaders
@@ -56,3 +58,35 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class RequestGate:
+    """Caps how many HTTP requests are inside the app at once (1 on SQLite).
+
+    A request holds its database connection (and, on SQLite, the write lock: BEGIN
+    IMMEDIATE, see server.db) across several thread-pool hops: dependencies, handler.
+    With more simultaneous requests than pool threads or connections, every thread can
+    end up waiting for a connection or the lock while the holders wait for a thread:
+    starvation, then "database is locked" or pool timeouts. Queuing on the event loop
+    instead keeps every admitted request able to finish. Static files and WebSockets
+    pass freely.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int = 1, free_prefixes: tuple[str, ...] = ("/static/",)
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.free_prefixes = free_prefixes
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.free_prefixes):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()  # one gate per loop (tests run several loops)
+        gate = self._gates.setdefault(loop, asyncio.Semaphore(self.limit))
+        async with gate:
+            await self.app(scope, receive, send)

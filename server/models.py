@@ -10,3 +10,4 @@ def import_all_models() -> None:
     import server.consults.models  # noqa: F401
     import server.notes.models  # noqa: F401
     import server.notifications.models  # noqa: F401
+    import server.scheduling.models  # noqa: F401

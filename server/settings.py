@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     default_locale: str = "ko"
     # Origins allowed to open the signaling WebSocket; empty means same host only.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Scheduling: "regional_first" puts the GP's own region's hub hospitals first,
+    # "earliest" ranks every slot by time alone (see docs/scheduling.md).
+    routing_policy: str = Field(default="regional_first", pattern="^(regional_first|earliest)$")
+    # An unanswered urgent ring escalates to the national pool after this long.
+    urgent_escalate_minutes: int = 10
+    # How often the app checks for rings to escalate (0 turns the background task off).
+    urgent_check_seconds: int = 30
+    # Longest slot-search window, in days (a year-long search is refused).
+    slot_search_max_days: int = 31
     # --- signaling and calls (docs/signaling.md) ---
     # Broker URL (memory:// or redis://); empty means redis_url if set, else memory://.
     signaling_broker_url: str = ""

@@ -1,0 +1,1 @@
+"""Rosters, slot search, booking, on-call rings and calendar feeds."""

@@ -1,0 +1,63 @@
+"""Demo rosters: weekday consult hours and on-call for every demo specialist.
+
+The lead wires `seed_demo_rosters` into `dari demo` (server/demo.py) after seed_demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, time, timedelta
+
+from sqlmodel import Session, col, select
+
+from server.accounts.models import Role, User
+from server.clock import utcnow
+from server.scheduling.models import RosterRule, RuleKind
+
+
+def seed_demo_rosters(
+    session: Session, today: date | None = None, only: Collection[int] | None = None
+) -> int:
+    """Give specialists without a roster weekday consult hours and on-call; returns how many."""
+    today = today or utcnow().date()
+    valid_from = today - timedelta(days=today.weekday())  # this week's Monday
+    with_rules = set(session.exec(select(RosterRule.specialist_id)).all())
+    query = select(User).where(User.role == Role.SPECIALIST, col(User.active).is_(True))
+    if only is not None:
+        query = query.where(col(User.id).in_(list(only)))
+    specialists = session.exec(query.order_by(col(User.id))).all()
+    seeded = 0
+    for index, specialist in enumerate(specialists):
+        if specialist.id in with_rules:
+            continue
+        # Mornings for some, afternoons for others, so the demo search shows variety.
+        hours = (time(9, 0), time(12, 0)) if index % 2 == 0 else (time(14, 0), time(17, 0))
+        for weekday in range(5):
+            session.add(
+                RosterRule(
+                    specialist_id=specialist.id or 0,
+                    weekday=weekday,
+                    start_time=hours[0],
+                    end_time=hours[1],
+                    slot_minutes=20,
+                    kind=RuleKind.CONSULT,
+                    valid_from=valid_from,
+                )
+            )
+        # Each specialist is on call one weekday, all day, plus the weekend for the first.
+        oncall_days = [index % 5] + ([5, 6] if index == 0 else [])
+        for weekday in oncall_days:
+            session.add(
+                RosterRule(
+                    specialist_id=specialist.id or 0,
+                    weekday=weekday,
+                    start_time=time(0, 0),
+                    end_time=time(0, 0),
+                    slot_minutes=60,
+                    kind=RuleKind.ONCALL,
+                    valid_from=valid_from,
+                )
+            )
+        seeded += 1
+    session.flush()
+    return seeded

@@ -1,0 +1,97 @@
+"""200 GPs try to book the same slot at the same moment, through the running app."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from server.accounts.models import OrgKind, Role, User
+from server.consults.models import ConsultRequest
+from server.scheduling import service
+from server.scheduling.models import Appointment
+from tests.factories import TEST_PASSWORD, make_organisation, make_specialty, make_user
+from tests.scheduling.factories import (
+    every_day,
+    future_day,
+    make_consult,
+    make_hospital,
+    make_specialist,
+)
+
+ATTEMPTS = 200
+
+
+def logged_in_client(base: str, user: User) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=120)
+    csrf = client.get("/api/auth/csrf").json()["csrf_token"]
+    response = client.post(
+        "/api/auth/login",
+        json={"email": user.email, "password": TEST_PASSWORD},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return client
+
+
+@pytest.mark.slow
+def test_two_hundred_simultaneous_bookings_one_wins(live_server: str, db: Session) -> None:
+    specialty = make_specialty(db)
+    specialist = make_specialist(db, make_hospital(db), specialty)
+    every_day(db, specialist)
+    clinic = make_organisation(db, kind=OrgKind.CLINIC)
+    gps = [make_user(db, Role.GP, organisation=clinic) for _ in range(ATTEMPTS)]
+    consults: list[ConsultRequest] = [make_consult(db, gp, specialty) for gp in gps]
+    start, end = service.local_day_bounds(future_day(), service.zone("Asia/Seoul"))
+    slot = service.search_slots(
+        db, specialty_id=specialty.id or 0, start=start, end=end, home_region_id=None
+    )[0]
+
+    # One login first: on a fresh PostgreSQL database the audit chain's head row does not
+    # exist yet, and concurrent first appends race to create it (reported to the lead).
+    clients = [logged_in_client(live_server, gps[0])]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # logging in is deliberately slow (argon2)
+        clients += list(pool.map(lambda gp: logged_in_client(live_server, gp), gps[1:]))
+    barrier = threading.Barrier(ATTEMPTS)
+
+    def attempt(index: int) -> httpx.Response:
+        body = {
+            "consult_id": consults[index].public_id,
+            "specialist_id": specialist.id,
+            "starts_at": slot.starts_at.isoformat(),
+        }
+        barrier.wait(timeout=60)
+        return clients[index].post("/api/appointments", json=body)
+
+    try:
+        with ThreadPoolExecutor(max_workers=ATTEMPTS) as pool:
+            responses = list(pool.map(attempt, range(ATTEMPTS)))
+    finally:
+        for client in clients:
+            client.close()
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1, statuses
+    assert statuses.count(409) == ATTEMPTS - 1, statuses
+    losers = [r.json()["error"] for r in responses if r.status_code == 409]
+    assert all(e["code"] == "slot_taken" for e in losers)
+    # Every loser is offered other slots, never the one just taken.
+    assert all(
+        e["next_slots"] and e["next_slots"][0]["starts_at"] != slot.starts_at.isoformat()
+        for e in losers
+    )
+    db.expire_all()
+    rows = db.exec(select(Appointment).where(Appointment.specialist_id == specialist.id)).all()
+    assert len(rows) == 1 and rows[0].starts_at == slot.starts_at
+    scheduled = [
+        c
+        for c in consults
+        if db.get(ConsultRequest, c.id) and db.get(ConsultRequest, c.id).status == "scheduled"
+    ]  # type: ignore[union-attr]
+    assert len(scheduled) == 1
+    assert slot.ends_at - slot.starts_at == timedelta(minutes=20)
