@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-from server.db import engine_for
 from server.models import import_all_models
 from server.settings import get_settings
 
@@ -48,9 +49,15 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    with engine_for(database_url()).connect() as connection:
-        _run(connection)
-        connection.commit()
+    # A throwaway engine: migrating must not leave pooled connections in the app's
+    # engine cache (they would outlive a test database that is dropped afterwards).
+    engine = create_engine(database_url(), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+            connection.commit()
+    finally:
+        engine.dispose()
 
 
 def _run(connection: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +16,8 @@ POOL_SIZE = 10
 MAX_OVERFLOW = 20
 
 
-@lru_cache(maxsize=8)
+# Unbounded: an evicted engine would be garbage-collected with its connections open.
+@cache
 def engine_for(url: str) -> Engine:
     """One engine per URL per process; SQLite gets WAL, foreign keys and serialised writers."""
     parsed = make_url(url)

@@ -1,7 +1,7 @@
 """call sessions and guest invitations
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-29 01:28:22.094238
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import server.clock
 
 revision: str = '0005'
-down_revision: str | Sequence[str] | None = '0002'
+down_revision: str | Sequence[str] | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

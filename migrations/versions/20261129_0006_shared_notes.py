@@ -1,7 +1,7 @@
 """shared notes
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-29 01:26:22.105663
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import server.clock
 
 revision: str = '0006'
-down_revision: str | Sequence[str] | None = '0002'
+down_revision: str | Sequence[str] | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from server import migrate
 from server.audit import service as audit
 from server.cli import app as cli
+from server.db import engine_for
 from server.settings import get_settings
 from tests.conftest import PG_ADMIN_URL
 
@@ -41,6 +42,7 @@ def scratch_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         session.commit()
     engine.dispose()
     yield url
+    engine_for(url).dispose()  # cli_verify and others may have opened it
     if name is not None:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
