@@ -57,7 +57,9 @@ def _configure_sqlite(engine: Engine) -> None:
 def request_concurrency(engine: Engine) -> int:
     """How many requests may use the database at once (see middleware.RequestGate)."""
     if engine.dialect.name == "sqlite":
-        return 1  # SQLite serialises every transaction anyway (BEGIN IMMEDIATE)
+        # SQLite serialises every transaction anyway (BEGIN IMMEDIATE); a few in flight
+        # keep a slow upload from stalling everyone while the lock queue stays short.
+        return 4
     # Fewer than the pool's connections and the 40 worker threads, leaving a margin
     # for background tasks.
     return max(1, min(POOL_SIZE + MAX_OVERFLOW, 40) - 5)

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from server.accounts import service as accounts
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
+from server.scheduling import demo as demo_rosters
 
 # Demo logins are printed by `make run`; the password is the same for all demo users.
 DEMO_PASSWORD = "dari-demo-2026"
@@ -180,8 +181,9 @@ def seed_demo(session: Session) -> bool:
         session.add(organisation)
         organisations[name_en] = organisation
     session.flush()
+    specialist_ids: list[int] = []
     for person in USERS:
-        accounts.create_user(
+        user = accounts.create_user(
             session,
             email=person.email,
             name=person.name,
@@ -190,6 +192,10 @@ def seed_demo(session: Session) -> bool:
             specialty_id=specialties[person.specialty].id if person.specialty else None,
             password=DEMO_PASSWORD,
         )
+        if person.role == Role.SPECIALIST:
+            specialist_ids.append(user.id or 0)
+    # Weekday consult hours and on-call, so slot search and urgent rings work at once.
+    demo_rosters.seed_demo_rosters(session, only=specialist_ids)
     return True
 
 

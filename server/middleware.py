@@ -61,7 +61,7 @@ class SecurityHeadersMiddleware:
 
 
 class RequestGate:
-    """Caps how many HTTP requests are inside the app at once (1 on SQLite).
+    """Caps how many HTTP requests are inside the app at once, until their response starts.
 
     A request holds its database connection (and, on SQLite, the write lock: BEGIN
     IMMEDIATE, see server.db) across several thread-pool hops: dependencies, handler.
@@ -88,5 +88,24 @@ class RequestGate:
             return
         loop = asyncio.get_running_loop()  # one gate per loop (tests run several loops)
         gate = self._gates.setdefault(loop, asyncio.Semaphore(self.limit))
-        async with gate:
-            await self.app(scope, receive, send)
+        await gate.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                gate.release()
+
+        async def send_and_release(message: Message) -> None:
+            # The request's transaction commits before its response starts
+            # (server.db.SessionDep), so a slow download to a weak rural link
+            # does not hold a place at the gate.
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_release)
+        finally:
+            release()

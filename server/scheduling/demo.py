@@ -1,6 +1,6 @@
 """Demo rosters: weekday consult hours and on-call for every demo specialist.
 
-The lead wires `seed_demo_rosters` into `dari demo` (server/demo.py) after seed_demo.
+`dari demo` (server/demo.py) calls `seed_demo_rosters` for the demo specialists.
 """
 
 from __future__ import annotations

@@ -59,6 +59,11 @@ def test_demo_seeds_once_and_prints_logins(cli_db: tuple[str, Path]) -> None:
     assert len(_users(cli_db[0])) == count
     roles = {u.role for u in _users(cli_db[0])}
     assert roles == {"gp", "specialist", "admin"}
+    from server.scheduling.models import RosterRule
+
+    with Session(engine_for(cli_db[0])) as session:
+        specialists_with_rules = set(session.exec(select(RosterRule.specialist_id)).all())
+    assert len(specialists_with_rules) == 10  # every demo specialist has a roster
 
 
 def test_create_user_with_password_on_stdin(cli_db: tuple[str, Path]) -> None:
