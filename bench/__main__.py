@@ -1,6 +1,6 @@
 """Run every benchmark, one after the other (`make bench`).
 
-    .venv/bin/python -m bench                  # modest sizes, about 10 minutes in all
+    .venv/bin/python -m bench                  # modest sizes, a few minutes in all
     .venv/bin/python -m bench --size quick     # tiny sizes: a smoke test, under a minute or two
     .venv/bin/python -m bench --size full      # each benchmark's own defaults (the documented runs)
     .venv/bin/python -m bench --only slots notes --timeout 300
