@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     routing_policy: str = Field(default="regional_first", pattern="^(regional_first|earliest)$")
     # An unanswered urgent ring escalates to the national pool after this long.
     urgent_escalate_minutes: int = 10
-    # How often the app checks for rings to escalate (0 turns the background task off).
+    # How often the app checks for rings to escalate and consults past their response
+    # target (server.scheduling.urgent.escalation_task; 0 turns the background task off).
     urgent_check_seconds: int = 30
     # Longest slot-search window, in days (a year-long search is refused).
     slot_search_max_days: int = 31

@@ -45,7 +45,8 @@ def is_overdue(consult: ConsultRequest, settings: Settings, now: datetime) -> bo
 def escalate_overdue(
     session: Session, now: datetime, settings: Settings | None = None
 ) -> list[ConsultRequest]:
-    """Escalate every consult past its response target (run every minute by a job or cron):
+    """Escalate every consult past its response target (run every urgent_check_seconds by
+    the app's background task, server.scheduling.urgent.escalation_task, or by the CLI):
     status escalated, the specialty's specialists nationwide and the clinic's
     administrators notified. Returns the consults escalated now."""
     settings = settings or get_settings()
@@ -58,6 +59,12 @@ def escalate_overdue(
     ).all()
     escalated = []
     for consult in waiting:
+        if not is_overdue(consult, settings, now):
+            continue
+        # Every app process runs this: hold the row and re-read it, so of two runs at
+        # once the second finds the consult escalated (or answered) and leaves it.
+        lifecycle.lock(session, consult)
+        session.refresh(consult)
         if not is_overdue(consult, settings, now):
             continue
         target = target_for(consult.urgency, settings)

@@ -8,13 +8,13 @@ no registration number); the age travels as a note on the ServiceRequest.
 
 from __future__ import annotations
 
-import importlib
+import base64
 import uuid
 from datetime import datetime
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from server.accounts.models import Organisation, Specialty, User
 from server.clock import utcnow
@@ -34,6 +34,8 @@ from server.consults.service import (
     messages_of,
     require_full_record,
 )
+from server.notes import service as notes
+from server.scheduling.models import Appointment
 
 S = ConsultStatus
 NAMESPACE = uuid.UUID("6f1c1c52-6a35-4a4e-9b0e-5d0a7c1d2a10")
@@ -73,16 +75,15 @@ def _ref(url: str, display: str | None = None) -> dict[str, Any]:
     return {"reference": url, **({"display": display} if display else {})}
 
 
-def _appointments(session: Session, consult_id: int) -> list[Any]:
-    """Appointments from the scheduling domain, if that domain is installed."""
-    try:
-        module = importlib.import_module("server.scheduling.models")
-    except ImportError:
-        return []
-    model = getattr(module, "Appointment", None)
-    if model is None or not hasattr(model, "consult_request_id"):
-        return []
-    return list(session.exec(select(model).where(model.consult_request_id == consult_id)).all())
+def _appointments(session: Session, consult_id: int) -> list[Appointment]:
+    """The consult's appointments (booked, moved, cancelled), oldest first."""
+    return list(
+        session.exec(
+            select(Appointment)
+            .where(Appointment.consult_request_id == consult_id)
+            .order_by(col(Appointment.id))
+        ).all()
+    )
 
 
 def build_bundle(session: Session, consult: ConsultRequest) -> dict[str, Any]:
@@ -246,6 +247,7 @@ def build_bundle(session: Session, consult: ConsultRequest) -> dict[str, Any]:
         decisions_of(session, consult), add, practitioner, service_request, patient, encounter
     )
     _add_attachments(attachments_of(session, consult), consult, add, patient, encounter)
+    _add_shared_note(session, consult, add, patient, encounter)
     bundle = {
         "resourceType": "Bundle",
         "identifier": {"system": f"{SYSTEM}:consult-export", "value": consult.public_id},
@@ -368,6 +370,39 @@ def _add_attachments(
                 ],
             },
         )
+
+
+def _add_shared_note(
+    session: Session, consult: ConsultRequest, add: Any, patient: str, encounter: str
+) -> None:
+    """The shared note as it stands (frozen when the report was signed), inline as text."""
+    text = notes.final_text(session, consult)
+    if not text:
+        return
+    add(
+        _urn("SharedNote", consult.public_id),
+        {
+            "resourceType": "DocumentReference",
+            "identifier": [{"system": f"{SYSTEM}:shared-note", "value": consult.public_id}],
+            "status": "current",
+            # final once the report is signed (the note is then read-only)
+            "docStatus": "final" if consult.report_signed_at else "preliminary",
+            "type": {"text": "Shared consultation notes"},
+            "description": "Notes written together by the GP and the specialist",
+            "subject": _ref(patient),
+            **({"date": _iso(consult.report_signed_at)} if consult.report_signed_at else {}),
+            "context": {"encounter": [_ref(encounter)]},
+            "content": [
+                {
+                    "attachment": {
+                        "contentType": "text/plain; charset=utf-8",
+                        "title": "Shared notes",
+                        "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+                    }
+                }
+            ],
+        },
+    )
 
 
 def export_bundle(session: Session, viewing: Viewing) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from server.consults.models import ConsultMode, ConsultRequest, GPAction, Outcom
 from server.consults.schemas import CloseIn, ConsultIn, DecisionIn, ReportIn
 from server.db import SessionDep
 from server.errors import AppError
+from server.notes import service as notes
 from web import i18n
 from web.render import render
 
@@ -274,6 +275,7 @@ def print_page(
         latest=signed[-1] if signed else None,
         decisions=service.decisions_of(session, viewing.consult),
         messages=service.messages_of(session, viewing.consult),
+        shared_note=notes.final_text(session, viewing.consult),
         printed_at=utcnow(),
         **_names(session, viewing.consult),
         **extra,

@@ -14,6 +14,7 @@ from server.consults.privacy import refuse_registration_numbers
 from server.consults.schemas import ReportIn
 from server.consults.service import Viewing, audit_consult, record_first_response, signature_hash
 from server.errors import AppError, Conflict, Forbidden, NotFound
+from server.notes import service as notes
 
 S = ConsultStatus
 REPORT_TEXT = ("findings", "assessment", "recommendation", "follow_up")
@@ -104,7 +105,8 @@ def save_draft(session: Session, viewing: Viewing, data: ReportIn) -> ConsultRep
 
 
 def sign(session: Session, viewing: Viewing) -> ConsultReport:
-    """Freeze the open draft for ever, with a hash of what was signed."""
+    """Freeze the open draft for ever, with a hash of what was signed; the shared note
+    is frozen with it."""
     _require_author(viewing)
     lifecycle.lock(session, viewing.consult)
     consult = viewing.consult
@@ -134,6 +136,9 @@ def sign(session: Session, viewing: Viewing) -> ConsultReport:
         consult.report_signed_at = now
     session.add(consult)
     session.flush()
+    # The shared note becomes read-only with the first signature, in this same
+    # transaction (idempotent: an amendment's signing finds it frozen already).
+    notes.freeze(session, consult, actor_id=viewing.user.id)
     if consult.status in (S.ACCEPTED, S.IN_PROGRESS):
         lifecycle.transition(
             session,

@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from server.audit import service as audit
@@ -52,19 +53,33 @@ def find_note(session: Session, consult_id: int, *, lock: bool = False) -> Share
 
 
 def ensure_note(session: Session, consult_id: int) -> SharedNote:
-    """The consult's note, created empty on first use (safe when two people open it at once)."""
+    """The consult's note, created empty on first use (safe when two people open it at once).
+
+    INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL) rather than a savepoint:
+    the loser of a race simply finds the winner's row, and no savepoint is needed, so it
+    also works on a connection outside a transaction block.
+    """
     note = find_note(session, consult_id)
     if note is not None:
         return note
-    try:
-        with session.begin_nested():
-            note = SharedNote(consult_id=consult_id)
-            session.add(note)
-            session.flush()
-    except IntegrityError:
-        note = find_note(session, consult_id)
-        if note is None:  # pragma: no cover - the unique row must exist after the conflict
-            raise
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(SharedNote)
+        .values(
+            consult_id=consult_id,
+            text="",
+            revision=0,
+            compacted_revision=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["consult_id"])
+    )
+    note = find_note(session, consult_id)
+    if note is None:  # pragma: no cover - the unique row must exist after the insert
+        raise RuntimeError(f"shared note for consult {consult_id} vanished")
     return note
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Organisation, Role, User
 from server.audit import service as audit
 from server.clock import utcnow
-from server.consults import lifecycle
+from server.consults import clocks, lifecycle
 from server.consults.access import OPEN_TO_POOL
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.errors import Conflict, NotFound
@@ -349,34 +350,54 @@ def escalate_stale_rings(session: Session, now: datetime, after_minutes: int = 1
 
 
 def escalate_once(engine: Engine, after_minutes: int) -> int:
-    """One short transaction of escalation (the background task calls this)."""
+    """One short transaction of ring escalation (the background task calls this)."""
     with Session(engine, expire_on_commit=False) as session:
         count = len(escalate_stale_rings(session, utcnow(), after_minutes))
         session.commit()
     return count
 
 
-async def escalation_loop(engine: Engine, every_seconds: int, after_minutes: int) -> None:
-    """Runs for the app's lifetime; cancelled at shutdown."""
+def escalate_overdue_consults_once(engine: Engine, settings: Settings) -> int:
+    """One short transaction of the consults' response clocks (past-target requests are
+    escalated and everyone concerned told), in the same background task."""
+    with Session(engine, expire_on_commit=False) as session:
+        count = len(clocks.escalate_overdue(session, utcnow(), settings))
+        session.commit()
+    return count
+
+
+async def escalation_loop(engine: Engine, settings: Settings) -> None:
+    """Runs for the app's lifetime; cancelled at shutdown. Each round runs every job in
+    its own transaction, so one failing leaves the others' work committed."""
+    jobs: list[tuple[str, Callable[[], int]]] = [
+        (
+            "escalated %d urgent ring(s) to the national pool",
+            functools.partial(escalate_once, engine, settings.urgent_escalate_minutes),
+        ),
+        (
+            "escalated %d consult(s) past their response target",
+            functools.partial(escalate_overdue_consults_once, engine, settings),
+        ),
+    ]
     while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            count = await asyncio.to_thread(escalate_once, engine, after_minutes)
-            if count:
-                log.info("escalated %d urgent ring(s) to the national pool", count)
-        except Exception:  # keep the loop alive; the next round retries
-            log.exception("urgent escalation failed")
+        await asyncio.sleep(settings.urgent_check_seconds)
+        for message, job in jobs:
+            try:
+                count = await asyncio.to_thread(job)
+                if count:
+                    log.info(message, count)
+            except Exception:  # keep the loop alive; the next round retries
+                log.exception("escalation job failed: %s", message)
 
 
 @contextlib.asynccontextmanager
 async def escalation_task(engine: Engine, settings: Settings) -> AsyncIterator[None]:
-    """The escalation loop for the app's lifespan (off when urgent_check_seconds is 0)."""
+    """The escalation loop for the app's lifespan: urgent rings and consults' response
+    clocks (both off when urgent_check_seconds is 0)."""
     if settings.urgent_check_seconds <= 0:
         yield
         return
-    task = asyncio.create_task(
-        escalation_loop(engine, settings.urgent_check_seconds, settings.urgent_escalate_minutes)
-    )
+    task = asyncio.create_task(escalation_loop(engine, settings))
     try:
         yield
     finally:

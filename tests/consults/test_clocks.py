@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from server.accounts.models import Role
+from server.app import create_app
 from server.cli import app as cli
 from server.consults import clocks
 from server.consults.models import ConsultEvent, ConsultRequest, ConsultStatus, Urgency
 from server.notifications.models import Notification
 from server.settings import Settings, get_settings
+from tests.conftest import make_settings
 from tests.consults.helpers import make_consult, make_team
 from tests.factories import login, make_user
 
@@ -89,3 +93,61 @@ def test_cli_escalates(db: Session, database_url: str, monkeypatch: pytest.Monke
     assert result.exit_code == 0 and "escalated" in result.output
     db.refresh(consult)
     assert consult.status == ConsultStatus.ESCALATED
+
+
+def test_app_background_task_escalates_overdue_consults(
+    db: Session, database_url: str, tmp_path: Path
+) -> None:
+    """The app's own periodic task (the one that escalates urgent rings) runs the
+    response clocks too: no cron needed."""
+    team = make_team(db)
+    admin = make_user(db, Role.ADMIN, organisation=team.clinic)
+    overdue = make_consult(db, team, ConsultStatus.REQUESTED)
+    overdue.urgency = Urgency.URGENT
+    overdue.requested_at = overdue.requested_at - timedelta(hours=2)  # type: ignore[operator]
+    db.add(overdue)
+    in_time = make_consult(db, team, ConsultStatus.REQUESTED)
+    in_time.urgency = Urgency.ROUTINE
+    db.add(in_time)
+    db.commit()
+    settings = make_settings(database_url, tmp_path, urgent_check_seconds=1)
+
+    def status_of(consult: ConsultRequest) -> str:
+        db.expire_all()
+        stored = db.get(ConsultRequest, consult.id)
+        assert stored is not None
+        return str(stored.status)
+
+    # Entering the client runs the app's lifespan, which starts the task.
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 20
+        while status_of(overdue) != ConsultStatus.ESCALATED and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert status_of(overdue) == ConsultStatus.ESCALATED
+    assert status_of(in_time) == ConsultStatus.REQUESTED
+    told = db.exec(
+        select(Notification.user_id).where(
+            Notification.kind == "consult.overdue",
+            col(Notification.payload).contains(overdue.public_id),
+        )
+    ).all()
+    assert {team.specialist.id, admin.id} <= set(told)
+    # Only once, however many rounds ran.
+    events = db.exec(select(ConsultEvent).where(ConsultEvent.consult_id == overdue.id)).all()
+    assert len(events) == 1
+
+
+def test_background_task_is_off_when_the_interval_is_zero(
+    db: Session, database_url: str, tmp_path: Path
+) -> None:
+    team = make_team(db)
+    consult = make_consult(db, team, ConsultStatus.REQUESTED)
+    consult.urgency = Urgency.URGENT
+    consult.requested_at = consult.requested_at - timedelta(hours=2)  # type: ignore[operator]
+    db.add(consult)
+    db.commit()
+    settings = make_settings(database_url, tmp_path, urgent_check_seconds=0)
+    with TestClient(create_app(settings)):
+        time.sleep(1.5)
+    db.refresh(consult)
+    assert consult.status == ConsultStatus.REQUESTED

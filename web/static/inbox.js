@@ -1,6 +1,7 @@
 /* Dari inbox: live notifications from /ws/user (docs/signaling.md "User channel").
- * An urgent consult rings (visibly, and audibly where the browser allows); any other
- * news offers a refresh. The page itself is rendered by the server. */
+ * An urgent consult rings (visibly, and audibly where the browser allows) until someone
+ * takes it; any other news offers a refresh. The page itself is rendered by the server.
+ * The kinds are listed in server/notifications/kinds.py (a test keeps the two in step). */
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -11,10 +12,26 @@
   var lastId = 0;
   try { lastId = parseInt(localStorage.getItem(KEY) || "0", 10) || 0; } catch (e) { /* private mode */ }
 
+  var RING_ALWAYS = ["urgent.ring", "urgent.escalated"];
+  var RING_IF_URGENT = ["consult.requested", "consult.overdue"];
+  var STOP_RING = ["urgent.taken", "urgent.accepted"];
+  var ringingFor = {};  // consult public id -> true while it rings
+
+  /** The consult a notification is about: consults say "consult", scheduling "consult_id". */
+  function consultOf(n) {
+    var p = n.payload || {};
+    return String(p.consult_id || p.consult || "");
+  }
+
   /** True for a notification that should ring (pure: tested). */
   function rings(n) {
-    if (n.kind === "urgent.ring") return true;
-    return n.kind === "consult.requested" && n.payload && n.payload.urgency === "urgent";
+    if (RING_ALWAYS.indexOf(n.kind) >= 0) return true;
+    return RING_IF_URGENT.indexOf(n.kind) >= 0 && !!n.payload && n.payload.urgency === "urgent";
+  }
+
+  /** True for a notification that ends the ringing for its consult (pure: tested). */
+  function stopsRinging(n) {
+    return STOP_RING.indexOf(n.kind) >= 0;
   }
 
   function beep() {
@@ -32,7 +49,7 @@
     } catch (e) { /* no sound without a user gesture: the banner still rings */ }
   }
 
-  function announce(ringing) {
+  function announce(ringing, newRing) {
     live.textContent = "";
     live.appendChild(document.createTextNode((ringing ? S.ring : S.new) + " "));
     var again = document.createElement("a");
@@ -40,7 +57,7 @@
     again.textContent = S.reload;
     live.appendChild(again);
     live.classList.toggle("is-ringing", ringing);
-    if (ringing) beep();
+    if (newRing) beep();
   }
 
   function onNotification(n) {
@@ -52,7 +69,10 @@
     var at = Date.parse(n.created_at);
     if (!isNaN(at) && at < openedAt - 30000) return;
     window.dariInbox.received.push(n);
-    announce(rings(n) || live.classList.contains("is-ringing"));
+    var newRing = rings(n);
+    if (newRing) ringingFor[consultOf(n)] = true;
+    else if (stopsRinging(n)) delete ringingFor[consultOf(n)];
+    announce(Object.keys(ringingFor).length > 0, newRing);
   }
 
   function connect() {
@@ -74,6 +94,12 @@
     };
   }
 
-  window.dariInbox = { rings: rings, received: [] };
+  window.dariInbox = {
+    rings: rings,
+    stopsRinging: stopsRinging,
+    consultOf: consultOf,
+    ringing: function () { return Object.keys(ringingFor); },
+    received: []
+  };
   connect();
 })();
