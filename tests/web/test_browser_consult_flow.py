@@ -59,7 +59,7 @@ def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Ses
     ours = gp.locator(f'#slots tr[data-specialist-id="{people.specialist.id}"]')
     assert ours.count() > 0
     assert ours.first.locator("td.muted").inner_text().strip() != ""  # the reason
-    shot(gp, "consult-book.ko", guide=True)
+    shot(gp, "flow-consult-book.ko")
     ours.first.locator("button[type=submit]").click()
     gp.wait_for_url("**/schedule/appointments")
     assert gp.locator(f"#appt-{consult.public_id}").count() == 1
@@ -77,7 +77,7 @@ def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Ses
     specialist.goto("/")
     assert specialist.locator(f"#mine a[href='/consults/{consult.public_id}']").count() >= 1
     specialist.click("nav a[href='/schedule/appointments']")
-    shot(specialist, "schedule.en", guide=True)
+    shot(specialist, "flow-schedule.en")
     specialist.click(f"#appt-{consult.public_id}")
     specialist.wait_for_url(f"**/consults/{consult.public_id}")
     assert specialist.locator("#appointment").count() == 1
