@@ -7,8 +7,9 @@ from datetime import time
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from server.accounts.models import Role, Specialty
 from server.consults.models import ConsultMode, ConsultStatus
-from tests.factories import login
+from tests.factories import login, make_user
 from tests.scheduling.factories import every_day
 from tests.web.support import make_call_case
 
@@ -69,3 +70,21 @@ def test_no_slot_picker_for_a_written_consult(client: TestClient, db: Session) -
     login(client, case.gp)
     page = client.get(f"/consults/{case.consult.public_id}", headers=HTML)
     assert page.status_code == 200 and "/schedule/book?consult=" not in page.text
+
+
+def test_an_accepted_consult_is_offered_only_its_specialists_slots(
+    client: TestClient, db: Session
+) -> None:
+    case = make_call_case(db)
+    rival = make_user(db, Role.SPECIALIST, specialty=db.get(Specialty, case.consult.specialty_id))
+    for person in (case.specialist, rival):
+        every_day(db, person, time(0, 0), time(23, 40))
+    case.consult.status = ConsultStatus.ACCEPTED  # assigned to case.specialist
+    db.add(case.consult)
+    db.commit()
+    login(client, case.gp)
+    page = client.get(f"/consults/{case.consult.public_id}", headers=HTML)
+    assert f"/schedule/book?consult={case.consult.public_id}" in page.text
+    picker = client.get(f"/schedule/book?consult={case.consult.public_id}", headers=HTML)
+    assert f'data-specialist-id="{case.specialist.id}"' in picker.text
+    assert f'data-specialist-id="{rival.id}"' not in picker.text
