@@ -3,11 +3,14 @@ reactivate), organisations, specialties, the hospital's rosters; and each role's
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from server.accounts import service as accounts
 from server.accounts.models import OrgKind, Role, Specialty, User
 from server.audit.models import AuditEvent
+from server.errors import AppError
 from tests.factories import (
     TEST_PASSWORD,
     login,
@@ -237,3 +240,20 @@ def test_each_role_nav_links_to_what_it_can_use(client: TestClient, db: Session)
         for href in links:
             target = client.get(href.split("#")[0], headers=HTML)
             assert target.status_code == 200, (role, href)
+
+
+def test_set_active_and_create_specialty_rules_without_http(db: Session) -> None:
+    admin, colleague = hospital_with_admin(db)
+    stranger = make_user(db, Role.GP)
+    with pytest.raises(AppError) as absent:
+        accounts.set_active(db, admin, stranger.id or 0, False)
+    assert absent.value.status == 404
+    with pytest.raises(AppError) as self_off:
+        accounts.set_active(db, admin, admin.id or 0, False)
+    assert self_off.value.code == "self_deactivation"
+    assert accounts.set_active(db, admin, colleague.id or 0, False).active is False
+    db.commit()
+    assert len(events(db, "user.deactivate", colleague.id)) == 1
+    with pytest.raises(AppError) as bad:
+        accounts.create_specialty(db, code="Bad Code", name_ko="가", name_en="A")
+    assert bad.value.code == "invalid_code"
