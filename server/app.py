@@ -12,6 +12,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
+from server.admin import pages as admin_pages
 from server.audit import pages as audit_pages
 from server.audit import router as audit_router
 from server.calls import pages as call_pages
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consult_pages.router)
     app.include_router(audit_router.router)
     app.include_router(audit_pages.router)
+    app.include_router(admin_pages.router)
     app.include_router(notes_router.router)
     app.router.routes.extend(notes_router.websocket_routes)
     app.include_router(notes_pages.router)

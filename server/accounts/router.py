@@ -24,6 +24,7 @@ from server.accounts.schemas import (
     LoginIn,
     MeOut,
     OrganisationOut,
+    SpecialtyIn,
     SpecialtyOut,
     UserCreateIn,
     UserOut,
@@ -146,3 +147,36 @@ def create_user(
         ip=client_ip(request),
     )
     return UserOut.of(user)
+
+
+@router.post("/users/{user_id}/deactivate", response_model=UserOut)
+def deactivate_user(
+    user_id: int, request: Request, session: SessionDep, admin: AdminUser
+) -> UserOut:
+    """An administrator stops a colleague's access (their sessions end at once)."""
+    return UserOut.of(service.set_active(session, admin, user_id, False, ip=client_ip(request)))
+
+
+@router.post("/users/{user_id}/reactivate", response_model=UserOut)
+def reactivate_user(
+    user_id: int, request: Request, session: SessionDep, admin: AdminUser
+) -> UserOut:
+    """An administrator restores a colleague's access."""
+    return UserOut.of(service.set_active(session, admin, user_id, True, ip=client_ip(request)))
+
+
+@router.post("/specialties", response_model=SpecialtyOut, status_code=201)
+def create_specialty(
+    body: SpecialtyIn, request: Request, session: SessionDep, admin: AdminUser
+) -> SpecialtyOut:
+    """An administrator adds a specialty to the shared list."""
+    specialty = service.create_specialty(
+        session,
+        code=body.code,
+        name_ko=body.name_ko,
+        name_en=body.name_en,
+        actor_id=admin.id,
+        organisation_id=admin.organisation_id,
+        ip=client_ip(request),
+    )
+    return SpecialtyOut.of(specialty)

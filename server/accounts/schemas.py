@@ -41,6 +41,12 @@ class UserCreateIn(BaseModel):
     locale: str = "ko"
 
 
+class SpecialtyIn(BaseModel):
+    code: str = Field(max_length=40)
+    name_ko: str = Field(max_length=100)
+    name_en: str = Field(max_length=100)
+
+
 class LocaleIn(BaseModel):
     locale: str
 

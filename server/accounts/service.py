@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -298,3 +299,80 @@ def set_locale(session: Session, user: User, locale: str) -> None:
 def region_of(session: Session, organisation_id: int) -> Region | None:
     organisation = session.get(Organisation, organisation_id)
     return session.get(Region, organisation.region_id) if organisation else None
+
+
+# --- administration ------------------------------------------------------------------
+
+SPECIALTY_CODE = re.compile(r"^[a-z][a-z0-9_-]{1,39}$")
+
+
+def set_active(session: Session, admin: User, user_id: int, active: bool, *, ip: str = "") -> User:
+    """An administrator deactivates or reactivates a user of their own organisation.
+
+    A deactivated user cannot log in, and their open sessions stop working at once
+    (resolve_session refuses inactive users). Other organisations' users are absent.
+    """
+    user = session.get(User, user_id)
+    if user is None or user.organisation_id != admin.organisation_id:
+        raise NotFound("user")
+    if user.id == admin.id and not active:
+        raise AppError("self_deactivation", "you cannot deactivate your own account", 422)
+    if user.active == active:
+        return user
+    user.active = active
+    session.add(user)
+    if not active:
+        for record in session.exec(
+            select(LoginSession).where(
+                LoginSession.user_id == user.id, col(LoginSession.ended_at).is_(None)
+            )
+        ).all():
+            record.ended_at = utcnow()
+            session.add(record)
+    audit.record(
+        session,
+        "user.reactivate" if active else "user.deactivate",
+        actor_id=admin.id,
+        ip=ip,
+        object_type="user",
+        object_id=user.id or "",
+        organisation_id=user.organisation_id,
+    )
+    return user
+
+
+def create_specialty(
+    session: Session,
+    *,
+    code: str,
+    name_ko: str,
+    name_en: str,
+    actor_id: int | None = None,
+    organisation_id: int | None = None,
+    ip: str = "",
+) -> Specialty:
+    """A new specialty (validated first: bad input writes nothing)."""
+    code = code.strip().lower()
+    name_ko, name_en = name_ko.strip(), name_en.strip()
+    if not SPECIALTY_CODE.match(code):
+        raise AppError(
+            "invalid_code", "code: 2-40 lower-case letters, digits, - or _, starting a letter", 422
+        )
+    if not name_ko or not name_en or len(name_ko) > 100 or len(name_en) > 100:
+        raise AppError("invalid_name", "both names are needed, at most 100 characters", 422)
+    if session.exec(select(Specialty.id).where(Specialty.code == code)).first() is not None:
+        raise AppError("duplicate_code", f"a specialty with code {code} already exists", 409)
+    specialty = Specialty(code=code, name_ko=name_ko, name_en=name_en)
+    session.add(specialty)
+    session.flush()
+    audit.record(
+        session,
+        "specialty.create",
+        actor_id=actor_id,
+        ip=ip,
+        object_type="specialty",
+        object_id=specialty.id or "",
+        organisation_id=organisation_id,
+        detail={"code": code},
+    )
+    return specialty

@@ -12,14 +12,24 @@ from sqlmodel import Session, col, select
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.accounts.models import Organisation, Role, Specialty, User
 from server.clock import utcnow
-from server.consults import clocks, reports, service, views
+from server.consults import clocks, lifecycle, reports, service, views
+from server.consults.access import Access
 from server.consults.deps import ConsultForUser, SpooledUpload
 from server.consults.errors import RegistrationNumberRefused
-from server.consults.models import ConsultMode, ConsultRequest, GPAction, Outcome, Sex, Urgency
+from server.consults.models import (
+    ConsultMode,
+    ConsultRequest,
+    ConsultStatus,
+    GPAction,
+    Outcome,
+    Sex,
+    Urgency,
+)
 from server.consults.schemas import CloseIn, ConsultIn, DecisionIn, ReportIn
 from server.db import SessionDep
 from server.errors import AppError
 from server.notes import service as notes
+from server.scheduling import service as scheduling
 from web import i18n
 from web.render import render
 
@@ -138,9 +148,22 @@ def consult_page(
     """The consult: request, timeline, thread, attachments, report and the GP's part."""
     record = views.read_record(session, viewing, settings)
     draft = reports.open_draft(session, viewing.consult.id or 0)
+    consult = viewing.consult
+    appointment = scheduling.active_appointment(session, consult.id or 0)
+    can_book = (
+        appointment is None
+        and viewing.user.role == Role.GP
+        and viewing.access == Access.CLINIC
+        and consult.mode == ConsultMode.VIDEO
+        and ConsultStatus.SCHEDULED in lifecycle.allowed_from(consult.status)
+        and consult.status != ConsultStatus.DRAFT
+    )
     return render(
         request,
         "consults/detail.html",
+        appointment=appointment,
+        appointment_with=session.get(User, appointment.specialist_id) if appointment else None,
+        can_book=can_book,
         consult=viewing.consult,
         record=record,
         draft=draft if draft and draft.author_id == viewing.user.id else None,

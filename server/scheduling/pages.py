@@ -241,6 +241,9 @@ def _book_view(
             max_days=settings.slot_search_max_days,
         )
         slots = [s.as_dict() for s in found]
+        if consult.assigned_specialist_id is not None:
+            # An accepted consult can only be booked with its specialist: offer no others.
+            slots = [s for s in slots if s["specialist_id"] == consult.assigned_specialist_id]
     for slot in slots:
         slot["starts_local"] = datetime.fromisoformat(slot["starts_at"]).astimezone(tz)
     return render(

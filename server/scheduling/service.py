@@ -696,6 +696,16 @@ def appointment_for(
     return appointment, consult
 
 
+def active_appointment(session: Session, consult_id: int) -> Appointment | None:
+    """The consult's booked (active) appointment, if any."""
+    return session.exec(
+        select(Appointment).where(
+            Appointment.consult_request_id == consult_id,
+            Appointment.status == AppointmentStatus.ACTIVE,
+        )
+    ).first()
+
+
 def _other_side(actor: User, appointment: Appointment, consult: ConsultRequest) -> int:
     return (
         consult.requester_id if actor.id == appointment.specialist_id else appointment.specialist_id

@@ -1,16 +1,20 @@
-"""A whole consult in the browser: the GP requests, the specialist accepts from the inbox,
+"""A whole consult in the browser: the GP requests and books a slot from the specialist's
+roster (each slot says why it is suggested), the specialist finds it on today's schedule,
 both join the call from the consult page and see each other, the specialist signs the
-report, and the GP prints it (booking joins this flow when scheduling lands)."""
+report, and the GP prints it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import time
 from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
 from server.consults.models import ConsultRequest
+from server.scheduling.models import Appointment, AppointmentStatus
+from tests.scheduling.factories import every_day
 from tests.web.browser_fixtures import ARTIFACTS, browser_login, csp_violations, shot, wait_until
 from tests.web.support import make_call_case
 
@@ -24,6 +28,9 @@ def frames(page: Any) -> int:
 
 def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Session) -> None:
     people = make_call_case(bdb)  # a clinic, a hub hospital, a cardiologist
+    # The cardiologist's roster: 20-minute consult slots all day, every day (local time),
+    # so that a slot is free whenever the test runs.
+    every_day(bdb, people.specialist, time(0, 0), time(23, 40))
     gp = new_page("ko")
     specialist = new_page("en")
     browser_login(gp, people.gp)
@@ -46,12 +53,34 @@ def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Ses
     ).one()
     assert consult.status == "requested"
 
-    # The specialist accepts it from the inbox.
-    specialist.goto("/")
-    specialist.click(f"#pool-{consult.public_id} button[value=accepted]")
-    specialist.wait_for_url(f"**/consults/{consult.public_id}")
+    # The consult page offers booking; the slot picker says why each slot is suggested.
+    gp.click("#book a")
+    gp.wait_for_url(f"**/schedule/book?consult={consult.public_id}*")
+    ours = gp.locator(f'#slots tr[data-specialist-id="{people.specialist.id}"]')
+    assert ours.count() > 0
+    assert ours.first.locator("td.muted").inner_text().strip() != ""  # the reason
+    shot(gp, "flow-consult-book.ko")
+    ours.first.locator("button[type=submit]").click()
+    gp.wait_for_url("**/schedule/appointments")
+    assert gp.locator(f"#appt-{consult.public_id}").count() == 1
     bdb.refresh(consult)
-    assert consult.status == "accepted" and consult.assigned_specialist_id == people.specialist.id
+    assert consult.status == "scheduled" and consult.assigned_specialist_id == people.specialist.id
+    booked = bdb.exec(
+        select(Appointment).where(
+            Appointment.consult_request_id == consult.id,
+            Appointment.status == AppointmentStatus.ACTIVE,
+        )
+    ).one()
+    assert booked.specialist_id == people.specialist.id
+
+    # The specialist finds it in their consults and on today's schedule, and opens it.
+    specialist.goto("/")
+    assert specialist.locator(f"#mine a[href='/consults/{consult.public_id}']").count() >= 1
+    specialist.click("nav a[href='/schedule/appointments']")
+    shot(specialist, "flow-schedule.en")
+    specialist.click(f"#appt-{consult.public_id}")
+    specialist.wait_for_url(f"**/consults/{consult.public_id}")
+    assert specialist.locator("#appointment").count() == 1
 
     # Both join the call from the consult page and see each other.
     gp.goto(f"/consults/{consult.public_id}")

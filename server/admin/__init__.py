@@ -1,0 +1,1 @@
+"""Administrator pages: users, organisations, specialties and rosters of one's hospital."""
