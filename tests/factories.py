@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
 from server.accounts.security import hash_password
+from server.consults.models import ConsultRequest, ConsultStatus
 
 TEST_PASSWORD = "test-password-42"
 _counter = itertools.count(1)
@@ -89,6 +90,38 @@ def make_user(
     db.add(user)
     db.commit()
     return user
+
+
+def make_consult_row(
+    db: Session,
+    requester: User,
+    specialty_id: int,
+    *,
+    specialist: User | None = None,
+    status: ConsultStatus = ConsultStatus.REQUESTED,
+    **fields: object,
+) -> ConsultRequest:
+    """A consult row put straight into `status`, for tests of other domains.
+
+    The consults domain's own tests go through its services; this only arranges data.
+    """
+    values: dict[str, object] = {
+        "organisation_id": requester.organisation_id,
+        "requester_id": requester.id or 0,
+        "specialty_id": specialty_id,
+        "assigned_specialist_id": specialist.id if specialist else None,
+        "assigned_organisation_id": specialist.organisation_id if specialist else None,
+        "status": status,
+        "patient_chart_number": unique("chart"),
+        "patient_age": 60,
+        "patient_sex": "female",
+        "clinical_question": "chest pain on exertion",
+        **fields,
+    }
+    consult = ConsultRequest.model_validate(values)
+    db.add(consult)
+    db.commit()
+    return consult
 
 
 def login(client: TestClient, user: User, password: str = TEST_PASSWORD) -> str:

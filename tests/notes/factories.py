@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from server.accounts.models import Role, User
 from server.consults.models import ConsultRequest, ConsultStatus
-from tests.factories import make_organisation, make_specialty, make_user, unique
+from tests.factories import make_consult_row, make_organisation, make_specialty, make_user
 
 
 def make_consult(
@@ -18,20 +18,15 @@ def make_consult(
 ) -> ConsultRequest:
     gp = gp or make_user(db, Role.GP)
     specialty_id = specialist.specialty_id if specialist else make_specialty(db).id
-    consult = ConsultRequest(
-        organisation_id=gp.organisation_id,
-        requester_id=gp.id or 0,
-        specialty_id=specialty_id or 0,
-        assigned_specialist_id=specialist.id if specialist else None,
+    return make_consult_row(
+        db,
+        gp,
+        specialty_id or 0,
+        specialist=specialist,
         status=status,
-        patient_chart_number=unique("chart"),
         patient_age=61,
-        patient_sex="female",
         clinical_question="흉통이 있습니다. 심전도 소견 자문 부탁드립니다.",
     )
-    db.add(consult)
-    db.commit()
-    return consult
 
 
 def consult_with_pair(db: Session) -> tuple[ConsultRequest, User, User]:

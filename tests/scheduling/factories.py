@@ -10,7 +10,7 @@ from server.accounts.models import Organisation, OrgKind, Region, Role, Specialt
 from server.clock import utcnow
 from server.consults.models import ConsultRequest, ConsultStatus
 from server.scheduling.models import RosterRule, RuleKind
-from tests.factories import make_organisation, make_region, make_user
+from tests.factories import make_consult_row, make_organisation, make_region, make_user
 
 
 def make_consult(
@@ -20,20 +20,14 @@ def make_consult(
     *,
     status: ConsultStatus = ConsultStatus.REQUESTED,
 ) -> ConsultRequest:
-    consult = ConsultRequest(
-        organisation_id=requester.organisation_id,
-        requester_id=requester.id or 0,
-        specialty_id=specialty.id or 0,
+    return make_consult_row(
+        db,
+        requester,
+        specialty.id or 0,
         status=status,
         patient_chart_number="C-0001",
-        patient_age=60,
-        patient_sex="female",
-        clinical_question="chest pain on exertion",
         requested_at=utcnow(),
     )
-    db.add(consult)
-    db.commit()
-    return consult
 
 
 def make_hospital(

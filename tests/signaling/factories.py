@@ -12,7 +12,7 @@ from server.clock import utcnow
 from server.consults.models import ConsultRequest, ConsultStatus
 from signaling import tokens
 from tests.conftest import TEST_SECRET
-from tests.factories import make_organisation, make_specialty, make_user, unique
+from tests.factories import make_consult_row, make_organisation, make_specialty, make_user
 
 
 def make_consult(
@@ -22,21 +22,15 @@ def make_consult(
     specialist: User | None = None,
     status: ConsultStatus = ConsultStatus.SCHEDULED,
 ) -> ConsultRequest:
-    consult = ConsultRequest(
-        organisation_id=requester.organisation_id,
-        requester_id=requester.id or 0,
-        specialty_id=(specialist.specialty_id if specialist else None)
-        or (make_specialty(db).id or 0),
-        assigned_specialist_id=specialist.id if specialist else None,
+    specialty_id = (specialist.specialty_id if specialist else None) or make_specialty(db).id
+    return make_consult_row(
+        db,
+        requester,
+        specialty_id or 0,
+        specialist=specialist,
         status=status,
-        patient_chart_number=unique("chart"),
-        patient_age=60,
-        patient_sex="female",
         clinical_question="rash on both arms",
     )
-    db.add(consult)
-    db.commit()
-    return consult
 
 
 @dataclass
