@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
+from server.db import ensure_sqlite_directory
 from server.models import import_all_models
 from server.settings import get_settings
 
@@ -51,6 +52,7 @@ def run_migrations_online() -> None:
         return
     # A throwaway engine: migrating must not leave pooled connections in the app's
     # engine cache (they would outlive a test database that is dropped afterwards).
+    ensure_sqlite_directory(database_url())
     engine = create_engine(database_url(), poolclass=NullPool)
     try:
         with engine.connect() as connection:

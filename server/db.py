@@ -25,13 +25,19 @@ def engine_for(url: str) -> Engine:
         return create_engine(
             url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW
         )
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_directory(url)
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=40
     )
     _configure_sqlite(engine)
     return engine
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the folder of a SQLite file (var/ on a fresh clone); no-op for other databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

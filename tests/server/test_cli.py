@@ -152,3 +152,21 @@ def test_audit_verify_reports_intact_log(cli_db: tuple[str, Path]) -> None:
     result = dari(cli_db, "audit", "verify")
     assert result.returncode == 0
     assert "intact" in result.stdout
+
+
+def test_migrate_and_demo_work_in_a_var_dir_that_does_not_exist_yet(tmp_path: Path) -> None:
+    var = tmp_path / "fresh-clone" / "var"  # as on a fresh clone: no var/ at all
+    env = {**os.environ, "DARI_VAR_DIR": str(var)}
+    env.pop("DARI_DATABASE_URL", None)
+    env.pop("DARI_SECRET_KEY", None)
+    for command in (["migrate"], ["demo"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "server.cli", *command],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (var / "dari.sqlite3").exists()
