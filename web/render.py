@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import object_session
 
 from web import i18n
-from web.static_files import manifest, static_url
+from web.static_files import static_url
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANG_COOKIE = "dari_lang"
@@ -28,7 +28,6 @@ env = Environment(
 )
 env.globals["static_url"] = static_url
 # For pages that include another domain's optional part (the call page's notes panel).
-env.globals["has_static"] = lambda logical: logical in manifest()
 # The i18n extension adds this method at run time; the real catalogs come per request.
 env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 

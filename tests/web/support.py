@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from server.accounts.models import OrgKind, Role, User
 from server.consults.models import ConsultRequest, ConsultStatus
-from tests.factories import make_organisation, make_specialty, make_user
+from tests.factories import make_consult_row, make_organisation, make_specialty, make_user
 
 
 @dataclass
@@ -32,17 +32,15 @@ def make_call_case(db: Session) -> CallCase:
     specialty.name_ko, specialty.name_en = "심장내과", "Cardiology"
     for row in (gp, specialist, clinic, hospital, specialty):
         db.add(row)
-    consult = ConsultRequest(
-        organisation_id=clinic.id or 0,
-        requester_id=gp.id or 0,
-        specialty_id=specialty.id or 0,
-        assigned_specialist_id=specialist.id,
+    db.commit()
+    consult = make_consult_row(
+        db,
+        gp,
+        specialty.id or 0,
+        specialist=specialist,
         status=ConsultStatus.SCHEDULED,
         patient_chart_number="C-0147",
         patient_age=67,
-        patient_sex="female",
         clinical_question="Chest pain on exertion for two weeks; ECG attached.",
     )
-    db.add(consult)
-    db.commit()
     return CallCase(consult=consult, gp=gp, specialist=specialist)
