@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format services venv migrate demo bench clean
+.PHONY: run test lint format services venv migrate demo bench clean lock
 
-$(STAMP): pyproject.toml
+# Installs come from requirements.lock only (pinned, with hashes); `make lock` renews it.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,3 +45,12 @@ bench: venv services
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Renew the lock after changing dependencies in pyproject.toml (needs the package index);
+# `make lock UPGRADE=1` also moves every pin to its newest release.
+lock: venv
+	$(BIN)/python -m pip install --quiet uv
+	printf 'setuptools>=77\n' | $(BIN)/uv pip compile pyproject.toml - --extra test \
+		--generate-hashes --universal --python-version 3.11 --no-header \
+		$(if $(UPGRADE),--upgrade) -o requirements.lock
+
