@@ -12,18 +12,19 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signaling import protocol as p
 from signaling.broker import Broker, broker_for
-from signaling.echo import EchoService
+from signaling.connection import SOCKET_GONE, WebSocketConnection
+from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
-from signaling.rooms import Hub, LocalPeer, Refused
-from signaling.users import UserChannel
+from signaling.peers import LocalPeer
+from signaling.rooms import Hub, Refused
+from signaling.users import Subscription, UserChannel
 
 log = logging.getLogger("dari.signaling")
 
@@ -129,7 +130,7 @@ class SignalingService:
             if echo is not None:
                 await echo.stop()
             for websocket in list(self.sockets):
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*SOCKET_GONE):
                     await websocket.close(1001, "server shutting down")
         finally:
             self.sockets.clear()
@@ -183,7 +184,7 @@ class SignalingService:
 
     @staticmethod
     async def refuse(websocket: WebSocket, code: int = 4403) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*SOCKET_GONE):
             await websocket.close(code)
 
     # --- /ws/room --------------------------------------------------------------------
@@ -197,7 +198,7 @@ class SignalingService:
         self.sockets.add(websocket)
         reader = FrameReader(websocket, self.config)
         peer: LocalPeer | None = None
-        conn = _Conn(websocket)
+        conn = WebSocketConnection(websocket)
         close: Closed | None = None
         try:
             if not self.origin_ok(websocket):
@@ -225,6 +226,8 @@ class SignalingService:
         except WebSocketDisconnect:
             close = Closed(None)
         except Exception:
+            # Connection guard: the gate (database) or a bug failed this one
+            # connection; it closes with 1011 and `finally` still releases its peer.
             log.exception("room connection failed")
             close = Closed(1011, "internal error")
         finally:
@@ -248,7 +251,7 @@ class SignalingService:
         users = self.users
         self.sockets.add(websocket)
         reader = FrameReader(websocket, self.config)
-        subscription: Any = None
+        subscription: Subscription | None = None
         close: Closed | None = None
         try:
             if not self.origin_ok(websocket):
@@ -259,7 +262,9 @@ class SignalingService:
             identity = await self.authenticate(websocket, first.token)
             if identity is None or identity.user_id is None:
                 raise Closed(4403)
-            subscription = await users.subscribe(identity.user_id, _Conn(websocket), first.after_id)
+            subscription = await users.subscribe(
+                identity.user_id, WebSocketConnection(websocket), first.after_id
+            )
             while True:
                 frame = await reader.next(2 * self.config.heartbeat_seconds)
                 if isinstance(frame, p.Ping):
@@ -271,6 +276,8 @@ class SignalingService:
         except WebSocketDisconnect:
             close = None
         except Exception:
+            # Connection guard: the gate (database) or a bug failed this one
+            # connection; it closes with 1011 and `finally` drops its subscription.
             log.exception("user channel failed")
             close = Closed(1011)
         finally:
@@ -291,7 +298,7 @@ class SignalingService:
         self.sockets.add(websocket)
         reader = FrameReader(websocket, self.config)
         close: Closed | None = None
-        session: Any = None
+        session: EchoSession | None = None
         try:
             if not self.origin_ok(websocket):
                 raise Closed(4403)
@@ -307,7 +314,10 @@ class SignalingService:
             try:
                 answer = await session.answer(first.sdp)
             except Exception as error:
-                log.warning("echo negotiation failed: %s", error)
+                # aiortc parses the client's SDP: a malformed offer raises whatever its
+                # parser meets (ValueError, KeyError, IndexError, its InvalidAccessError,
+                # TimeoutError from our bound...); to the client they all mean "no answer".
+                log.warning("echo negotiation failed: %s", type(error).__name__)
                 await reader.error("echo_failed", "could not answer that offer")
                 raise Closed(1011) from None
             await websocket.send_text(p.RelayedAnswer(sdp=answer).dump())
@@ -329,6 +339,8 @@ class SignalingService:
         except WebSocketDisconnect:
             close = None
         except Exception:
+            # Connection guard: a bug fails this one session; it closes with 1011
+            # and `finally` still frees its echo slot.
             log.exception("echo session failed")
             close = Closed(1011)
         finally:
@@ -337,23 +349,6 @@ class SignalingService:
                 await echo.close(session)
             if close is not None and close.code is not None:
                 await self.refuse(websocket, close.code)
-
-
-class _Conn:
-    """A WebSocket as the hub sees it."""
-
-    __slots__ = ("websocket",)
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-
-    async def send_text(self, data: str) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            await self.websocket.send_text(data)
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            await self.websocket.close(code, reason)
 
 
 def standalone_app(service: SignalingService) -> Starlette:

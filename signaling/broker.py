@@ -5,6 +5,10 @@ subscriber of the channel in every process sharing the backend. Presence is a
 per-room table of peers, each entry with an expiry that its owning process
 refreshes; an entry past its expiry is a ghost (its process died, or its peer
 dropped and did not come back), and readers treat it as gone.
+
+Messages and records are text and plain dicts here; what they mean is typed in
+signaling/bus.py. A publisher never sees a subscriber's failure: the broker
+logs it and goes on delivering.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ Handler = Callable[[str], Awaitable[None]]
 
 
 class Broker(Protocol):
+    # What this backend's calls raise when it cannot be reached (caught by callers
+    # that can carry on without it, e.g. the presence refresher).
+    errors: tuple[type[Exception], ...]
+
     async def connect(self) -> None: ...
 
     async def disconnect(self) -> None: ...
@@ -55,6 +63,8 @@ class Broker(Protocol):
 class MemoryBroker:
     """One process: channels are dicts of handlers; presence is a dict."""
 
+    errors: tuple[type[Exception], ...] = ()  # nothing to reach
+
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._presence: dict[str, dict[str, tuple[dict[str, Any], float]]] = defaultdict(dict)
@@ -68,8 +78,14 @@ class MemoryBroker:
 
     async def publish(self, channel: str, message: str) -> None:
         handler = self._handlers.get(channel)
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             await handler(message)
+        except Exception:
+            # Delivery runs inline here; as with Redis, a subscriber's failure (a
+            # gate or a bug) is logged and never reaches the publisher.
+            log.exception("broker handler failed for %s", channel)
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         self._handlers[channel] = handler
@@ -114,7 +130,11 @@ class RedisBroker:
 
     def __init__(self, url: str, prefix: str = "dari:sig:") -> None:
         from redis.asyncio import Redis
+        from redis.exceptions import RedisError
 
+        # redis-py wraps most socket trouble in its ConnectionError/TimeoutError;
+        # an OSError can still escape from a connection being set up or torn down.
+        self.errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self._url = url
         self._prefix = prefix
         self._redis: Redis = Redis.from_url(url, decode_responses=True)
@@ -153,9 +173,7 @@ class RedisBroker:
                 message = await self._pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=1.0
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a Redis hiccup must not end fan-out for good
+            except self.errors:  # a Redis hiccup must not end fan-out for good
                 log.exception("redis pubsub read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
@@ -167,6 +185,8 @@ class RedisBroker:
             try:
                 await handler(message["data"])
             except Exception:
+                # This task reads for every room of the process: one message whose
+                # delivery fails (a gate or a bug) must not stop the others.
                 log.exception("broker handler failed for %s", message["channel"])
 
     async def publish(self, channel: str, message: str) -> None:

@@ -46,7 +46,9 @@ class EchoSession:
         return await asyncio.wait_for(negotiate(), NEGOTIATION_TIMEOUT)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
+        # aiortc's close stops its transports; a socket already torn down raises
+        # ConnectionError (an OSError), a stuck one our TimeoutError.
+        with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.pc.close(), 5)
 
 

@@ -164,6 +164,7 @@ CLIENT_TYPES = frozenset(
 # --- server → client ------------------------------------------------------------------
 
 OfferRole = Literal["any", "you", "peer"]
+LeaveReason = Literal["left", "timeout", "replaced", "gone", "denied"]
 
 
 class PeerInfo(BaseModel):
@@ -209,7 +210,7 @@ class PeerJoined(Frame):
 class PeerLeft(Frame):
     type: Literal["peer-left"] = "peer-left"
     peer_id: str
-    reason: Literal["left", "timeout", "replaced", "gone", "denied"] = "left"
+    reason: LeaveReason = "left"
 
 
 class RelayedOffer(Frame):

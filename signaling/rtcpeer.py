@@ -166,7 +166,10 @@ class RtcPeer:
         return pc
 
     async def _consume(self, track: Any) -> None:
-        with contextlib.suppress(Exception):
+        from aiortc.mediastreams import MediaStreamError
+
+        # The track ends (its peer connection closed or the sender stopped).
+        with contextlib.suppress(MediaStreamError):
             while True:
                 await track.recv()
                 if track.kind == "video":
@@ -277,9 +280,9 @@ class RtcPeer:
 
     async def close(self) -> None:
         if self._ws is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ConnectionClosed):  # the server may have closed first
                 await self._send(p.Leave())
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TimeoutError):  # close() itself swallows ConnectionClosed
                 await asyncio.wait_for(self._ws.close(), 5)
         for task in list(self._tasks):
             task.cancel()
@@ -288,7 +291,8 @@ class RtcPeer:
         if self._closing:
             await asyncio.wait(list(self._closing), timeout=5)
         for pc in self._all_pcs:
-            with contextlib.suppress(Exception):
+            # As in echo.py: a torn-down transport raises ConnectionError (OSError).
+            with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(pc.close(), 5)
         self._all_pcs.clear()
         self.pcs.clear()

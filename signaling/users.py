@@ -14,7 +14,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from signaling import protocol as p
+from signaling.connection import Connection
 from signaling.gate import Gatekeeper, SignalingConfig
 
 log = logging.getLogger("dari.signaling.users")
@@ -23,7 +26,7 @@ log = logging.getLogger("dari.signaling.users")
 @dataclass(eq=False)
 class Subscription:
     user_id: int
-    conn: Any
+    conn: Connection
     last_id: int
 
 
@@ -56,7 +59,7 @@ class UserChannel:
             self._poller = None
         self.subscriptions.clear()
 
-    async def subscribe(self, user_id: int, conn: Any, after_id: int) -> Subscription:
+    async def subscribe(self, user_id: int, conn: Connection, after_id: int) -> Subscription:
         """Send what was missed since after_id, then keep the connection for live ones."""
         if not self.subscriptions:
             # Nobody was listening: start from now, the catch-up covers the past.
@@ -80,9 +83,14 @@ class UserChannel:
             return
         subscription.last_id = row["id"]
         try:
-            await subscription.conn.send_text(_frame(row))
-        except Exception:
-            log.debug("notification send failed")
+            text = _frame(row)
+        except (KeyError, ValidationError):
+            # An outbox row the gate handed over incomplete: skip it, not the rest.
+            log.warning("notification %s not sent: malformed row", row["id"])
+            return
+        # A socket that has gone does not raise (signaling/connection.py); its
+        # endpoint unsubscribes it.
+        await subscription.conn.send_text(text)
 
     async def poll_once(self) -> None:
         if not self.subscriptions:
@@ -99,4 +107,6 @@ class UserChannel:
             try:
                 await self.poll_once()
             except Exception:
+                # Task guard: the gate's query may fail in any way its database
+                # can; if this loop ended, no connected user would hear anything.
                 log.exception("notification poll failed")

@@ -1,0 +1,170 @@
+"""What processes tell each other through the broker: typed room messages and presence records.
+
+A message is serialized at the broker edge (`encode`) and parsed on receipt
+(`decode`, which raises `pydantic.ValidationError` for anything unknown or
+malformed: the receiver logs and drops it). The JSON is the one the room channel
+has always carried (`k` names the kind, relayed frames travel as the text the
+browser receives), so two releases can share a broker during a rolling restart;
+a field a newer release adds is ignored by an older one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from signaling import protocol as p
+
+
+class PeerRecord(BaseModel):
+    """A peer's presence entry, read by every process serving its room."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    peer_id: str
+    key: str  # stable per person (Identity.key): a second tab replaces the first
+    name: str
+    kind: Literal["user", "guest"]
+    can_rollback: bool
+    seq: int  # join order in the room: decides who is polite
+    admitted: bool  # False while a guest waits in the lobby
+    resume: str = ""  # hash of the peer's current resume token
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    node: str = ""  # the publishing process (set by the room channel)
+
+
+def _frame_text(value: Any) -> Any:
+    """A relayed frame travels as the text the browser will receive."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+RelayedFrame = Annotated[
+    p.RelayedOffer | p.RelayedAnswer | p.RelayedCandidate | p.RelayedEndOfCandidates | p.IceRestart,
+    Field(discriminator="type"),
+]
+
+
+class ToPeer(_Message):
+    """A negotiation frame for one peer; the process holding that peer delivers it."""
+
+    k: Literal["to"] = "to"
+    to: str
+    frame: RelayedFrame
+
+    _parse_frame = field_validator("frame", mode="before")(_frame_text)
+
+    @field_serializer("frame")
+    def _dump_frame(self, frame: p.Frame) -> str:
+        return frame.dump()
+
+
+class Chat(_Message):
+    """An in-call chat message for every admitted peer of the room."""
+
+    k: Literal["all"] = "all"
+    frame: p.ChatMessage
+
+    _parse_frame = field_validator("frame", mode="before")(_frame_text)
+
+    @field_serializer("frame")
+    def _dump_frame(self, frame: p.Frame) -> str:
+        return frame.dump()
+
+
+class Joined(_Message):
+    """A peer was admitted (joined, or let in from the lobby)."""
+
+    k: Literal["joined"] = "joined"
+    record: PeerRecord
+
+
+class Knocked(_Message):
+    """A guest waits in the lobby; participants may admit or deny it."""
+
+    k: Literal["knock"] = "knock"
+    record: PeerRecord
+
+
+class Left(_Message):
+    """A peer is gone; sent once, by whoever removed its presence entry."""
+
+    k: Literal["left"] = "left"
+    peer_id: str
+    reason: p.LeaveReason
+    lobby: bool = False  # it was still waiting in the lobby
+
+
+class Reconnected(_Message):
+    """A peer came back on a new socket: the others restart ICE with it."""
+
+    k: Literal["restart"] = "restart"
+    from_: str = Field(alias="from")
+    except_: str = Field(alias="except")
+
+
+class Replaced(_Message):
+    """A second tab of the same person replaced this peer: close its socket."""
+
+    k: Literal["close"] = "close"
+    to: str
+    code: int
+
+
+class Adopted(_Message):
+    """A peer resumed through another process: the one that held it lets go."""
+
+    k: Literal["adopted"] = "adopted"
+    peer_id: str
+
+
+class Admitted(_Message):
+    """A participant let a guest in; the process holding the guest welcomes it."""
+
+    k: Literal["admit"] = "admit"
+    peer_id: str
+
+
+class Denied(_Message):
+    """A participant turned a guest away; the process holding the guest closes it."""
+
+    k: Literal["deny"] = "deny"
+    peer_id: str
+
+
+Message = Annotated[
+    ToPeer | Chat | Joined | Knocked | Left | Reconnected | Replaced | Adopted | Admitted | Denied,
+    Field(discriminator="k"),
+]
+_adapter: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+def encode(message: Message) -> str:
+    """The text published on the broker."""
+    return message.model_dump_json(by_alias=True)
+
+
+def decode(text: str | bytes) -> Message:
+    """One received message; raises pydantic.ValidationError if unknown or malformed."""
+    return _adapter.validate_json(text)
+
+
+def explain(error: ValidationError) -> str:
+    """Where and how a message failed to parse, without any of its content (for logs)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '-'}: {item['type']}"
+        for item in error.errors(include_input=False, include_url=False)
+    )
