@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format services venv migrate demo bench clean
+.PHONY: run test lint format services venv migrate demo bench clean i18n i18n-extract i18n-update
+
+.DEFAULT_GOAL := venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +14,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) i18n
+
+# Translation catalogs: the .po files are the source, the .mo files (not committed)
+# are what the app reads; the app refuses to start when one is missing or stale.
+i18n: $(STAMP)
+	$(BIN)/python -m web.catalogs compile
+
+# Every message of the code and templates, to var/i18n/messages.pot.
+i18n-extract: $(STAMP)
+	$(BIN)/python -m web.catalogs extract
+
+# Messages that no catalog has yet, appended untranslated to DOMAIN's .po.
+i18n-update: $(STAMP)
+	@test -n "$(DOMAIN)" || { echo "usage: make i18n-update DOMAIN=<catalog, e.g. web>"; exit 2; }
+	$(BIN)/python -m web.catalogs update $(DOMAIN)
 
 migrate: venv
 	$(BIN)/dari migrate
@@ -43,3 +59,4 @@ bench: venv services
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	find web/locale -name '*.mo' -delete
