@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format services venv migrate demo bench clean lock
+.PHONY: run test lint format services venv migrate demo bench clean lock i18n i18n-extract i18n-update
+
+.DEFAULT_GOAL := venv
 
 # Installs come from requirements.lock only (pinned, with hashes); `make lock` renews it.
 $(STAMP): pyproject.toml requirements.lock
@@ -14,7 +16,21 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) i18n
+
+# Translation catalogs: the .po files are the source, the .mo files (not committed)
+# are what the app reads; the app refuses to start when one is missing or stale.
+i18n: $(STAMP)
+	$(BIN)/python -m web.catalogs compile
+
+# Every message of the code and templates, to var/i18n/messages.pot.
+i18n-extract: $(STAMP)
+	$(BIN)/python -m web.catalogs extract
+
+# Messages that no catalog has yet, appended untranslated to DOMAIN's .po.
+i18n-update: $(STAMP)
+	@test -n "$(DOMAIN)" || { echo "usage: make i18n-update DOMAIN=<catalog, e.g. web>"; exit 2; }
+	$(BIN)/python -m web.catalogs update $(DOMAIN)
 
 migrate: venv
 	$(BIN)/dari migrate
@@ -45,6 +61,7 @@ bench: venv services
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	find web/locale -name '*.mo' -delete
 
 # Renew the lock after changing dependencies in pyproject.toml (needs the package index);
 # `make lock UPGRADE=1` also moves every pin to its newest release.
@@ -53,4 +70,3 @@ lock: venv
 	printf 'setuptools>=77\n' | $(BIN)/uv pip compile pyproject.toml - --extra test \
 		--generate-hashes --universal --python-version 3.11 --no-header \
 		$(if $(UPGRADE),--upgrade) -o requirements.lock
-

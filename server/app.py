@@ -31,6 +31,7 @@ from server.scheduling import urgent as scheduling_urgent
 from server.settings import Settings, get_settings
 from web import pages as web_pages
 from web import static_files
+from web.i18n import require_compiled
 
 log = logging.getLogger("dari")
 
@@ -38,6 +39,8 @@ log = logging.getLogger("dari")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass their own settings."""
     settings = settings or get_settings()
+    # A stale catalog would show newly edited messages untranslated: refuse to start.
+    require_compiled()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

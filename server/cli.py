@@ -44,6 +44,13 @@ def serve(
     """Serve the web application (and the signaling service at /ws)."""
     import uvicorn
 
+    from web import i18n
+
+    try:
+        i18n.require_compiled()
+    except i18n.CatalogsNotCompiled as error:  # one line, not uvicorn's traceback
+        typer.echo(f"dari: {error}", err=True)
+        raise typer.Exit(1) from None
     settings = get_settings()
     uvicorn.run(
         "server.main:app",

@@ -29,6 +29,7 @@ from server import migrate
 from server.app import create_app
 from server.db import engine_for
 from server.settings import Settings
+from web import catalogs
 
 PG_ADMIN_URL = os.environ.get(
     "DARI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -36,6 +37,12 @@ PG_ADMIN_URL = os.environ.get(
 BACKENDS = os.environ.get("DARI_TEST_BACKENDS", "sqlite,postgresql").split(",")
 TEST_SECRET = "test-secret-key-not-for-production"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `make test` compiles the catalogs first; this lets a plain `pytest` run after
+    # editing a .po file (the app refuses to start on a stale catalog).
+    catalogs.compile_catalogs()
 
 
 def _create_pg_database() -> tuple[str, str]:

@@ -1,30 +1,76 @@
-"""Translations from gettext catalogs (web/locale), read once at start-up.
+"""Translations: Babel's compiled catalogs, one merged `Translations` per language.
 
-Messages are written in English in the code and templates; the Korean catalog
-translates them. English needs no catalog: the message id is the English text.
+Messages are written in English in the code and templates; English is the source
+language and needs no catalog. Each Korean domain has its catalog in
+web/locale/ko/LC_MESSAGES/<domain>.po, compiled to <domain>.mo by `make i18n` (which
+`make venv`, `make run` and `make test` run first); the .mo files are not committed.
+Plural forms come from the catalog's Plural-Forms header, through Babel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from babel.messages.pofile import read_po
+from babel.core import negotiate_locale
+from babel.support import NullTranslations, Translations
 
 LOCALE_DIR = Path(__file__).parent / "locale"
+SOURCE_LOCALE = "en"
 SUPPORTED = ("ko", "en")
+# Domains merge into one catalog per language; this one goes first (the others are
+# merged into it), so its header (Plural-Forms) is the one that counts.
+FIRST_DOMAIN = "messages"
+COMPILE_HINT = "run `make i18n` to compile the translation catalogs"
+
+
+class CatalogsNotCompiled(RuntimeError):
+    """A catalog's .mo file is missing or older than its .po file."""
+
+
+def catalog_files(locale: str, locale_dir: Path = LOCALE_DIR) -> list[Path]:
+    """The .po files of a language, FIRST_DOMAIN first, then by domain name."""
+    files = sorted((locale_dir / locale / "LC_MESSAGES").glob("*.po"))
+    return sorted(files, key=lambda path: path.stem != FIRST_DOMAIN)
+
+
+def stale_catalogs(locale_dir: Path = LOCALE_DIR) -> list[Path]:
+    """The .po files whose .mo is missing or older than the .po."""
+    return [po for locale in SUPPORTED for po in catalog_files(locale, locale_dir) if is_stale(po)]
+
+
+def is_stale(po: Path) -> bool:
+    mo = po.with_suffix(".mo")
+    return not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime
+
+
+def require_compiled(locale_dir: Path = LOCALE_DIR) -> None:
+    """Fail at start-up, in one line, when a catalog has not been compiled since its last edit."""
+    stale = stale_catalogs(locale_dir)
+    if stale:
+        names = ", ".join(str(path.relative_to(locale_dir)) for path in stale)
+        raise CatalogsNotCompiled(f"no up-to-date .mo for {names}: {COMPILE_HINT}")
 
 
 @lru_cache(maxsize=len(SUPPORTED))
-def catalog(locale: str) -> dict[str, str]:
-    """All of a locale's .po files (one per domain) merged into one lookup table."""
-    messages: dict[str, str] = {}
-    for path in sorted((LOCALE_DIR / locale / "LC_MESSAGES").glob("*.po")):
-        with path.open("rb") as handle:
-            po = read_po(handle, locale=locale)
-        messages.update({str(m.id): str(m.string) for m in po if m.id and m.string and not m.fuzzy})
-    return messages
+def translations(locale: str) -> NullTranslations:
+    """All of a language's compiled domains merged into one Babel `Translations`."""
+    if locale not in SUPPORTED:
+        raise ValueError(f"unsupported locale {locale!r}")
+    if locale == SOURCE_LOCALE:
+        # The message ids are the English text; plurals by English's rule (n != 1).
+        return NullTranslations()
+    merged: Translations | None = None
+    for po in catalog_files(locale):
+        if is_stale(po):
+            raise CatalogsNotCompiled(f"no up-to-date .mo for {po.name} ({locale}): {COMPILE_HINT}")
+        with po.with_suffix(".mo").open("rb") as handle:
+            domain = Translations(handle, domain=po.stem)
+        merged = domain if merged is None else merged.merge(domain)
+    if merged is None:
+        raise CatalogsNotCompiled(f"no catalogs for {locale!r} in {LOCALE_DIR}")
+    return merged
 
 
 def N_(message: str) -> str:
@@ -43,26 +89,33 @@ DYNAMIC_MESSAGES = (
     N_("hospital"),
 )
 
-
-def gettext_for(locale: str) -> Callable[..., str]:
-    messages = catalog(locale)
-
-    def gettext(message: str, **variables: object) -> str:
-        text = messages.get(message, message)
-        return text % variables if variables else text
-
-    return gettext
+_LANGUAGE_RANGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 
 
-def ngettext_for(locale: str) -> Callable[..., str]:
-    gettext = gettext_for(locale)
+def browser_preferences(accept_language: str) -> list[str]:
+    """The language tags of an Accept-Language header, most wanted first (q-values)."""
+    weighted = []
+    for position, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip()
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        # "*" and malformed ranges name no language; q=0 means "not this one".
+        if _LANGUAGE_RANGE.match(tag) and quality > 0:
+            weighted.append((-quality, position, tag.lower()))
+    return [tag for _, _, tag in sorted(weighted)]
 
-    def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
-        # Korean has one plural form; English picks by n.
-        text = gettext(singular if n == 1 else plural)
-        return text % {"num": n, **variables}
 
-    return ngettext
+def negotiate(accept_language: str) -> str | None:
+    """The supported language the browser prefers, chosen by Babel, if any."""
+    chosen = negotiate_locale(browser_preferences(accept_language), SUPPORTED, sep="-")
+    return chosen.lower() if chosen else None
 
 
 def pick_locale(cookie: str | None, user_locale: str | None, accept: str, default: str) -> str:
@@ -70,8 +123,4 @@ def pick_locale(cookie: str | None, user_locale: str | None, accept: str, defaul
     for candidate in (cookie, user_locale):
         if candidate in SUPPORTED:
             return candidate
-    for part in accept.split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in SUPPORTED:
-            return tag
-    return default
+    return negotiate(accept) or default

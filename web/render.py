@@ -8,9 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime
+from babel.support import NullTranslations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
+from markupsafe import escape
 from sqlalchemy.orm import object_session
 
 from web import i18n
@@ -27,9 +30,55 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals["static_url"] = static_url
-# For pages that include another domain's optional part (the call page's notes panel).
-# The i18n extension adds this method at run time; the real catalogs come per request.
-env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+
+
+def _catalog(context: Context) -> NullTranslations:
+    """The render's Babel translations, put in the context by context_for."""
+    found = context.get("translations")
+    return found if isinstance(found, NullTranslations) else i18n.translations(i18n.SOURCE_LOCALE)
+
+
+def _fill(context: Context, text: str, variables: dict[str, Any]) -> str:
+    # A translation is text, never HTML: escaped, like the values filled into it (they
+    # come from the data, and _(value) shows values too).
+    if context.eval_ctx.autoescape:
+        text = escape(text)
+    # Only with values: a message handed to a script keeps its %(name)s for the script.
+    return text % variables if variables else text
+
+
+@pass_context
+def _gettext(context: Context, message: str, /, **variables: Any) -> str:
+    return _fill(context, _catalog(context).gettext(message), variables)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, n: int, /, **variables: Any) -> str:
+    text = _catalog(context).ngettext(singular, plural, n)
+    return _fill(context, text, {"num": n, **variables})
+
+
+@pass_context
+def _pgettext(context: Context, msgctxt: str, message: str, /, **variables: Any) -> str:
+    return _fill(context, str(_catalog(context).pgettext(msgctxt, message)), variables)
+
+
+@pass_context
+def _npgettext(
+    context: Context, msgctxt: str, singular: str, plural: str, n: int, /, **variables: Any
+) -> str:
+    text = _catalog(context).npgettext(msgctxt, singular, plural, n)
+    return _fill(context, text, {"num": n, **variables})
+
+
+# Jinja's i18n extension with Babel's catalogs, installed once: each render finds its
+# language's Translations in the context. _("…", name=value) and ngettext(…, n) (which
+# fills %(num)d) format after translating, as the extension's "new style" does, but
+# only when given values (not newstyle=True, which would fill the placeholders of the
+# messages handed to scripts in data-* attributes).
+env.install_gettext_callables(  # type: ignore[attr-defined]
+    _gettext, _ngettext, newstyle=False, pgettext=_pgettext, npgettext=_npgettext
+)
 
 
 def request_locale(request: Request) -> str:
@@ -84,16 +133,13 @@ def context_for(request: Request, **extra: Any) -> dict[str, Any]:
     from server.accounts.deps import csrf_for
 
     locale = request_locale(request)
-    gettext = i18n.gettext_for(locale)
     timezone = user_timezone(request)
     return {
         "request": request,
         "user": request_user(request),
         "locale": locale,
         "csrf_token": csrf_for(request),
-        "gettext": gettext,
-        "_": gettext,
-        "ngettext": i18n.ngettext_for(locale),
+        "translations": i18n.translations(locale),
         "timezone": timezone,
         "when": lambda value, fmt="short": local_time(value, locale, timezone, fmt),
         **extra,

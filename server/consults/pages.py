@@ -289,7 +289,7 @@ def print_page(
     service.audit_consult(session, "consult.print", viewing, versions=[r.version for r in signed])
     extra: dict[str, Any] = {}
     if lang in i18n.SUPPORTED:
-        extra = {"locale": lang, "_": i18n.gettext_for(lang), "gettext": i18n.gettext_for(lang)}
+        extra = {"locale": lang, "translations": i18n.translations(lang)}
     return render(
         request,
         "consults/print.html",
