@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Organisation, Specialty, User
 from server.clock import utcnow
 from server.consults import reports
+from server.consults.access import Viewing
 from server.consults.models import (
     ConsultAttachment,
     ConsultRequest,
@@ -26,7 +27,6 @@ from server.consults.models import (
     GPDecision,
 )
 from server.consults.service import (
-    Viewing,
     attachments_of,
     audit_consult,
     decisions_of,

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.consults import export, reports, service, views
-from server.consults.access import Access
+from server.consults.access import Access, Viewing, load_consult
 from server.consults.attachments import IMAGE_KINDS
 from server.consults.deps import ConsultForUser, SpooledUpload
 from server.consults.models import AttachmentKind
@@ -38,9 +38,7 @@ from server.errors import Forbidden
 router = APIRouter(prefix="/api/consults", tags=["consults"])
 
 
-def _detail(
-    session: SessionDep, viewing: service.Viewing, settings: SettingsDep
-) -> ConsultDetailOut:
+def _detail(session: SessionDep, viewing: Viewing, settings: SettingsDep) -> ConsultDetailOut:
     return views.detail_out(views.read_record(session, viewing, settings), settings)
 
 
@@ -63,9 +61,8 @@ def create_consult(
 ) -> ConsultDetailOut:
     """A GP's new request (submitted unless `submit` is false)."""
     consult = service.create_request(session, user, body, client_ip(request))
-    return _detail(
-        session, service.load(session, user, consult.public_id, client_ip(request)), settings
-    )
+    viewing = load_consult(session, user, consult.public_id, ip=client_ip(request))
+    return _detail(session, viewing, settings)
 
 
 @router.get("/{public_id}", response_model=ConsultDetailOut)
