@@ -13,7 +13,6 @@ from server.consults import export, reports, service, views
 from server.consults.access import Access, Viewing, load_consult
 from server.consults.attachments import IMAGE_KINDS
 from server.consults.deps import ConsultForUser, SpooledUpload
-from server.consults.models import AttachmentKind
 from server.consults.schemas import (
     AmendIn,
     AttachmentOut,
@@ -163,7 +162,7 @@ def download_attachment(
     attachment, path = service.open_attachment(
         session, viewing, attachment_id, settings.resolved_attachments_dir()
     )
-    inline = AttachmentKind(attachment.kind) in IMAGE_KINDS and not download
+    inline = attachment.kind in IMAGE_KINDS and not download
     return _file_response(str(path), service.media_type_of(attachment), attachment.filename, inline)
 
 

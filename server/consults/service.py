@@ -25,7 +25,6 @@ from server.consults.access import (
     sees_full_record,
 )
 from server.consults.models import (
-    AttachmentKind,
     ConsultAttachment,
     ConsultEvent,
     ConsultMessage,
@@ -388,7 +387,7 @@ def open_attachment(
 
 
 def media_type_of(attachment: ConsultAttachment) -> str:
-    return files.MEDIA_TYPES[AttachmentKind(attachment.kind)]
+    return files.MEDIA_TYPES[attachment.kind]
 
 
 # ---- the GP's part: decision and closing ------------------------------------------
