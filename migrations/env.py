@@ -10,7 +10,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 from server.db import ensure_sqlite_directory
-from server.models import import_all_models
+from server.models import StrEnumType, import_all_models
 from server.settings import get_settings
 
 import_all_models()
@@ -26,6 +26,9 @@ def database_url() -> str:
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     """Write our own column types with their import, so migrations stay runnable."""
+    if type_ == "type" and isinstance(obj, StrEnumType):
+        # The database holds a plain string: a migration never depends on a Python enum.
+        return f"sa.String(length={obj.length})"
     module = type(obj).__module__
     if type_ == "type" and module.startswith("server."):
         autogen_context.imports.add(f"import {module}")

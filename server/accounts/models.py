@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, String
+from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
+from server.models import StrEnumType
 
 
 class OrgKind(StrEnum):
@@ -34,7 +35,7 @@ class Organisation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name_ko: str = Field(max_length=200)
     name_en: str = Field(max_length=200)
-    kind: str = Field(sa_type=String(20))
+    kind: OrgKind = Field(sa_type=StrEnumType(OrgKind, 20))
     region_id: int = Field(foreign_key="region.id", index=True)
     # A regional hub hospital: GPs of the same region are routed to it first.
     is_hub: bool = False
@@ -54,7 +55,7 @@ class User(SQLModel, table=True):
     email: str = Field(max_length=254, unique=True)
     name: str = Field(max_length=100)
     password_hash: str = Field(max_length=200)
-    role: str = Field(sa_type=String(16))
+    role: Role = Field(sa_type=StrEnumType(Role, 16))
     organisation_id: int = Field(foreign_key="organisation.id", index=True)
     specialty_id: int | None = Field(default=None, foreign_key="specialty.id", index=True)
     locale: str = Field(default="ko", max_length=8)

@@ -77,7 +77,7 @@ def create_user(
     user = User(
         email=email,
         name=name.strip(),
-        role=role,
+        role=Role(role),
         organisation_id=organisation_id,
         specialty_id=specialty_id,
         locale=locale,

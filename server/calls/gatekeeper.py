@@ -18,6 +18,7 @@ from server.accounts import service as accounts
 from server.accounts.models import User
 from server.calls import service as calls
 from server.consults import access
+from server.consults.errors import ConsultNotFound
 from server.notifications import service as notifications
 from server.notifications.models import Notification
 from server.settings import Settings
@@ -84,11 +85,14 @@ class ServerGatekeeper:
             return Admission.DENY
 
         def decide(session: Session) -> Admission:
-            consult = calls.consult_by_room(session, room)
             user = session.get(User, identity.user_id)
-            if consult is None or user is None or not user.active:
+            if user is None or not user.active:
                 return Admission.DENY
-            return Admission.ALLOW if access.is_participant(user, consult) else Admission.DENY
+            try:
+                access.load_consult(session, user, room, need=access.Need.PARTICIPANT)
+            except ConsultNotFound:
+                return Admission.DENY  # absent or not theirs: the same answer
+            return Admission.ALLOW
 
         return await self._db(decide)
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.accounts.deps import CurrentUser, OptionalUser
-from server.calls.deps import CallConsult
+from server.consults.deps import ConsultForParticipant
 from server.consults.models import ConsultMode
 from web.render import render
 
@@ -19,8 +19,9 @@ SIGNALING_PATH = "/ws"
 
 
 @router.get("/consults/{public_id}/call")
-def call_page(request: Request, user: CurrentUser, consult: CallConsult) -> Response:
+def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
     """The video call of a consult, for its participants only."""
+    consult = viewing.consult
     consult_url = f"/consults/{consult.public_id}"
     # A live video consult switches to written with the same record (the consults'
     # mode route); one already written just opens the thread.

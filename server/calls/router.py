@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.calls import service
 from server.calls.schemas import InvitationIn, RedeemIn
+from server.consults.deps import ConsultForParticipant
 from server.db import SessionDep
 
 router = APIRouter(tags=["calls"])
@@ -16,30 +17,28 @@ router = APIRouter(tags=["calls"])
 
 @router.post("/api/consults/{public_id}/join-token")
 def join_token(
-    public_id: str, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    viewing: ConsultForParticipant, request: Request, settings: SettingsDep
 ) -> dict[str, Any]:
     """A short-lived token for a non-browser client to join this consult's call."""
-    consult = service.consult_for_participant(session, user, public_id)
-    token = service.issue_join_token(settings, request.app.state.secret_key, user, consult)
+    consult = viewing.consult
+    token = service.issue_join_token(settings, request.app.state.secret_key, viewing.user, consult)
     return {"token": token, "room": consult.public_id, "expires_in": settings.join_token_seconds}
 
 
 @router.post("/api/consults/{public_id}/invitations", status_code=201)
 def invite_guest(
-    public_id: str,
     body: InvitationIn,
+    viewing: ConsultForParticipant,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    user: CurrentUser,
 ) -> dict[str, Any]:
     """A single-use, expiring invitation for a guest, who then waits in the lobby."""
-    consult = service.consult_for_participant(session, user, public_id)
     created = service.create_invitation(
         session,
         settings,
-        user,
-        consult,
+        viewing.user,
+        viewing.consult,
         guest_name=body.guest_name,
         minutes=body.minutes,
         ip=client_ip(request),
@@ -69,7 +68,6 @@ def ice_servers(settings: SettingsDep, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/api/consults/{public_id}/calls")
-def consult_calls(public_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+def consult_calls(viewing: ConsultForParticipant, session: SessionDep) -> dict[str, Any]:
     """The consult's call sessions: participants, duration, quality summary."""
-    consult = service.consult_for_participant(session, user, public_id)
-    return {"calls": service.calls_of(session, consult)}
+    return {"calls": service.calls_of(session, viewing.consult)}

@@ -1,4 +1,5 @@
-"""Rules for calls: who may join, tokens, invitations, ICE servers, call sessions."""
+"""Rules for calls: tokens, invitations, ICE servers, call sessions (who may join: the
+participant rule in server.consults.access)."""
 
 from __future__ import annotations
 
@@ -22,18 +23,6 @@ from server.settings import Settings
 from signaling import tokens
 
 MAX_INVITE_MINUTES = 24 * 60
-
-
-def consult_by_room(session: Session, room: str) -> ConsultRequest | None:
-    return session.exec(select(ConsultRequest).where(ConsultRequest.public_id == room)).first()
-
-
-def consult_for_participant(session: Session, user: User, public_id: str) -> ConsultRequest:
-    """The consult if this user takes part in its call; 404 otherwise (no existence leak)."""
-    consult = consult_by_room(session, public_id)
-    if consult is None or not access.is_participant(user, consult):
-        raise NotFound("consult")
-    return consult
 
 
 def user_key(user_id: int) -> str:
@@ -193,9 +182,7 @@ def record_join(
     """A peer entered the call: open the session if it is the first."""
     # Row lock on the consult: two processes recording the first two joins at once
     # must not open two sessions (PostgreSQL; SQLite writers are serialised anyway).
-    consult = session.exec(
-        select(ConsultRequest).where(ConsultRequest.public_id == room).with_for_update()
-    ).first()
+    consult = access.find_consult(session, room, lock=True)
     if consult is None:
         return None
     call = _open_call(session, consult.id or 0)
@@ -229,9 +216,7 @@ def record_join(
 def _participant(
     session: Session, room: str, peer_id: str
 ) -> tuple[CallSession, CallParticipant] | None:
-    consult = session.exec(
-        select(ConsultRequest).where(ConsultRequest.public_id == room).with_for_update()
-    ).first()
+    consult = access.find_consult(session, room, lock=True)
     if consult is None:
         return None
     call = _open_call(session, consult.id or 0)

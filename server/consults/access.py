@@ -1,10 +1,15 @@
-"""Who may see a consult: decided here, in one place, for every route and WebSocket."""
+"""Who may see a consult: decided here, in one place, for every route, page, service and
+WebSocket. `load_consult` is the one loader; `server.consults.deps` wraps it for routes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlmodel import Session, select
+
 from server.accounts.models import Role, User
+from server.consults.errors import ConsultNotFound
 from server.consults.models import ConsultRequest, ConsultStatus
 
 
@@ -15,6 +20,22 @@ class Access(StrEnum):
     POOL = "pool"  # a specialist of the target specialty while nobody has taken it
     ADMIN = "admin"  # an administrator: allowed, always audited
 
+
+class Need(StrEnum):
+    """What a caller requires of the viewer; anyone short of it gets the 404 of no consult."""
+
+    VISIBLE = "visible"  # any access at all (the pool's triage view and administrators too)
+    PARTICIPANT = "participant"  # the requesting clinic or the assigned specialist (calls, notes)
+    ASSIGNED = "assigned"  # the assigned specialist only
+    CLINIC = "clinic"  # the requesting clinic's GPs only
+
+
+GRANTED: dict[Need, frozenset[Access]] = {
+    Need.VISIBLE: frozenset(Access) - {Access.NONE},
+    Need.PARTICIPANT: frozenset({Access.CLINIC, Access.ASSIGNED}),
+    Need.ASSIGNED: frozenset({Access.ASSIGNED}),
+    Need.CLINIC: frozenset({Access.CLINIC}),
+}
 
 # While unassigned, the specialty pool sees what triage needs (see consults docs).
 OPEN_TO_POOL = {ConsultStatus.REQUESTED, ConsultStatus.ESCALATED}
@@ -43,9 +64,50 @@ def access_of(user: User, consult: ConsultRequest) -> Access:
     return Access.NONE
 
 
-def is_participant(user: User, consult: ConsultRequest) -> bool:
-    """May take part in the call and write the shared note."""
-    return access_of(user, consult) in {Access.CLINIC, Access.ASSIGNED}
+def grants(access: Access, need: Need) -> bool:
+    """Whether this relation to the consult is enough for what the caller needs."""
+    return access in GRANTED[need]
+
+
+@dataclass
+class Viewing:
+    """A consult as one user may see it, with their relation to it."""
+
+    consult: ConsultRequest
+    access: Access
+    user: User
+    ip: str = ""
+
+
+def find_consult(session: Session, public_id: str, *, lock: bool = False) -> ConsultRequest | None:
+    """The consult by its public id, with no access check: for callers that decided access
+    already (signaling records a join after admission). `lock` takes the row lock
+    (PostgreSQL; SQLite serialises writers anyway)."""
+    query = select(ConsultRequest).where(ConsultRequest.public_id == public_id)
+    if lock:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def load_consult(
+    session: Session,
+    user: User,
+    public_id: str,
+    *,
+    need: Need = Need.VISIBLE,
+    ip: str = "",
+    lock: bool = False,
+) -> Viewing:
+    """The consult if this user may see it as `need` requires; otherwise the same 404 as
+    for an unknown id (never 403: ids leak nothing). Refusals are not audited (nothing was
+    read); reads are audited by the services that show the record."""
+    consult = find_consult(session, public_id, lock=lock)
+    if consult is None:
+        raise ConsultNotFound()
+    access = access_of(user, consult)
+    if not grants(access, need):
+        raise ConsultNotFound()
+    return Viewing(consult, access, user, ip)
 
 
 # Triage (see docs/consults.md): the pool sees the request and the list of attachments

@@ -1,4 +1,7 @@
-"""Loader dependencies: fetch the consult *and* check access once (404 for the rest)."""
+"""Loader dependencies: fetch the consult *and* check access once (404 for the rest).
+
+Every route and page of consults, notes and calls takes one of these; sockets and
+services call `access.load_consult` itself."""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from starlette.datastructures import FormData, UploadFile
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.consults import attachments as files
 from server.consults import service
+from server.consults.access import Need, Viewing, load_consult
 from server.consults.errors import AttachmentTooLarge
-from server.consults.service import Viewing
 from server.db import SessionDep
 from server.errors import AppError
 
@@ -25,10 +28,27 @@ MULTIPART_SLACK = 64 * 1024
 def consult_for_user(
     public_id: str, request: Request, session: SessionDep, user: CurrentUser
 ) -> Viewing:
-    return service.load(session, user, public_id, client_ip(request))
+    """Anyone who may see the consult (the pool's triage view and administrators too)."""
+    return load_consult(session, user, public_id, ip=client_ip(request))
+
+
+def consult_for_participant(
+    public_id: str, request: Request, session: SessionDep, user: CurrentUser
+) -> Viewing:
+    """The requesting clinic and the assigned specialist: the call and the shared note."""
+    return load_consult(session, user, public_id, need=Need.PARTICIPANT, ip=client_ip(request))
+
+
+def consult_for_assigned(
+    public_id: str, request: Request, session: SessionDep, user: CurrentUser
+) -> Viewing:
+    """The assigned specialist only."""
+    return load_consult(session, user, public_id, need=Need.ASSIGNED, ip=client_ip(request))
 
 
 ConsultForUser = Annotated[Viewing, Depends(consult_for_user)]
+ConsultForParticipant = Annotated[Viewing, Depends(consult_for_participant)]
+ConsultForAssigned = Annotated[Viewing, Depends(consult_for_assigned)]
 
 
 async def _read_upload(upload: UploadFile) -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Organisation, Specialty, User
 from server.clock import utcnow
 from server.consults import reports
+from server.consults.access import Viewing
 from server.consults.models import (
     ConsultAttachment,
     ConsultRequest,
@@ -26,7 +27,6 @@ from server.consults.models import (
     GPDecision,
 )
 from server.consults.service import (
-    Viewing,
     attachments_of,
     audit_consult,
     decisions_of,
@@ -161,7 +161,7 @@ def build_bundle(session: Session, consult: ConsultRequest) -> dict[str, Any]:
         {
             "resourceType": "ServiceRequest",
             "identifier": [{"system": f"{SYSTEM}:consult", "value": consult.public_id}],
-            "status": SERVICE_REQUEST_STATUS.get(S(consult.status), "active"),
+            "status": SERVICE_REQUEST_STATUS.get(consult.status, "active"),
             "intent": "order",
             "priority": PRIORITY.get(consult.urgency, "routine"),
             "category": [{"text": f"remote consultation ({consult.mode})"}],
@@ -207,7 +207,7 @@ def build_bundle(session: Session, consult: ConsultRequest) -> dict[str, Any]:
         _urn("Encounter", consult.public_id),
         {
             "resourceType": "Encounter",
-            "status": ENCOUNTER_STATUS.get(S(consult.status), "planned"),
+            "status": ENCOUNTER_STATUS.get(consult.status, "planned"),
             "class": {
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
                 "code": "VR",

@@ -23,6 +23,7 @@ from server.consults.access import OPEN_TO_POOL
 from server.consults.errors import TransitionNotAllowed
 from server.consults.models import (
     ConsultEvent,
+    ConsultMode,
     ConsultReport,
     ConsultRequest,
     ConsultStatus,
@@ -263,7 +264,7 @@ def _notify_other_side(
 def record_mode_change(
     session: Session,
     consult: ConsultRequest,
-    mode: str,
+    mode: ConsultMode,
     *,
     actor: User | None,
     reason: str = "",
@@ -290,5 +291,5 @@ def allowed_for(actor: User | None, consult: ConsultRequest) -> list[str]:
     party = party_of(actor, consult)
     if party is None:
         return []
-    moves = TRANSITIONS[ConsultStatus(consult.status)]
+    moves = TRANSITIONS[consult.status]
     return [str(target) for target, parties in moves.items() if party in parties]

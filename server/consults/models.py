@@ -6,10 +6,11 @@ import secrets
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, String, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
+from server.models import StrEnumType
 
 
 class ConsultStatus(StrEnum):
@@ -87,13 +88,15 @@ class ConsultRequest(SQLModel, table=True):
     requester_id: int = Field(foreign_key="user.id", index=True)
     specialty_id: int = Field(foreign_key="specialty.id", index=True)
     assigned_specialist_id: int | None = Field(default=None, foreign_key="user.id", index=True)
-    status: str = Field(default=ConsultStatus.DRAFT, sa_type=String(20), index=True)
-    urgency: str = Field(default=Urgency.ROUTINE, sa_type=String(10))
-    mode: str = Field(default=ConsultMode.VIDEO, sa_type=String(10))
+    status: ConsultStatus = Field(
+        default=ConsultStatus.DRAFT, sa_type=StrEnumType(ConsultStatus, 20), index=True
+    )
+    urgency: Urgency = Field(default=Urgency.ROUTINE, sa_type=StrEnumType(Urgency, 10))
+    mode: ConsultMode = Field(default=ConsultMode.VIDEO, sa_type=StrEnumType(ConsultMode, 10))
     # The patient is known only by the clinic's own chart number, age and sex.
     patient_chart_number: str = Field(max_length=40)
     patient_age: int
-    patient_sex: str = Field(sa_type=String(10))
+    patient_sex: Sex = Field(sa_type=StrEnumType(Sex, 10))
     clinical_question: str = Field(sa_column=Column(Text, nullable=False))
     history: str = Field(default="", sa_column=Column(Text, nullable=False))
     medication: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -109,7 +112,7 @@ class ConsultRequest(SQLModel, table=True):
     assigned_organisation_id: int | None = Field(default=None, foreign_key="organisation.id")
     escalated_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     # Filled when the GP closes the case.
-    outcome: str | None = Field(default=None, sa_type=String(32))
+    outcome: Outcome | None = Field(default=None, sa_type=StrEnumType(Outcome, 32))
     usefulness: int | None = None  # 1 (not useful) … 5 (very useful)
     outcome_note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
@@ -147,7 +150,7 @@ class ConsultAttachment(SQLModel, table=True):
     public_id: str = Field(default_factory=new_public_id, max_length=32, unique=True)
     consult_id: int = Field(foreign_key="consultrequest.id", index=True)
     uploader_id: int = Field(foreign_key="user.id")
-    kind: str = Field(sa_type=String(10))
+    kind: AttachmentKind = Field(sa_type=StrEnumType(AttachmentKind, 10))
     sha256: str = Field(max_length=64, index=True)
     size: int
     filename: str = Field(max_length=200)
@@ -173,7 +176,9 @@ class ConsultReport(SQLModel, table=True):
     recommendation: str = Field(default="", sa_column=Column(Text, nullable=False))
     follow_up: str = Field(default="", sa_column=Column(Text, nullable=False))
     referral_needed: bool = False
-    referral_urgency: str = Field(default=ReferralUrgency.NONE, sa_type=String(10))
+    referral_urgency: ReferralUrgency = Field(
+        default=ReferralUrgency.NONE, sa_type=StrEnumType(ReferralUrgency, 10)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -191,7 +196,7 @@ class GPDecision(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     consult_id: int = Field(foreign_key="consultrequest.id", index=True)
     author_id: int = Field(foreign_key="user.id")
-    action: str = Field(sa_type=String(20))
+    action: GPAction = Field(sa_type=StrEnumType(GPAction, 20))
     note: str = Field(default="", sa_column=Column(Text, nullable=False))
     signed_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

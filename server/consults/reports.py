@@ -7,12 +7,12 @@ from sqlmodel import Session, col, select
 
 from server.clock import utcnow
 from server.consults import lifecycle
-from server.consults.access import Access
+from server.consults.access import Access, Viewing
 from server.consults.errors import ReportSigned
 from server.consults.models import ConsultReport, ConsultStatus
 from server.consults.privacy import refuse_registration_numbers
 from server.consults.schemas import ReportIn
-from server.consults.service import Viewing, audit_consult, record_first_response, signature_hash
+from server.consults.service import audit_consult, record_first_response, signature_hash
 from server.errors import AppError, Conflict, Forbidden, NotFound
 from server.notes import service as notes
 

@@ -10,10 +10,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.consults import export, reports, service, views
-from server.consults.access import Access
+from server.consults.access import Access, Viewing, load_consult
 from server.consults.attachments import IMAGE_KINDS
 from server.consults.deps import ConsultForUser, SpooledUpload
-from server.consults.models import AttachmentKind
 from server.consults.schemas import (
     AmendIn,
     AttachmentOut,
@@ -38,9 +37,7 @@ from server.errors import Forbidden
 router = APIRouter(prefix="/api/consults", tags=["consults"])
 
 
-def _detail(
-    session: SessionDep, viewing: service.Viewing, settings: SettingsDep
-) -> ConsultDetailOut:
+def _detail(session: SessionDep, viewing: Viewing, settings: SettingsDep) -> ConsultDetailOut:
     return views.detail_out(views.read_record(session, viewing, settings), settings)
 
 
@@ -63,9 +60,8 @@ def create_consult(
 ) -> ConsultDetailOut:
     """A GP's new request (submitted unless `submit` is false)."""
     consult = service.create_request(session, user, body, client_ip(request))
-    return _detail(
-        session, service.load(session, user, consult.public_id, client_ip(request)), settings
-    )
+    viewing = load_consult(session, user, consult.public_id, ip=client_ip(request))
+    return _detail(session, viewing, settings)
 
 
 @router.get("/{public_id}", response_model=ConsultDetailOut)
@@ -166,7 +162,7 @@ def download_attachment(
     attachment, path = service.open_attachment(
         session, viewing, attachment_id, settings.resolved_attachments_dir()
     )
-    inline = AttachmentKind(attachment.kind) in IMAGE_KINDS and not download
+    inline = attachment.kind in IMAGE_KINDS and not download
     return _file_response(str(path), service.media_type_of(attachment), attachment.filename, inline)
 
 

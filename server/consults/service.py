@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,15 @@ from server.audit import service as audit
 from server.clock import utcnow
 from server.consults import attachments as files
 from server.consults import lifecycle
-from server.consults.access import OPEN_TO_POOL, Access, access_of, sees_full_record
-from server.consults.errors import ConsultNotFound
+from server.consults.access import (
+    OPEN_TO_POOL,
+    Access,
+    Need,
+    Viewing,
+    grants,
+    sees_full_record,
+)
 from server.consults.models import (
-    AttachmentKind,
     ConsultAttachment,
     ConsultEvent,
     ConsultMessage,
@@ -36,16 +40,6 @@ from server.notifications import service as notifications
 
 S = ConsultStatus
 FREE_TEXT = ("patient_chart_number", "clinical_question", "history", "medication", "vital_signs")
-
-
-@dataclass
-class Viewing:
-    """A consult as one user may see it, with their relation to it."""
-
-    consult: ConsultRequest
-    access: Access
-    user: User
-    ip: str = ""
 
 
 def audit_consult(
@@ -71,20 +65,7 @@ def audit_consult(
     )
 
 
-# ---- loading -------------------------------------------------------------------
-
-
-def load(session: Session, user: User, public_id: str, ip: str = "") -> Viewing:
-    """The consult if this user may see it; otherwise 404 (never 403: ids leak nothing)."""
-    consult = session.exec(
-        select(ConsultRequest).where(ConsultRequest.public_id == public_id)
-    ).first()
-    if consult is None:
-        raise ConsultNotFound()
-    access = access_of(user, consult)
-    if access == Access.NONE:
-        raise ConsultNotFound()
-    return Viewing(consult, access, user, ip)
+# ---- what a viewer may do (loading: access.load_consult) ----------------------------
 
 
 def require_full_record(viewing: Viewing, what: str = "consult") -> None:
@@ -95,7 +76,7 @@ def require_full_record(viewing: Viewing, what: str = "consult") -> None:
 
 def require_participant(viewing: Viewing) -> None:
     """Writing is for the clinic and the assigned specialist, not administrators."""
-    if viewing.access not in (Access.CLINIC, Access.ASSIGNED):
+    if not grants(viewing.access, Need.PARTICIPANT):
         raise Forbidden("only the requesting clinic and the assigned specialist may do this")
 
 
@@ -406,7 +387,7 @@ def open_attachment(
 
 
 def media_type_of(attachment: ConsultAttachment) -> str:
-    return files.MEDIA_TYPES[AttachmentKind(attachment.kind)]
+    return files.MEDIA_TYPES[attachment.kind]
 
 
 # ---- the GP's part: decision and closing ------------------------------------------

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from server.clock import utcnow
 from server.consults import clocks, lifecycle, reports, service
-from server.consults.access import sees_full_record
+from server.consults.access import Viewing, sees_full_record
 from server.consults.models import (
     ConsultAttachment,
     ConsultEvent,
@@ -26,7 +26,6 @@ from server.consults.schemas import (
     MessageOut,
     ReportOut,
 )
-from server.consults.service import Viewing
 from server.settings import Settings
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from anyio import to_thread
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.routing import WebSocketRoute
 
 from server.accounts import service as accounts
@@ -22,11 +22,12 @@ from server.accounts.deps import SESSION_COOKIE
 from server.accounts.models import User
 from server.audit import service as audit
 from server.consults import access
+from server.consults.deps import ConsultForAssigned, ConsultForParticipant
+from server.consults.errors import ConsultNotFound
 from server.consults.models import ConsultRequest
 from server.db import SessionDep
 from server.errors import AppError
 from server.notes import service
-from server.notes.deps import AssignedConsult, ParticipantConsult
 from server.notes.fanout import Fanout
 from server.settings import Settings
 
@@ -40,21 +41,21 @@ RECHECK_SECONDS = 4.0
 
 
 @router.get("/api/consults/{public_id}/notes")
-def note_state(consult: ParticipantConsult, session: SessionDep) -> dict[str, Any]:
+def note_state(viewing: ConsultForParticipant, session: SessionDep) -> dict[str, Any]:
     """The note's text and revision (participants only; others get 404)."""
-    return service.state(session, consult)
+    return service.state(session, viewing.consult)
 
 
 @router.get("/api/consults/{public_id}/notes/draft")
 def note_draft(
-    consult: AssignedConsult,
+    viewing: ConsultForAssigned,
     session: SessionDep,
     start: Annotated[int | None, Query(ge=0)] = None,
     end: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     """The whole note or a selection (code points), to start the report draft from."""
-    text = service.excerpt(session, consult, start, end)
-    return {"text": text, "rev": service.state(session, consult)["rev"]}
+    text = service.excerpt(session, viewing.consult, start, end)
+    return {"text": text, "rev": service.state(session, viewing.consult)["rev"]}
 
 
 # -- the WebSocket ----------------------------------------------------------------------------
@@ -77,18 +78,29 @@ def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
+def _participant(
+    session: Session, settings: Settings, token: str | None, public_id: str
+) -> access.Viewing | None:
+    """The consult as its participant sees it, if the login is still valid; else None."""
+    auth = accounts.resolve_session(session, settings, token)
+    if auth is None:
+        return None
+    try:
+        return access.load_consult(session, auth[0], public_id, need=access.Need.PARTICIPANT)
+    except ConsultNotFound:
+        return None
+
+
 def _authorise(
     engine: Engine, settings: Settings, token: str | None, public_id: str, ip: str
 ) -> tuple[User, ConsultRequest, int] | None:
     """Check the session and the participant rule in one short transaction."""
     with Session(engine, expire_on_commit=False) as session:
-        auth = accounts.resolve_session(session, settings, token)
-        consult = session.exec(
-            select(ConsultRequest).where(ConsultRequest.public_id == public_id)
-        ).first()
-        if auth is None or consult is None or not access.is_participant(auth[0], consult):
+        viewing = _participant(session, settings, token, public_id)
+        if viewing is None:
             session.commit()  # keep the session's last-seen touch
             return None
+        user, consult = viewing.user, viewing.consult
         note = service.ensure_note(session, consult.id or 0)
         # Opening a note is when its old log is folded away: no scheduler needed.
         service.compact(
@@ -99,23 +111,24 @@ def _authorise(
         audit.record(
             session,
             "note.opened",
-            actor_id=auth[0].id,
+            actor_id=user.id,
             ip=ip,
             object_type="consult",
             object_id=consult.public_id,
             organisation_id=consult.organisation_id,
         )
         session.commit()
-        return auth[0], consult, note.id or 0
+        return user, consult, note.id or 0
 
 
 class Connection:
     """One open editor: a queue in front of the socket, so sends keep revision order."""
 
-    def __init__(self, websocket: WebSocket, engine: Engine, consult_id: int) -> None:
+    def __init__(self, websocket: WebSocket, engine: Engine, consult: ConsultRequest) -> None:
         self.websocket = websocket
         self.engine = engine
-        self.consult_id = consult_id
+        self.consult_id = consult.id or 0
+        self.public_id = consult.public_id
         self.client_id = ""
         self.sent_rev = 0
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -135,9 +148,7 @@ class Connection:
         self.checked_at = now
         active, self.active = self.active, False
         with Session(self.engine) as session:
-            auth = accounts.resolve_session(session, self.settings, self.token)
-            consult = session.get(ConsultRequest, self.consult_id)
-            if auth is None or consult is None or not access.is_participant(auth[0], consult):
+            if _participant(session, self.settings, self.token, self.public_id) is None:
                 return "ended"
             if active:
                 # Typing in the note is activity and keeps the login alive; an idle open
@@ -194,7 +205,7 @@ async def note_socket(websocket: WebSocket) -> None:
     user, consult, note_id = allowed
     fanout = fanout_of(websocket)
     await fanout.start()
-    connection = Connection(websocket, engine, consult.id or 0)
+    connection = Connection(websocket, engine, consult)
     connection.settings, connection.token = settings, websocket.cookies.get(SESSION_COOKIE)
     sender: asyncio.Task[None] | None = None
     subscribed = False

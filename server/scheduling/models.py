@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from enum import StrEnum
 
-from sqlalchemy import Column, Date, Index, String, Time, UniqueConstraint, text
+from sqlalchemy import Column, Date, Index, Time, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
+from server.models import StrEnumType
 
 
 class RuleKind(StrEnum):
@@ -51,7 +52,7 @@ class RosterRule(SQLModel, table=True):
     start_time: time = Field(sa_column=Column(Time, nullable=False))
     end_time: time = Field(sa_column=Column(Time, nullable=False))
     slot_minutes: int = 20
-    kind: str = Field(default=RuleKind.CONSULT, sa_type=String(10))
+    kind: RuleKind = Field(default=RuleKind.CONSULT, sa_type=StrEnumType(RuleKind, 10))
     valid_from: date = Field(sa_column=Column(Date, nullable=False))
     valid_to: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     created_at: datetime = Field(
@@ -66,7 +67,7 @@ class RosterException(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     specialist_id: int = Field(foreign_key="user.id")
-    kind: str = Field(sa_type=String(10))
+    kind: ExceptionKind = Field(sa_type=StrEnumType(ExceptionKind, 10))
     starts_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     ends_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     slot_minutes: int = 20
@@ -107,7 +108,9 @@ class Appointment(SQLModel, table=True):
     specialist_id: int = Field(foreign_key="user.id")
     starts_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     ends_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    status: str = Field(default=AppointmentStatus.ACTIVE, sa_type=String(12))
+    status: AppointmentStatus = Field(
+        default=AppointmentStatus.ACTIVE, sa_type=StrEnumType(AppointmentStatus, 12)
+    )
     booked_by_id: int = Field(foreign_key="user.id")
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
@@ -125,8 +128,10 @@ class UrgentRequest(SQLModel, table=True):
     consult_request_id: int = Field(foreign_key="consultrequest.id", unique=True)
     specialty_id: int = Field(foreign_key="specialty.id")
     region_id: int = Field(foreign_key="region.id")
-    level: str = Field(default=RingLevel.REGIONAL, sa_type=String(10))
-    status: str = Field(default=UrgentStatus.RINGING, sa_type=String(10), index=True)
+    level: RingLevel = Field(default=RingLevel.REGIONAL, sa_type=StrEnumType(RingLevel, 10))
+    status: UrgentStatus = Field(
+        default=UrgentStatus.RINGING, sa_type=StrEnumType(UrgentStatus, 10), index=True
+    )
     started_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -146,7 +151,7 @@ class UrgentRing(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     urgent_request_id: int = Field(foreign_key="urgentrequest.id", index=True)
     specialist_id: int = Field(foreign_key="user.id", index=True)
-    level: str = Field(sa_type=String(10))
+    level: RingLevel = Field(sa_type=StrEnumType(RingLevel, 10))
     rung_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
 

@@ -105,7 +105,11 @@ def _mark_urgent_accepted(session: Session, consult: ConsultRequest, specialist:
 
 
 def _ring(
-    session: Session, urgent: UrgentRequest, consult: ConsultRequest, people: list[User], level: str
+    session: Session,
+    urgent: UrgentRequest,
+    consult: ConsultRequest,
+    people: list[User],
+    level: RingLevel,
 ) -> list[int]:
     already = set(
         session.exec(
