@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import object_session
 
 from web import i18n
-from web.static_files import static_url
+from web.static_files import module_imports, static_url
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANG_COOKIE = "dari_lang"
@@ -27,6 +27,7 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals["static_url"] = static_url
+env.globals["module_imports"] = module_imports
 # For pages that include another domain's optional part (the call page's notes panel).
 # The i18n extension adds this method at run time; the real catalogs come per request.
 env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
