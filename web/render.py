@@ -17,7 +17,7 @@ from markupsafe import escape
 from sqlalchemy.orm import object_session
 
 from web import i18n
-from web.static_files import static_url
+from web.static_files import module_imports, static_url
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANG_COOKIE = "dari_lang"
@@ -30,6 +30,7 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals["static_url"] = static_url
+env.globals["module_imports"] = module_imports
 
 
 def _catalog(context: Context) -> NullTranslations:

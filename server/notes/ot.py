@@ -1,7 +1,7 @@
 """Operational transformation for plain text (pure: no I/O), the server's half of the protocol.
 
 The semantics are those of ot.js (Jupiter model with a central server) and must
-stay identical to web/static/notes.js, which the tests check in Chromium:
+stay identical to web/static/notes/ot.js, which the tests check in Chromium:
 
 - An operation is a list of components: a positive int retains that many
   characters, a string inserts itself, a negative int deletes that many.
@@ -13,7 +13,7 @@ stay identical to web/static/notes.js, which the tests check in Chromium:
   pass the client's own (outstanding) operation as `a`, so they agree.
 
 `Client` is the client state machine (synchronized / awaiting confirm /
-awaiting with buffer), used by the tests and the benchmark; notes.js has the same.
+awaiting with buffer), used by the tests and the benchmark; notes/ot.js has the same.
 """
 
 from __future__ import annotations

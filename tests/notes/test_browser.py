@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 from sqlmodel import Session
 
 from server.notes.ot import TextOperation, diff
@@ -15,7 +16,7 @@ from tests.browser_support import logged_in_page
 from tests.notes.factories import consult_with_pair
 
 pytestmark = pytest.mark.browser
-NOTES_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "notes.js"
+OT_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "notes" / "ot.js"
 ALPHABET = "ab한글😀\n🩺x"
 
 
@@ -43,11 +44,25 @@ def _random_doc(rng: random.Random) -> str:
 
 
 @pytest.fixture
-def js_page(browser: Browser) -> Page:  # noqa: F811
+def js_page(browser: Browser) -> Iterator[Page]:  # noqa: F811
+    """A page with the OT module (web/static/notes/ot.js) as `window.DariOT`."""
     page = browser.new_page()
-    page.set_content("<!doctype html><title>ot</title>")
-    page.add_script_tag(content=NOTES_JS.read_text())
-    return page
+
+    def serve(route: Route) -> None:
+        if route.request.url.endswith("/ot.js"):
+            route.fulfill(body=OT_JS.read_text(), content_type="text/javascript")
+        else:
+            route.fulfill(
+                body='<!doctype html><title>ot</title><script type="module">'
+                'import * as ot from "./ot.js"; window.DariOT = ot;</script>',
+                content_type="text/html",
+            )
+
+    page.route("http://ot.test/**", serve)
+    page.goto("http://ot.test/")
+    page.wait_for_function("() => window.DariOT !== undefined")
+    yield page
+    page.close()
 
 
 def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
@@ -160,7 +175,7 @@ def test_offline_page_keeps_editing_and_syncs_both_ways_on_reconnect(
         )
         # The GP's link drops.
         gp_page.context.set_offline(True)
-        gp_page.evaluate("document.querySelector('[data-notes-consult]').dariNotes.ws.close()")
+        gp_page.evaluate("document.querySelector('[data-notes-consult]').dariNotes.ws.drop()")
         gp_page.wait_for_selector("[data-notes-consult][data-state^=offline]")
         gp_page.keyboard.type("offline 오프라인 ")
         assert _state(gp_page) == "offline_pending"

@@ -107,7 +107,7 @@ def test_gp_and_specialist_call_chat_fall_back_and_reconnect(
     gp.context.set_offline(False)
 
     # It comes back with its resume token (same peer id) and the video resumes both ways.
-    wait_until(lambda: gp.evaluate("() => window.dariCall.state.ws !== null"), timeout=20)
+    wait_until(lambda: gp.evaluate("() => window.dariCall.socketOpen()"), timeout=20)
     wait_until(
         lambda: (
             gp.evaluate("() => window.dariCall.state.resumeToken") is not None
@@ -119,6 +119,8 @@ def test_gp_and_specialist_call_chat_fall_back_and_reconnect(
     wait_until(lambda: connected(gp) and connected(specialist), timeout=30)
     wait_until(lambda: frames_grow(gp) and frames_grow(specialist), timeout=30)
     assert gp.locator("#call-banner").is_hidden()
+    # Nothing failed on the way, so no error is shown.
+    assert gp.locator("#call-error").is_hidden() and specialist.locator("#call-error").is_hidden()
     shot(specialist, "call.en", guide=True)
     assert csp_violations(gp) == [] and csp_violations(specialist) == []
 
@@ -243,3 +245,104 @@ def test_both_sides_renegotiate_at_once_without_breaking_the_call(
     assert frames_grow(gp) and frames_grow(specialist)
     glare = [page.evaluate("() => window.dariCall.state.glare") for page in (gp, specialist)]
     print(f"\nglare counters (gp, specialist): {glare}")
+    # Glare is part of the protocol, not an error: nothing is shown to the user.
+    assert gp.locator("#call-error").is_hidden() and specialist.locator("#call-error").is_hidden()
+
+
+# Counts what the page's own code still does: timer callbacks that fire and getStats() calls.
+COUNT_ACTIVITY = """(() => {
+  const seen = { timers: 0, stats: 0 };
+  const wrap = (original) => function (fn, ...rest) {
+    if (typeof fn !== "function") return original.call(window, fn, ...rest);
+    return original.call(window, function (...args) {
+      seen.timers++;
+      return fn.apply(this, args);
+    }, ...rest);
+  };
+  window.setTimeout = wrap(window.setTimeout);
+  window.setInterval = wrap(window.setInterval);
+  const getStats = RTCPeerConnection.prototype.getStats;
+  RTCPeerConnection.prototype.getStats = function (...args) {
+    seen.stats++;
+    return getStats.apply(this, args);
+  };
+  window.dariSeen = seen;
+})();"""
+
+
+def test_hang_up_leaves_no_timer_socket_or_stats_poll(
+    new_page: Callable[..., Any], bdb: Session
+) -> None:
+    case = make_call_case(bdb)
+    gp = new_page("ko")
+    specialist = new_page("en")
+    browser_login(gp, case.gp)
+    browser_login(specialist, case.specialist)
+    consult_path = f"/consults/{case.consult.public_id}"
+    gp.add_init_script(COUNT_ACTIVITY)
+    sent: list[str] = []
+    gp.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    gp.goto(f"{consult_path}/call")
+    specialist.goto(f"{consult_path}/call")
+    wait_until(lambda: frames(gp) > 0 and frames(specialist) > 0, timeout=30)
+    gp.wait_for_selector("[data-notes-consult][data-state=saved]")
+    time.sleep(5.5)  # heartbeats and stats polls have run at least once
+    assert gp.evaluate("() => window.dariSeen.timers") > 0
+    assert any('"ping"' in frame for frame in sent)
+
+    # Hang up, staying on the page (the way to the consult page is blocked) to watch it.
+    gp.route(f"**{consult_path}", lambda route: route.abort("aborted"))
+    gp.click("#btn-hangup")
+    wait_until(lambda: gp.get_attribute("#call-status", "data-state") == "ended")
+    wait_until(lambda: specialist.get_attribute("#call-status", "data-state") == "peerLeft")
+    assert any('"leave"' in frame for frame in sent)
+    assert gp.evaluate("() => window.dariCall.liveTimers()") == 0
+    assert gp.evaluate(
+        "() => document.querySelector('[data-notes-consult]').dariNotes.ws.isClosed()"
+    )
+    before = gp.evaluate("() => ({...window.dariSeen})")
+    frames_before = len(sent)
+    time.sleep(7)  # longer than every period: heartbeat 5 s, stats 3 s, notes 5 s
+    assert gp.evaluate("() => ({...window.dariSeen})") == before
+    assert sent[frames_before:] == []
+    assert gp.evaluate("() => window.dariCall.connectionStates()") == []
+    assert gp.url.endswith("/call")
+    assert csp_violations(gp) == []
+
+
+@pytest.mark.parametrize(
+    ("lang", "negotiation", "signaling"),
+    [
+        ("ko", "연결을 설정하지 못했습니다", "신호 서버 오류: bad_frame"),
+        ("en", "Setting up the connection failed", "Signaling error: bad_frame"),
+    ],
+)
+def test_negotiation_and_signaling_errors_are_shown_translated(
+    lang: str, negotiation: str, signaling: str, new_page: Callable[..., Any], bdb: Session
+) -> None:
+    case = make_call_case(bdb)
+    gp = new_page(lang)
+    browser_login(gp, case.gp)
+    gp.goto(f"/consults/{case.consult.public_id}/call")
+    gp.wait_for_function("() => window.dariCall && window.dariCall.state.peerId !== null")
+    error = gp.locator("#call-error")
+    assert error.is_hidden()
+    # An offer the browser cannot take (setRemoteDescription fails): said on the page.
+    gp.evaluate(
+        "() => window.dariCall.receive({type: 'offer', from: 'p_broken', sdp: 'v=0 nonsense'})"
+    )
+    wait_until(lambda: error.is_visible())
+    assert error.get_attribute("data-kind") == "negotiationFailed"
+    assert negotiation in error.inner_text()
+    assert "Error" in error.inner_text()  # the failure's name, for support
+    shot(gp, f"call-negotiation-error.{lang}")
+    # That peer leaves: the error goes with it.
+    gp.evaluate("() => window.dariCall.receive({type: 'peer-left', peer_id: 'p_broken'})")
+    wait_until(lambda: error.is_hidden())
+    # A signaling error frame is shown too (it clears itself after a while).
+    gp.evaluate("() => window.dariCall.receive({type: 'error', code: 'bad_frame'})")
+    wait_until(lambda: error.is_visible())
+    assert error.inner_text().strip() == signaling
+    # A frame for a peer that has just left is a harmless race: not shown.
+    gp.evaluate("() => window.dariCall.receive({type: 'peer-left', peer_id: 'nobody'})")
+    assert csp_violations(gp) == []

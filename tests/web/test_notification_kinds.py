@@ -39,7 +39,8 @@ def kinds_written() -> dict[str, list[str]]:
 
 
 def js_list(name: str) -> set[str]:
-    match = re.search(rf"var {name} = \[([^\]]*)\];", INBOX_JS.read_text(encoding="utf-8"))
+    source = INBOX_JS.read_text(encoding="utf-8")
+    match = re.search(rf"(?:const|let|var) {name} = \[([^\]]*)\];", source)
     assert match, f"inbox.js has no {name}"
     return set(re.findall(r'"([^"]+)"', match.group(1)))
 

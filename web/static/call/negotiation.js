@@ -1,0 +1,244 @@
+/* Peers and perfect negotiation (docs/signaling.md "Who offers, who is polite"): one
+ * RTCPeerConnection per remote peer, roles from the server, frames of one peer handled
+ * strictly in order, ICE restarted after a network change. A failure is shown to the
+ * user in the page's error line (translated), not only logged. */
+
+import { applySenderParameters, attachLocalTracks } from "./media.js";
+import { send, signaling, state, timers } from "./state.js";
+import {
+  clearError, errorName, hideBanner, setStatus, showBanner, showError, showRemoteTrack, updateEmpty,
+} from "./ui.js";
+
+const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long: restart ICE ourselves
+const ICE_GIVE_UP_MS = 15000;       // still not connected this long after "failed": say so
+
+export function addPeer(info) {
+  const existing = state.peers.get(info.peer_id);
+  if (existing) {
+    existing.polite = info.polite !== false;
+    existing.offer = info.offer || "any";
+    return existing;
+  }
+  const peer = {
+    id: info.peer_id,
+    name: info.name || "",
+    kind: info.kind || "user",
+    polite: info.polite !== false,
+    offer: info.offer || "any",
+    pc: null,
+    makingOffer: false,
+    ignoreOffer: false,
+    queue: Promise.resolve(),
+    tiles: new Map(),
+    senders: {},
+    prev: null,
+    stats: {},
+    failedAt: 0,
+  };
+  state.peers.set(peer.id, peer);
+  return peer;
+}
+
+/** A negotiation step failed: tell the user (and the console, for engineers). */
+function failed(peer, e) {
+  // Hung up, or the peer left meanwhile: the step had nothing left to do.
+  if (state.ended || !peer.pc || peer.pc.signalingState === "closed") return;
+  if (window.console) console.warn("negotiation", peer.id, e);
+  showError(peer.id, "negotiationFailed", { error: errorName(e) });
+}
+
+export function withPeer(id, work) {
+  const peer = state.peers.get(id) || addPeer({ peer_id: id });
+  // One frame at a time per peer: a candidate must never overtake its description.
+  peer.queue = peer.queue.then(() => work(peer)).catch((e) => failed(peer, e));
+  return peer.queue;
+}
+
+export function startConnection(peer, withTracks) {
+  if (peer.pc && peer.pc.connectionState !== "closed") return peer.pc;
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers });
+  peer.pc = pc;
+  peer.senders = {};
+  peer.makingOffer = false;
+  peer.ignoreOffer = false;
+  peer.prev = null;
+  peer.failedAt = 0;
+  pc.onicecandidate = (e) => {
+    if (e.candidate) send({ type: "candidate", to: peer.id, candidate: e.candidate.toJSON() });
+    else send({ type: "end-of-candidates", to: peer.id });
+  };
+  pc.onnegotiationneeded = () => negotiate(peer, pc);
+  pc.ontrack = (e) => showRemoteTrack(peer, e.track, e.streams[0]);
+  pc.onconnectionstatechange = () => onConnectionState(peer, pc);
+  if (withTracks) attachLocalTracks(peer);
+  return pc;
+}
+
+async function negotiate(peer, pc) {
+  if (peer.offer === "peer" || peer.pc !== pc) return;
+  try {
+    peer.makingOffer = true;
+    await pc.setLocalDescription();
+    send({ type: pc.localDescription.type, to: peer.id, sdp: pc.localDescription.sdp });
+  } catch (e) {
+    if (peer.pc === pc) failed(peer, e);
+  } finally {
+    peer.makingOffer = false;
+  }
+}
+
+export async function onDescription(peer, f) {
+  let pc = peer.pc;
+  if (f.type === "offer" && (!pc || pc.connectionState === "failed" || pc.connectionState === "closed")) {
+    if (pc) closePeer(peer);
+    pc = startConnection(peer, false);
+  }
+  if (!pc) return;
+  const description = { type: f.type, sdp: f.sdp };
+  const collision = f.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
+  peer.ignoreOffer = !peer.polite && collision;
+  if (peer.ignoreOffer) { // impolite: our offer wins
+    state.glare.ignored++;
+    return;
+  }
+  if (collision) {
+    state.glare.rolledBack++;
+    // Polite side of a glare: roll our offer back, then take theirs.
+    await pc.setLocalDescription({ type: "rollback" });
+  }
+  await pc.setRemoteDescription(description);
+  if (f.type === "offer") {
+    attachLocalTracks(peer);
+    await pc.setLocalDescription();
+    send({ type: "answer", to: peer.id, sdp: pc.localDescription.sdp });
+  }
+}
+
+export async function onCandidate(peer, candidate) {
+  if (!peer.pc) return;
+  try {
+    await peer.pc.addIceCandidate(candidate || undefined);
+  } catch (e) {
+    if (!peer.ignoreOffer) throw e;
+  }
+}
+
+function onConnectionState(peer, pc) {
+  if (peer.pc !== pc) return;
+  const s = pc.connectionState;
+  if (s === "connected") {
+    peer.failedAt = 0;
+    clearError(peer.id);
+    hideBanner("iceRestart");
+    applySenderParameters(peer);
+  } else if (s === "failed") {
+    // The media path broke (network change): restart ICE ourselves, and say so if
+    // that does not bring it back.
+    if (!peer.failedAt) {
+      peer.failedAt = Date.now();
+      timers.after(ICE_GIVE_UP_MS, () => {
+        if (peer.pc === pc && pc.connectionState !== "connected") showError(peer.id, "iceFailed");
+      });
+    }
+    restartIce(peer);
+  } else if (s === "disconnected") {
+    timers.after(DISCONNECTED_GRACE_MS, () => {
+      if (peer.pc === pc && pc.connectionState === "disconnected") restartIce(peer);
+    });
+  }
+  updateStatus();
+}
+
+function restartIce(peer) {
+  if (!peer.pc) return;
+  showBanner("iceRestart");
+  if (peer.offer === "peer") send({ type: "ice-restart", to: peer.id });
+  else peer.pc.restartIce();
+}
+
+export function onIceRestart(from) {
+  const peer = state.peers.get(from);
+  if (!peer) return;
+  if (!peer.pc || peer.pc.connectionState === "closed") {
+    startConnection(peer, true);
+    return;
+  }
+  peer.pc.restartIce();
+}
+
+/** Peers after a `welcome`: a fresh identity starts over, a resumed one catches up. */
+export function syncPeers(list, resumed) {
+  if (!resumed) {
+    // A fresh identity: the old connections belong to a peer id that no longer exists.
+    closeAllPeers();
+    list.forEach((info) => {
+      const peer = addPeer(info);
+      // The newcomer offers (docs/signaling.md "Who starts").
+      if (peer.offer !== "peer") startConnection(peer, true);
+    });
+    return;
+  }
+  // Resumed: the others were told to restart ICE with us. Catch up on who came and
+  // went while we were away (their peer-joined / peer-left frames were missed).
+  const present = new Set(list.map((info) => info.peer_id));
+  state.peers.forEach((peer, id) => {
+    if (!present.has(id)) forgetPeer(peer);
+  });
+  list.forEach((info) => {
+    const known = state.peers.has(info.peer_id);
+    const peer = addPeer(info);
+    if (!known && peer.offer !== "peer") startConnection(peer, true);
+  });
+}
+
+export function onPeerJoined(info) {
+  const peer = addPeer(info);
+  // The newcomer offers; we only prepare for it unless we are the sole offerer.
+  if (peer.offer === "you") startConnection(peer, true);
+  setStatus("peerJoined", { name: peer.name });
+}
+
+export function onPeerLeft(id) {
+  const peer = state.peers.get(id);
+  if (!peer) return;
+  forgetPeer(peer);
+  setStatus("peerLeft", { name: peer.name });
+}
+
+function forgetPeer(peer) {
+  closePeer(peer);
+  state.peers.delete(peer.id);
+  clearError(peer.id);
+}
+
+export function closePeer(peer) {
+  if (peer.pc) {
+    peer.pc.onnegotiationneeded = null;
+    peer.pc.onconnectionstatechange = null;
+    peer.pc.close();
+  }
+  peer.pc = null;
+  peer.tiles.forEach((tile) => tile.remove());
+  peer.tiles.clear();
+  updateEmpty();
+}
+
+export function closeAllPeers() {
+  state.peers.forEach(forgetPeer);
+  state.peers.clear();
+}
+
+export function updateStatus() {
+  if (state.ended) return;
+  let connected = 0;
+  let total = 0;
+  state.peers.forEach((peer) => {
+    if (peer.kind === "guest" && !peer.pc) return;
+    total++;
+    if (peer.pc && peer.pc.connectionState === "connected") connected++;
+  });
+  if (!signaling.client || !signaling.client.isOpen()) return;
+  if (total === 0) setStatus("waiting");
+  else if (connected > 0) setStatus("connected");
+  else setStatus("connecting");
+}

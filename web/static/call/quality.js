@@ -1,0 +1,105 @@
+/* Link quality from getStats(): figures on screen, automatic audio only, the "continue in
+ * writing" offer when even audio fails, and the medians reported to the server. */
+
+import { $ } from "../lib/page.js";
+import { setAudioOnly } from "./media.js";
+import { WEAK_SAMPLES, linkLevel, median, tooWeakForAudio, tooWeakForVideo } from "./rules.js";
+import { send, state, t } from "./state.js";
+import { hideBanner, showBanner } from "./ui.js";
+
+async function samplePeer(peer, now) {
+  const report = await peer.pc.getStats();
+  const cur = { t: now, inBytes: 0, outBytes: 0, lost: 0, recv: 0, frames: 0, rtt: null, avail: null, remoteLoss: null };
+  let pairId = null;
+  report.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+  });
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp") {
+      cur.inBytes += s.bytesReceived || 0;
+      cur.lost += Math.max(0, s.packetsLost || 0);
+      cur.recv += s.packetsReceived || 0;
+      if (s.kind === "video") cur.frames += s.framesDecoded || 0;
+    } else if (s.type === "outbound-rtp") {
+      cur.outBytes += s.bytesSent || 0;
+    } else if (s.type === "remote-inbound-rtp" && s.fractionLost != null) {
+      cur.remoteLoss = Math.max(cur.remoteLoss || 0, s.fractionLost * 100);
+    } else if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded"))) {
+      if (s.currentRoundTripTime != null) cur.rtt = s.currentRoundTripTime * 1000;
+      if (s.availableOutgoingBitrate != null) cur.avail = s.availableOutgoingBitrate / 1000;
+    }
+  });
+  const prev = peer.prev;
+  peer.prev = cur;
+  const out = { framesDecoded: cur.frames, rttMs: cur.rtt, availableKbps: cur.avail };
+  if (prev) {
+    const dt = (cur.t - prev.t) / 1000;
+    const lost = cur.lost - prev.lost;
+    const recv = cur.recv - prev.recv;
+    out.kbpsIn = Math.max(0, ((cur.inBytes - prev.inBytes) * 8) / dt / 1000);
+    out.kbpsOut = Math.max(0, ((cur.outBytes - prev.outBytes) * 8) / dt / 1000);
+    const inLoss = lost + recv > 0 ? (100 * lost) / (lost + recv) : 0;
+    out.lossPct = Math.max(inLoss, cur.remoteLoss || 0);
+  }
+  peer.stats = out;
+  return out;
+}
+
+function fmt(n, unit, digits) {
+  return n == null ? "–" : n.toFixed(digits || 0) + " " + unit;
+}
+
+function badness(s) {
+  return (s.lossPct || 0) + (s.rttMs || 0) / 100;
+}
+
+/** Sample every connected peer; the worst one is shown and drives the adaptation. */
+export async function sampleStats() {
+  if (state.ended) return;
+  const now = Date.now();
+  let worst = null;
+  const peers = Array.from(state.peers.values()).filter((p) => p.pc && p.pc.connectionState === "connected");
+  for (const peer of peers) {
+    try {
+      const s = await samplePeer(peer, now);
+      if (!worst || badness(s) > badness(worst)) worst = s;
+    } catch (e) { /* closed meanwhile */ }
+  }
+  if (!worst || state.ended) return;
+  state.last = worst;
+  const level = linkLevel(worst);
+  $("quality").dataset.level = level;
+  $("quality-label").textContent = t("quality" + level.charAt(0).toUpperCase() + level.slice(1));
+  $("q-rtt").textContent = fmt(worst.rttMs, "ms");
+  $("q-loss").textContent = fmt(worst.lossPct, "%", 1);
+  $("q-out").textContent = fmt(worst.kbpsOut, "kbps");
+  $("q-in").textContent = fmt(worst.kbpsIn, "kbps");
+  if (worst.kbpsIn != null) {
+    state.samples.push({ kbps: worst.kbpsIn + (worst.kbpsOut || 0), rtt: worst.rttMs, loss: worst.lossPct });
+    if (state.samples.length > 200) state.samples.shift();
+  }
+  adapt(worst);
+}
+
+/** One sample's consequences: audio only after WEAK_SAMPLES weak ones, the written
+ * consult offered after as many with failing audio. */
+export function adapt(s) {
+  state.weakRun = tooWeakForVideo(s) ? state.weakRun + 1 : 0;
+  state.audioWeakRun = tooWeakForAudio(s) ? state.audioWeakRun + 1 : 0;
+  if (!state.audioOnly && state.weakRun >= WEAK_SAMPLES && Date.now() > state.autoPausedUntil) {
+    setAudioOnly(true, true);
+  }
+  if (state.audioWeakRun >= WEAK_SAMPLES) showBanner("audioFailing", null, true);
+  else hideBanner("audioFailing");
+}
+
+/** The medians so far, for the call session's quality summary (last one wins). */
+export function reportQuality() {
+  if (!state.samples.length) return;
+  send({
+    type: "stats",
+    bitrate_kbps: median(state.samples.map((s) => s.kbps)),
+    rtt_ms: median(state.samples.map((s) => s.rtt)),
+    loss_pct: median(state.samples.map((s) => s.loss)),
+  });
+}
