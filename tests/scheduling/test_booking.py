@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from server.accounts.models import OrgKind, Role, User
 from server.consults.models import ConsultRequest
 from server.notifications.models import Notification
-from server.scheduling import service
+from server.scheduling import rosters, search
 from server.scheduling.models import Appointment
 from tests.factories import login, make_organisation, make_specialty, make_user
 from tests.scheduling.factories import (
@@ -31,8 +31,8 @@ def setup_pair(db: Session) -> tuple[User, User, Any, list[Any]]:
     specialist = make_specialist(db, make_hospital(db), specialty)
     every_day(db, specialist)
     gp = make_user(db, Role.GP)
-    start, end = service.local_day_bounds(future_day(), service.zone("Asia/Seoul"))
-    slots = service.search_slots(
+    start, end = rosters.local_day_bounds(future_day(), rosters.zone("Asia/Seoul"))
+    slots = search.search_slots(
         db, specialty_id=specialty.id or 0, start=start, end=end, home_region_id=None
     )
     return gp, specialist, specialty, slots
