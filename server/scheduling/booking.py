@@ -13,12 +13,18 @@ from server.clock import utcnow
 from server.consults import lifecycle
 from server.consults.access import Access, access_of
 from server.consults.models import ConsultRequest, ConsultStatus
+from server.db import unique_name, violated_constraint
 from server.errors import AppError, Conflict, Forbidden, NotFound
 from server.notifications import service as notifications
 from server.scheduling.errors import SlotTaken
 from server.scheduling.models import Appointment, AppointmentStatus
 from server.scheduling.rosters import organisation_of
 from server.scheduling.search import next_free, offered_slot
+
+# Appointment's partial unique indexes (declared in models), named by the database when
+# a racing insert loses: the slot was booked meanwhile, or the consult was.
+SLOT_BOOKED = unique_name("appointment", ["specialist_id", "starts_at"])
+CONSULT_BOOKED = unique_name("appointment", ["consult_request_id"])
 
 
 def consult_for_booking(session: Session, actor: User, consult_public_id: str) -> ConsultRequest:
@@ -97,9 +103,12 @@ def book(
             session.add(appointment)
             session.flush()
     except IntegrityError as error:
-        if "consult" in str(error.orig).lower():
+        constraint = violated_constraint(error)
+        if constraint == CONSULT_BOOKED:
             raise Conflict("already_scheduled", "this consult already has an appointment") from None
-        raise SlotTaken(next_free(session, consult, starts_at, home_region, policy)) from None
+        if constraint == SLOT_BOOKED:
+            raise SlotTaken(next_free(session, consult, starts_at, home_region, policy)) from None
+        raise
     _mark_scheduled(session, consult, specialist, actor, ip)
     audit.record(
         session,
