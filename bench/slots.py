@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.slots [--runs 200]
 
 Compares, in the same run:
-- slot search (service, and GET /api/slots through the app) against a naive search
+- slot search (scheduling.search, and GET /api/slots through the app) against a naive search
   (ORM objects per specialist, every slot of the window generated, then sorted);
 - booking (checks + insert + audit + notification, one transaction each) against a
   bare insert of an appointment row per transaction.
@@ -29,7 +29,7 @@ from server.accounts.security import hash_password
 from server.app import create_app
 from server.consults.models import ConsultRequest, ConsultStatus
 from server.db import engine_for
-from server.scheduling import service
+from server.scheduling import booking, rosters, search
 from server.scheduling import slots as grid
 from server.scheduling.models import (
     Appointment,
@@ -170,7 +170,7 @@ def naive_search(
     ):
         organisation = session.get(Organisation, user.organisation_id)
         assert organisation is not None
-        tz = service.zone(organisation.timezone)
+        tz = rosters.zone(organisation.timezone)
         rules = session.exec(
             select(RosterRule).where(
                 RosterRule.specialist_id == user.id, RosterRule.kind == RuleKind.CONSULT
@@ -191,7 +191,7 @@ def naive_search(
         )
         for day in grid.local_dates(start, end, tz):
             for rule in rules:
-                for slot in grid.rule_slots(service.as_weekly(rule), day, tz):
+                for slot in grid.rule_slots(rosters.as_weekly(rule), day, tz):
                     if slot.starts_at < start or slot.ends_at > end:
                         continue
                     blocked = [*leave, *booked]
@@ -245,7 +245,7 @@ def main() -> None:
     def fast() -> object:
         begin, end = window()
         with Session(engine) as session:
-            return service.search_slots(
+            return search.search_slots(
                 session,
                 specialty_id=specialty.id or 0,
                 start=begin,
@@ -257,7 +257,7 @@ def main() -> None:
     def fast_earliest() -> object:
         begin, end = window()
         with Session(engine) as session:
-            return service.search_slots(
+            return search.search_slots(
                 session,
                 specialty_id=specialty.id or 0,
                 start=begin,
@@ -274,7 +274,7 @@ def main() -> None:
 
     # Same answer from both (same window): the benchmark compares equals.
     with Session(engine) as session:
-        a = service.search_slots(
+        a = search.search_slots(
             session,
             specialty_id=specialty.id or 0,
             start=origin,
@@ -325,7 +325,7 @@ def main() -> None:
 
     # Booking throughput: every booking its own transaction, as a request would be.
     with Session(engine) as session:
-        free = service.search_slots(
+        free = search.search_slots(
             session,
             specialty_id=specialty.id or 0,
             start=origin,
@@ -339,7 +339,7 @@ def main() -> None:
             actor = session.get(User, gp.id)
             record = session.get(ConsultRequest, consult.id)
             assert actor is not None and record is not None
-            service.book(session, actor, record, slot.candidate.specialist_id, slot.starts_at)
+            booking.book(session, actor, record, slot.candidate.specialist_id, slot.starts_at)
             session.commit()
     booking_rate = len(free) / (clock.perf_counter() - began)
     began = clock.perf_counter()

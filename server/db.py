@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Collection, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, Request
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, PrimaryKeyConstraint, UniqueConstraint, event, text
 from sqlalchemy.engine.url import make_url
-from sqlmodel import Session, create_engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine
 
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
@@ -74,6 +77,60 @@ def request_concurrency(engine: Engine) -> int:
 def is_sqlite(session: Session) -> bool:
     bind = session.get_bind()
     return bind.dialect.name == "sqlite"
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    """The name of the unique index or constraint `error` violated (None if not a unique one)."""
+    orig = error.orig
+    if isinstance(orig, psycopg.errors.UniqueViolation):
+        return orig.diag.constraint_name
+    if not isinstance(orig, sqlite3.IntegrityError):
+        return None
+    # SQLite names the columns, not the index: "UNIQUE constraint failed: t.a, t.b"
+    # (or "... failed: index 'name'" for an index on expressions).
+    prefix = "UNIQUE constraint failed: "
+    message = str(orig)
+    if not message.startswith(prefix):
+        return None
+    detail = message.removeprefix(prefix)
+    if detail.startswith("index '") and detail.endswith("'"):
+        return detail[len("index '") : -1]
+    tables, columns = set(), []
+    for qualified in detail.split(", "):
+        table, _, column = qualified.rpartition(".")
+        tables.add(table)
+        columns.append(column)
+    if len(tables) != 1:
+        return None
+    try:
+        return unique_name(tables.pop(), columns)
+    except KeyError:
+        return None
+
+
+def unique_name(table_name: str, columns: Collection[str]) -> str:
+    """The name of the models' unique index or constraint over exactly these columns.
+
+    An unnamed constraint gets the name PostgreSQL gives it (`<table>_<columns>_key`,
+    `<table>_pkey`), so both databases answer alike. KeyError if there is none.
+    """
+    table = SQLModel.metadata.tables[table_name]
+    wanted = set(columns)
+    for index in table.indexes:
+        if index.unique and index.name and {c.name for c in index.columns} == wanted:
+            return str(index.name)
+    for constraint in table.constraints:
+        if not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+            continue
+        names = [c.name for c in constraint.columns]
+        if set(names) != wanted:
+            continue
+        if isinstance(constraint.name, str) and constraint.name:
+            return str(constraint.name)
+        if isinstance(constraint, PrimaryKeyConstraint):
+            return f"{table.name}_pkey"
+        return f"{table.name}_{'_'.join(names)}_key"
+    raise KeyError(f"no unique index on {table_name}({', '.join(columns)})")
 
 
 def database_answers(engine: Engine) -> bool:

@@ -29,7 +29,7 @@ from server.consults.schemas import CloseIn, ConsultIn, DecisionIn, ReportIn
 from server.db import SessionDep
 from server.errors import AppError
 from server.notes import service as notes
-from server.scheduling import service as scheduling
+from server.scheduling import booking
 from web import i18n
 from web.render import render
 
@@ -149,7 +149,7 @@ def consult_page(
     record = views.read_record(session, viewing, settings)
     draft = reports.open_draft(session, viewing.consult.id or 0)
     consult = viewing.consult
-    appointment = scheduling.active_appointment(session, consult.id or 0)
+    appointment = booking.active_appointment(session, consult.id or 0)
     can_book = (
         appointment is None
         and viewing.user.role == Role.GP

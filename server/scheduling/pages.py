@@ -15,7 +15,7 @@ from server.accounts.models import Organisation, Role, Specialty, User
 from server.clock import utcnow
 from server.db import SessionDep
 from server.errors import AppError
-from server.scheduling import calendar, service
+from server.scheduling import booking, calendar, rosters, search
 from server.scheduling.errors import SlotTaken
 from server.scheduling.models import RosterException, RosterRule
 from server.scheduling.schemas import ExceptionIn, RuleIn
@@ -43,7 +43,7 @@ def _back(specialist_id: int) -> RedirectResponse:
 
 
 def _roster_context(session: SessionDep, user: User, specialist: User) -> dict[str, Any]:
-    organisation = service.organisation_of(session, specialist)
+    organisation = rosters.organisation_of(session, specialist)
     colleagues: list[User] = []
     if user.role == Role.ADMIN:
         colleagues = list(
@@ -59,12 +59,12 @@ def _roster_context(session: SessionDep, user: User, specialist: User) -> dict[s
     return {
         "specialist": specialist,
         "organisation": organisation,
-        "rules": service.list_rules(session, specialist.id or 0),
-        "exceptions": service.list_exceptions(session, specialist.id or 0),
+        "rules": rosters.list_rules(session, specialist.id or 0),
+        "exceptions": rosters.list_exceptions(session, specialist.id or 0),
         "weekdays": WEEKDAYS,
         "colleagues": colleagues,
         "has_feed": calendar.has_feed(session, specialist),
-        "tz": service.zone(organisation.timezone),
+        "tz": rosters.zone(organisation.timezone),
     }
 
 
@@ -85,7 +85,7 @@ def roster_page(
             specialist_id = first
         else:
             specialist_id = user.id or 0
-    specialist = service.roster_owner(session, user, specialist_id)
+    specialist = rosters.roster_owner(session, user, specialist_id)
     return render(request, "scheduling/roster.html", **_roster_context(session, user, specialist))
 
 
@@ -115,7 +115,7 @@ def add_rule(
             "valid_to": valid_to,
         },
     )
-    service.create_rule(session, user, specialist_id, data, ip=client_ip(request))
+    rosters.create_rule(session, user, specialist_id, data, ip=client_ip(request))
     return _back(specialist_id)
 
 
@@ -123,7 +123,7 @@ def add_rule(
 def remove_rule(rule_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
     found = session.get(RosterRule, rule_id)
     specialist_id = found.specialist_id if found else 0
-    service.delete_rule(session, user, rule_id, ip=client_ip(request))
+    rosters.delete_rule(session, user, rule_id, ip=client_ip(request))
     return _back(specialist_id)
 
 
@@ -153,7 +153,7 @@ def add_exception(
             "note": note,
         },
     )
-    service.create_exception(session, user, specialist_id, data, ip=client_ip(request))
+    rosters.create_exception(session, user, specialist_id, data, ip=client_ip(request))
     return _back(specialist_id)
 
 
@@ -163,7 +163,7 @@ def remove_exception(
 ) -> Response:
     found = session.get(RosterException, exception_id)
     specialist_id = found.specialist_id if found else 0
-    service.delete_exception(session, user, exception_id, ip=client_ip(request))
+    rosters.delete_exception(session, user, exception_id, ip=client_ip(request))
     return _back(specialist_id)
 
 
@@ -225,12 +225,12 @@ def _book_view(
     error: str = "",
     slots: list[dict[str, Any]] | None = None,
 ) -> Response:
-    consult = service.consult_for_booking(session, user, consult_id)
+    consult = booking.consult_for_booking(session, user, consult_id)
     home = session.get(Organisation, user.organisation_id)
-    tz = service.zone(home.timezone if home else settings.default_timezone)
-    start, _ = service.local_day_bounds(day, tz)
+    tz = rosters.zone(home.timezone if home else settings.default_timezone)
+    start, _ = rosters.local_day_bounds(day, tz)
     if slots is None:
-        found = service.search_slots(
+        found = search.search_slots(
             session,
             specialty_id=consult.specialty_id,
             start=start,
@@ -270,11 +270,11 @@ def book_submit(
     starts_at: Annotated[datetime, Form()],
 ) -> Response:
     """Book the chosen slot; a lost race shows the next free slots (409)."""
-    record = service.consult_for_booking(session, user, consult)
+    record = booking.consult_for_booking(session, user, consult)
     if starts_at.tzinfo is None:
         raise AppError("naive_time", "starts_at needs a UTC offset", 422)
     try:
-        service.book(
+        booking.book(
             session,
             user,
             record,
@@ -303,7 +303,7 @@ def book_submit(
 @router.get("/appointments")
 def appointments_page(request: Request, session: SessionDep, user: ClinicianUser) -> Response:
     """Upcoming appointments: the specialist's own, or the clinic's."""
-    rows = service.appointments_of(session, user)
+    rows = booking.appointments_of(session, user)
     return render(request, "scheduling/appointments.html", rows=rows)
 
 
@@ -315,5 +315,5 @@ def cancel_submit(
     user: ClinicianUser,
     reason: Annotated[str, Form(max_length=500)],
 ) -> Response:
-    service.cancel(session, user, appointment_id, reason, ip=client_ip(request))
+    booking.cancel(session, user, appointment_id, reason, ip=client_ip(request))
     return RedirectResponse("/schedule/appointments", status_code=303)

@@ -20,7 +20,7 @@ from server.clock import utcnow
 from server.consults.models import ConsultRequest
 from server.db import SessionDep
 from server.errors import NotFound
-from server.scheduling import calendar, service, urgent
+from server.scheduling import booking, calendar, rosters, search, urgent
 from server.scheduling.models import Appointment, RosterException, RosterRule, UrgentRequest
 from server.scheduling.schemas import (
     AppointmentOut,
@@ -68,8 +68,8 @@ def appointment_out(appointment: Appointment, consult: ConsultRequest) -> Appoin
 @router.get("/rosters/{specialist_id}/rules", response_model=list[RuleOut])
 def get_rules(specialist_id: int, session: SessionDep, user: CurrentUser) -> list[RuleOut]:
     """A specialist's weekly rules (the specialist or their hospital's admin)."""
-    service.roster_owner(session, user, specialist_id)
-    return [rule_out(r) for r in service.list_rules(session, specialist_id)]
+    rosters.roster_owner(session, user, specialist_id)
+    return [rule_out(r) for r in rosters.list_rules(session, specialist_id)]
 
 
 @router.post("/rosters/{specialist_id}/rules", response_model=RuleOut, status_code=201)
@@ -77,7 +77,7 @@ def post_rule(
     specialist_id: int, body: RuleIn, request: Request, session: SessionDep, user: CurrentUser
 ) -> RuleOut:
     """Add a weekly rule (local times of the hospital)."""
-    rule = service.create_rule(session, user, specialist_id, body, ip=client_ip(request))
+    rule = rosters.create_rule(session, user, specialist_id, body, ip=client_ip(request))
     return rule_out(rule)
 
 
@@ -86,13 +86,13 @@ def put_rule(
     rule_id: int, body: RuleIn, request: Request, session: SessionDep, user: CurrentUser
 ) -> RuleOut:
     """Change a weekly rule."""
-    return rule_out(service.update_rule(session, user, rule_id, body, ip=client_ip(request)))
+    return rule_out(rosters.update_rule(session, user, rule_id, body, ip=client_ip(request)))
 
 
 @router.delete("/rosters/rules/{rule_id}", status_code=204)
 def remove_rule(rule_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """Delete a weekly rule (booked appointments stay)."""
-    service.delete_rule(session, user, rule_id, ip=client_ip(request))
+    rosters.delete_rule(session, user, rule_id, ip=client_ip(request))
     return Response(status_code=204)
 
 
@@ -101,8 +101,8 @@ def get_exceptions(
     specialist_id: int, session: SessionDep, user: CurrentUser
 ) -> list[ExceptionOut]:
     """A specialist's leave and extra hours."""
-    service.roster_owner(session, user, specialist_id)
-    return [exception_out(e) for e in service.list_exceptions(session, specialist_id)]
+    rosters.roster_owner(session, user, specialist_id)
+    return [exception_out(e) for e in rosters.list_exceptions(session, specialist_id)]
 
 
 @router.post("/rosters/{specialist_id}/exceptions", response_model=ExceptionOut, status_code=201)
@@ -110,7 +110,7 @@ def post_exception(
     specialist_id: int, body: ExceptionIn, request: Request, session: SessionDep, user: CurrentUser
 ) -> ExceptionOut:
     """Add leave (whole days or hours) or one-off extra hours."""
-    item = service.create_exception(session, user, specialist_id, body, ip=client_ip(request))
+    item = rosters.create_exception(session, user, specialist_id, body, ip=client_ip(request))
     return exception_out(item)
 
 
@@ -119,7 +119,7 @@ def remove_exception(
     exception_id: int, request: Request, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Delete leave or extra hours."""
-    service.delete_exception(session, user, exception_id, ip=client_ip(request))
+    rosters.delete_exception(session, user, exception_id, ip=client_ip(request))
     return Response(status_code=204)
 
 
@@ -142,7 +142,7 @@ def get_slots(
     start = start or utcnow()
     end = end or start + timedelta(days=14)
     home = session.get(Organisation, user.organisation_id)
-    found = service.search_slots(
+    found = search.search_slots(
         session,
         specialty_id=specialty_id,
         start=start,
@@ -162,8 +162,8 @@ def post_appointment(
     body: BookIn, request: Request, session: SessionDep, settings: SettingsDep, user: GPUser
 ) -> AppointmentOut:
     """Book a slot for one of the clinic's consults (409 with next free slots if taken)."""
-    consult = service.consult_for_booking(session, user, body.consult_id)
-    appointment = service.book(
+    consult = booking.consult_for_booking(session, user, body.consult_id)
+    appointment = booking.book(
         session,
         user,
         consult,
@@ -180,7 +180,7 @@ def get_appointments(
     session: SessionDep, user: ClinicianUser, include_ended: bool = False
 ) -> list[AppointmentOut]:
     """The specialist's own appointments, or the GP's clinic's."""
-    rows = service.appointments_of(session, user, include_ended=include_ended)
+    rows = booking.appointments_of(session, user, include_ended=include_ended)
     return [appointment_out(a, c) for a, c in rows]
 
 
@@ -189,8 +189,8 @@ def cancel_appointment(
     appointment_id: int, body: CancelIn, request: Request, session: SessionDep, user: ClinicianUser
 ) -> AppointmentOut:
     """Cancel with a reason; the other side is notified and the slot is free again."""
-    appointment = service.cancel(session, user, appointment_id, body.reason, ip=client_ip(request))
-    _, consult = service.appointment_for(session, user, appointment_id)
+    appointment = booking.cancel(session, user, appointment_id, body.reason, ip=client_ip(request))
+    _, consult = booking.appointment_for(session, user, appointment_id)
     return appointment_out(appointment, consult)
 
 
@@ -204,7 +204,7 @@ def reschedule_appointment(
     user: ClinicianUser,
 ) -> AppointmentOut:
     """Move to another slot, with a reason; the other side is notified."""
-    new = service.reschedule(
+    new = booking.reschedule(
         session,
         user,
         appointment_id,
@@ -258,7 +258,7 @@ def urgent_out(session: SessionDep, item: UrgentRequest) -> UrgentOut:
 @router.post("/urgent", response_model=UrgentOut, status_code=201)
 def post_urgent(body: UrgentIn, request: Request, session: SessionDep, user: GPUser) -> UrgentOut:
     """Ring the on-call specialists for one of the clinic's consults."""
-    consult = service.consult_for_booking(session, user, body.consult_id)
+    consult = booking.consult_for_booking(session, user, body.consult_id)
     item = urgent.start_urgent(session, user, consult, ip=client_ip(request))
     return urgent_out(session, item)
 

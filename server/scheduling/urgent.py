@@ -32,7 +32,7 @@ from server.scheduling.models import (
     UrgentRing,
     UrgentStatus,
 )
-from server.scheduling.service import as_weekly, zone
+from server.scheduling.rosters import as_weekly, zone
 from server.settings import Settings
 
 log = logging.getLogger("dari.scheduling")

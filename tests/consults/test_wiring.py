@@ -20,7 +20,7 @@ from server.consults.schemas import ReportIn
 from server.db import engine_for
 from server.notes import service as notes
 from server.notes.errors import NoteFrozen
-from server.scheduling import service as scheduling
+from server.scheduling import booking, rosters, search
 from tests.consults.helpers import make_consult, make_team
 from tests.factories import login
 from tests.scheduling.factories import every_day, future_day
@@ -149,14 +149,14 @@ def test_booked_consult_bundle_has_its_appointment(db: Session, database_url: st
     team = make_team(db)
     every_day(db, team.specialist)
     consult = make_consult(db, team, ConsultStatus.REQUESTED, mode=ConsultMode.VIDEO)
-    start, end = scheduling.local_day_bounds(future_day(), scheduling.zone("Asia/Seoul"))
-    slots = scheduling.search_slots(
+    start, end = rosters.local_day_bounds(future_day(), rosters.zone("Asia/Seoul"))
+    slots = search.search_slots(
         db, specialty_id=team.specialty.id or 0, start=start, end=end, home_region_id=None
     )
     slot = slots[0]
     # Booking uses a savepoint: a transactional session, as the app's requests have.
     with Session(engine_for(database_url), expire_on_commit=False) as tx:
-        appointment = scheduling.book(
+        appointment = booking.book(
             tx, team.gp, tx.merge(consult), team.specialist.id or 0, slot.starts_at
         )
         tx.commit()
@@ -173,7 +173,7 @@ def test_booked_consult_bundle_has_its_appointment(db: Session, database_url: st
     assert actors <= urls and len(actors) == 2
     # A cancelled booking stays in the record as cancelled.
     with Session(engine_for(database_url), expire_on_commit=False) as tx:
-        scheduling.cancel(tx, team.gp, appointment.id or 0, reason="patient unwell")
+        booking.cancel(tx, team.gp, appointment.id or 0, reason="patient unwell")
         tx.commit()
     bundle = Bundle.model_validate_json(json.dumps(export.build_bundle(db, consult)))
     statuses = [

@@ -12,8 +12,11 @@ from sqlmodel import Session, col, select
 
 from server.accounts.models import OrgKind, Role, User
 from server.consults.models import ConsultRequest
+from server.db import engine_for
+from server.errors import Conflict
 from server.notifications.models import Notification
-from server.scheduling import service
+from server.scheduling import booking, rosters, search
+from server.scheduling.errors import SlotTaken
 from server.scheduling.models import Appointment
 from tests.factories import login, make_organisation, make_specialty, make_user
 from tests.scheduling.factories import (
@@ -31,8 +34,8 @@ def setup_pair(db: Session) -> tuple[User, User, Any, list[Any]]:
     specialist = make_specialist(db, make_hospital(db), specialty)
     every_day(db, specialist)
     gp = make_user(db, Role.GP)
-    start, end = service.local_day_bounds(future_day(), service.zone("Asia/Seoul"))
-    slots = service.search_slots(
+    start, end = rosters.local_day_bounds(future_day(), rosters.zone("Asia/Seoul"))
+    slots = search.search_slots(
         db, specialty_id=specialty.id or 0, start=start, end=end, home_region_id=None
     )
     return gp, specialist, specialty, slots
@@ -129,6 +132,39 @@ def test_database_refuses_two_active_appointments_for_one_slot(db: Session) -> N
     db.add(again)
     db.commit()
     assert [a.status for a in appointments_of(db, specialist)] == ["cancelled", "active"]
+
+
+def test_a_lost_race_is_told_apart_by_the_index_it_hits(
+    database_url: str, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gp, specialist, specialty, slots = setup_pair(db)
+    winner, loser = make_consult(db, gp, specialty), make_consult(db, gp, specialty)
+    # The winner's row, committed while the loser's checks ran: they did not see it.
+    db.add(
+        Appointment(
+            consult_request_id=winner.id or 0,
+            specialist_id=specialist.id or 0,
+            starts_at=slots[0].starts_at,
+            ends_at=slots[0].ends_at,
+            booked_by_id=gp.id or 0,
+        )
+    )
+    db.commit()
+    blind = booking.offered_slot
+    monkeypatch.setattr(
+        booking,
+        "offered_slot",
+        lambda session, who, at, include_booked: blind(session, who, at, include_booked=False),
+    )
+    with Session(engine_for(database_url), expire_on_commit=False) as tx:
+        with pytest.raises(SlotTaken) as taken:
+            booking.book(tx, gp, tx.merge(loser), specialist.id or 0, slots[0].starts_at)
+        # The consult was booked meanwhile, at another time.
+        with pytest.raises(Conflict) as booked:
+            booking.book(tx, gp, tx.merge(winner), specialist.id or 0, slots[1].starts_at)
+    assert taken.value.extra["next_slots"][0]["starts_at"] == slots[1].starts_at.isoformat()
+    assert booked.value.code == "already_scheduled"
+    assert len(appointments_of(db, specialist)) == 1
 
 
 def test_gp_cannot_book_another_clinics_consult(client: TestClient, db: Session) -> None:

@@ -9,7 +9,7 @@ from icalendar import Calendar
 from sqlmodel import Session, select
 
 from server.accounts.models import Role
-from server.scheduling import service
+from server.scheduling import rosters, search
 from server.scheduling.models import CalendarFeed
 from tests.factories import login, make_specialty, make_user
 from tests.scheduling.factories import (
@@ -28,8 +28,8 @@ def test_feed_lists_appointments_and_can_be_revoked_and_renewed(
     specialist = make_specialist(db, make_hospital(db), specialty)
     every_day(db, specialist)
     gp = make_user(db, Role.GP)
-    start, end = service.local_day_bounds(future_day(), service.zone("Asia/Seoul"))
-    slot = service.search_slots(
+    start, end = rosters.local_day_bounds(future_day(), rosters.zone("Asia/Seoul"))
+    slot = search.search_slots(
         db, specialty_id=specialty.id or 0, start=start, end=end, home_region_id=None
     )[0]
     consult = make_consult(db, gp, specialty)

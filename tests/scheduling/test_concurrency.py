@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from server.accounts.models import OrgKind, Role, User
 from server.consults.models import ConsultRequest
-from server.scheduling import service
+from server.scheduling import rosters, search
 from server.scheduling.models import Appointment
 from tests.factories import TEST_PASSWORD, make_organisation, make_specialty, make_user
 from tests.scheduling.factories import (
@@ -47,8 +47,8 @@ def test_two_hundred_simultaneous_bookings_one_wins(live_server: str, db: Sessio
     clinic = make_organisation(db, kind=OrgKind.CLINIC)
     gps = [make_user(db, Role.GP, organisation=clinic) for _ in range(ATTEMPTS)]
     consults: list[ConsultRequest] = [make_consult(db, gp, specialty) for gp in gps]
-    start, end = service.local_day_bounds(future_day(), service.zone("Asia/Seoul"))
-    slot = service.search_slots(
+    start, end = rosters.local_day_bounds(future_day(), rosters.zone("Asia/Seoul"))
+    slot = search.search_slots(
         db, specialty_id=specialty.id or 0, start=start, end=end, home_region_id=None
     )[0]
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlmodel import Session, func, select
 
 from server.clock import utcnow
-from server.scheduling import service
+from server.scheduling import search
 from server.scheduling.demo import seed_demo_rosters
 from server.scheduling.models import RosterRule
 from tests.factories import make_specialty
@@ -27,7 +27,7 @@ def test_seeded_rosters_offer_slots_and_seeding_is_idempotent(db: Session) -> No
     assert count >= 6
     assert seed_demo_rosters(db, only=[specialist.id or 0]) == 0
     now = utcnow()
-    found = service.search_slots(
+    found = search.search_slots(
         db,
         specialty_id=specialty.id or 0,
         start=now,

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from server.accounts.models import OrgKind, Role
 from server.clock import utcnow
-from server.scheduling import service
+from server.scheduling import rosters, search
 from server.scheduling import slots as grid
 from server.scheduling.models import Appointment, ExceptionKind, RosterException
 from tests.factories import login, make_organisation, make_region, make_specialty, make_user
@@ -24,7 +24,7 @@ from tests.scheduling.factories import (
 
 
 def seoul_day_window(day: date) -> tuple[datetime, datetime]:
-    return service.local_day_bounds(day, service.zone("Asia/Seoul"))
+    return rosters.local_day_bounds(day, rosters.zone("Asia/Seoul"))
 
 
 def test_regional_hubs_first_then_region_then_nation(client: TestClient, db: Session) -> None:
@@ -59,7 +59,7 @@ def test_regional_hubs_first_then_region_then_nation(client: TestClient, db: Ses
     ]
     # Within a tier, earliest first.
     assert slots[0]["starts_at"] < slots[1]["starts_at"] < slots[2]["starts_at"]
-    earliest = service.search_slots(
+    earliest = search.search_slots(
         db,
         specialty_id=specialty.id or 0,
         start=start,
@@ -117,7 +117,7 @@ def test_leave_bookings_and_the_past_are_not_offered(db: Session) -> None:
         )
     )
     db.commit()
-    found = service.search_slots(
+    found = search.search_slots(
         db,
         specialty_id=specialty.id or 0,
         start=start,
@@ -127,7 +127,7 @@ def test_leave_bookings_and_the_past_are_not_offered(db: Session) -> None:
         limit=50,
     )
     local_times = [
-        s.starts_at.astimezone(service.zone("Asia/Seoul")).strftime("%H:%M") for s in found
+        s.starts_at.astimezone(rosters.zone("Asia/Seoul")).strftime("%H:%M") for s in found
     ]
     assert local_times == ["09:40", "11:00", "11:20", "11:40"]
 
@@ -138,7 +138,7 @@ def test_slots_follow_local_time_across_dst(db: Session) -> None:
     make_rule(
         db, specialist, 0, time(9, 0), time(10, 0), slot_minutes=30, valid_from=date(2027, 3, 1)
     )
-    found = service.search_slots(
+    found = search.search_slots(
         db,
         specialty_id=specialty.id or 0,
         start=datetime(2027, 3, 20, tzinfo=UTC),
@@ -207,11 +207,11 @@ def test_search_in_pieces_equals_one_pass_over_the_window(db: Session) -> None:
         )
     )
     db.commit()
-    tz = service.zone(tz_name)
+    tz = rosters.zone(tz_name)
     for offset_hours in (0, 7, 22, 23.5):
         start = datetime(2027, 3, 24, tzinfo=UTC) + timedelta(hours=offset_hours)
         end = start + timedelta(days=12)
-        found = service.search_slots(
+        found = search.search_slots(
             db,
             specialty_id=specialty.id or 0,
             start=start,
@@ -223,10 +223,10 @@ def test_search_in_pieces_equals_one_pass_over_the_window(db: Session) -> None:
         )
         expected = []
         for person in people:
-            rules = [service.as_weekly(r) for r in service.list_rules(db, person.id or 0)]
+            rules = [rosters.as_weekly(r) for r in rosters.list_rules(db, person.id or 0)]
             extras = [
                 (grid.Interval(e.starts_at, e.ends_at), e.slot_minutes)
-                for e in service.list_exceptions(db, person.id or 0)
+                for e in rosters.list_exceptions(db, person.id or 0)
             ]
             expected += [
                 (s.starts_at, person.id) for s in grid.free_slots(rules, extras, [], tz, start, end)
