@@ -10,8 +10,7 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Role, User
 from server.audit import service as audit
 from server.clock import utcnow
-from server.consults import lifecycle
-from server.consults.access import Access, access_of
+from server.consults import access, lifecycle
 from server.consults.models import ConsultRequest, ConsultStatus
 from server.db import unique_name, violated_constraint
 from server.errors import AppError, Conflict, Forbidden, NotFound
@@ -29,12 +28,7 @@ CONSULT_BOOKED = unique_name("appointment", ["consult_request_id"])
 
 def consult_for_booking(session: Session, actor: User, consult_public_id: str) -> ConsultRequest:
     """The GP's own clinic's consult; any other clinic's is reported absent."""
-    consult = session.exec(
-        select(ConsultRequest).where(ConsultRequest.public_id == consult_public_id)
-    ).first()
-    if consult is None or access_of(actor, consult) != Access.CLINIC:
-        raise NotFound("consult")
-    return consult
+    return access.load_consult(session, actor, consult_public_id, need=access.Need.CLINIC).consult
 
 
 def _mark_scheduled(
@@ -191,7 +185,9 @@ def cancel(
     return appointment
 
 
-def _end(session: Session, actor: User, appointment: Appointment, status: str, reason: str) -> None:
+def _end(
+    session: Session, actor: User, appointment: Appointment, status: AppointmentStatus, reason: str
+) -> None:
     if appointment.status != AppointmentStatus.ACTIVE:
         raise Conflict("not_active", "this appointment is no longer active")
     if len(reason.strip()) < 3:
