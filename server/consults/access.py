@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from server.accounts.models import Role, User
-from server.consults.models import ConsultRequest, ConsultStatus
+from server.consults.lifecycle import OPEN_TO_POOL
+from server.consults.models import ConsultRequest
 
 
 class Access(StrEnum):
@@ -16,10 +17,6 @@ class Access(StrEnum):
     ADMIN = "admin"  # an administrator: allowed, always audited
 
 
-# While unassigned, the specialty pool sees what triage needs (see consults docs).
-OPEN_TO_POOL = {ConsultStatus.REQUESTED, ConsultStatus.ESCALATED}
-
-
 def access_of(user: User, consult: ConsultRequest) -> Access:
     """The viewer's relation to the consult; Access.NONE means 404."""
     if user.role == Role.GP and user.organisation_id == consult.organisation_id:
@@ -27,6 +24,7 @@ def access_of(user: User, consult: ConsultRequest) -> Access:
     if user.role == Role.SPECIALIST:
         if consult.assigned_specialist_id == user.id:
             return Access.ASSIGNED
+        # While unassigned, the specialty pool sees what triage needs (see consults docs).
         if (
             consult.assigned_specialist_id is None
             and consult.status in OPEN_TO_POOL

@@ -17,7 +17,7 @@ from server.audit import service as audit
 from server.clock import utcnow
 from server.consults import attachments as files
 from server.consults import lifecycle
-from server.consults.access import OPEN_TO_POOL, Access, access_of, sees_full_record
+from server.consults.access import Access, access_of, sees_full_record
 from server.consults.errors import ConsultNotFound
 from server.consults.models import (
     AttachmentKind,
@@ -111,7 +111,7 @@ def visible_consults(session: Session, user: User, limit: int = 200) -> list[Con
                 col(ConsultRequest.assigned_specialist_id) == user.id,
                 (col(ConsultRequest.assigned_specialist_id).is_(None))
                 & (col(ConsultRequest.specialty_id) == user.specialty_id)
-                & (col(ConsultRequest.status).in_([s.value for s in OPEN_TO_POOL])),
+                & (col(ConsultRequest.status).in_([s.value for s in lifecycle.OPEN_TO_POOL])),
             )
         )
     else:
