@@ -1,19 +1,17 @@
-"""Static files under content-hashed names, so browsers may cache them for a year."""
+"""Static files under content-hashed names, so browsers may cache them for a year.
+
+The names are worked out here (pages link to them with `static_url`); the server's
+route that sends the files looks them up with `by_hashed_name`.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 from functools import lru_cache
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import Response
-
-from server.errors import NotFound
-
 STATIC_DIR = Path(__file__).parent / "static"
-router = APIRouter()
+STATIC_PREFIX = "/static/"
 
 
 @lru_cache(maxsize=1)
@@ -36,22 +34,11 @@ def _by_hashed_name() -> dict[str, Path]:
     return {hashed: path for hashed, path in manifest().values()}
 
 
+def by_hashed_name(name: str) -> Path | None:
+    """The file behind a hashed name; None for any other name (old or made up)."""
+    return _by_hashed_name().get(name)
+
+
 def static_url(logical: str) -> str:
     hashed, _ = manifest()[logical]
-    return f"/static/{hashed}"
-
-
-@router.get("/static/{name:path}", include_in_schema=False)
-def serve_static(name: str) -> Response:
-    """Only hashed names are served: a changed file always gets a new URL."""
-    path = _by_hashed_name().get(name)
-    if path is None:
-        raise NotFound("file")
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if media_type.startswith("text/") or media_type.endswith("javascript"):
-        media_type += "; charset=utf-8"
-    return Response(
-        path.read_bytes(),
-        media_type=media_type,
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
-    )
+    return f"{STATIC_PREFIX}{hashed}"
