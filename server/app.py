@@ -22,16 +22,17 @@ from server.consults import pages as consult_pages
 from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
 from server.errors import install_error_handlers
+from server.home import pages as home_pages
+from server.home import static as home_static
 from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.ops import router as ops_router
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
 from server.settings import Settings, get_settings
-from web import pages as web_pages
-from web import static_files
-from web.i18n import require_compiled
+from web import render
 
 log = logging.getLogger("dari")
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass their own settings."""
     settings = settings or get_settings()
     # A stale catalog would show newly edited messages untranslated: refuse to start.
-    require_compiled()
+    render.require_compiled()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
 
     install_error_handlers(app)
+    render.install(app, account_pages.page_viewer)
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
@@ -88,9 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router.router)
     app.include_router(scheduling_router.feeds)
     app.include_router(scheduling_pages.router)
-    app.include_router(web_pages.router)
+    app.include_router(home_pages.router)
+    app.include_router(ops_router.router)
     app.include_router(call_pages.router)
-    app.include_router(static_files.router)
+    app.include_router(home_static.router)
     app.include_router(calls_router.router)
     app.mount("/ws", app.state.signaling.app())
     return app

@@ -44,11 +44,11 @@ def serve(
     """Serve the web application (and the signaling service at /ws)."""
     import uvicorn
 
-    from web import i18n
+    from web import render
 
     try:
-        i18n.require_compiled()
-    except i18n.CatalogsNotCompiled as error:  # one line, not uvicorn's traceback
+        render.require_compiled()
+    except render.CatalogsNotCompiled as error:  # one line, not uvicorn's traceback
         typer.echo(f"dari: {error}", err=True)
         raise typer.Exit(1) from None
     settings = get_settings()

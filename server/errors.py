@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from web.render import render_error_page
+
 log = logging.getLogger("dari.errors")
 
 
@@ -64,8 +66,6 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 def _render(request: Request, status: int, code: str, message: str, **extra: Any) -> Response:
     headers = extra.pop("headers", None)
     if wants_html(request):
-        from web.render import render_error_page
-
         return render_error_page(request, status, code, message, headers=headers)
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
 

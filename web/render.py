@@ -1,7 +1,16 @@
-"""Rendering pages: one Jinja2 environment, the request's language, user and CSRF token."""
+"""Rendering pages: one Jinja2 environment, the request's language, user and CSRF token.
+
+This module is the one seam between the server's domains and `web/`: domains import
+`render` (and the translation helpers re-exported here), nothing else from `web/`.
+`web/` imports nothing from the server; what a page needs to know about who is
+looking (user, saved language, organisation's zone, CSRF token) the server hands
+over through `install`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,10 +23,28 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
 from markupsafe import escape
-from sqlalchemy.orm import object_session
+from starlette.applications import Starlette
 
 from web import i18n
-from web.static_files import module_imports, static_url
+from web.assets import by_hashed_name as static_file
+from web.assets import module_imports, static_url
+from web.i18n import N_, SUPPORTED, CatalogsNotCompiled, require_compiled, translations
+
+__all__ = [
+    "CatalogsNotCompiled",
+    "LANG_COOKIE",
+    "SUPPORTED",
+    "N_",
+    "Viewer",
+    "install",
+    "local_time",
+    "render",
+    "render_error_page",
+    "require_compiled",
+    "static_file",
+    "static_url",
+    "translations",
+]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANG_COOKIE = "dari_lang"
@@ -82,20 +109,38 @@ env.install_gettext_callables(  # type: ignore[attr-defined]
 )
 
 
-def request_locale(request: Request) -> str:
-    user = request_user(request)
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at a page, as the server knows them."""
+
+    user: Any = None  # shown by the templates (name, role); None before login
+    locale: str | None = None  # the language saved for the user
+    timezone: str | None = None  # the zone of the user's organisation
+    csrf_token: str = ""
+
+
+ViewerProvider = Callable[[Request], Viewer]
+ANONYMOUS = Viewer()
+
+
+def install(app: Starlette, viewer: ViewerProvider) -> None:
+    """The server tells the pages who is looking (called once, when the app is built)."""
+    app.state.page_viewer = viewer
+
+
+def viewer_of(request: Request) -> Viewer:
+    provider: ViewerProvider | None = getattr(request.app.state, "page_viewer", None)
+    return provider(request) if provider is not None else ANONYMOUS
+
+
+def request_locale(request: Request, viewer: Viewer) -> str:
     settings = request.app.state.settings
     return i18n.pick_locale(
         request.cookies.get(LANG_COOKIE),
-        user.locale if user is not None else None,
+        viewer.locale,
         request.headers.get("accept-language", ""),
         settings.default_locale,
     )
-
-
-def request_user(request: Request) -> Any:
-    auth = getattr(request.state, "auth", None)
-    return auth[0] if auth else None
 
 
 def local_time(
@@ -107,39 +152,26 @@ def local_time(
     return format_datetime(value.astimezone(ZoneInfo(tz)), format=fmt, locale=locale)
 
 
-def user_timezone(request: Request) -> str:
+def page_timezone(viewer: Viewer, default: str) -> str:
     """The zone of the user's organisation (the clinic's clock), else the default zone."""
-    settings = request.app.state.settings
-    default: str = settings.default_timezone
-    user = request_user(request)
-    if user is None:
+    if not viewer.timezone:
         return default
-    # The request's own session loaded the user: reuse it rather than open a second
-    # transaction (on SQLite every transaction takes the write lock).
-    session = object_session(user)
-    if session is None:
-        return default
-    from server.accounts.models import Organisation
-
-    organisation = session.get(Organisation, user.organisation_id)
-    zone = organisation.timezone if organisation is not None else default
     try:
-        ZoneInfo(zone)
+        ZoneInfo(viewer.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         return default
-    return zone
+    return viewer.timezone
 
 
 def context_for(request: Request, **extra: Any) -> dict[str, Any]:
-    from server.accounts.deps import csrf_for
-
-    locale = request_locale(request)
-    timezone = user_timezone(request)
+    viewer = viewer_of(request)
+    locale = request_locale(request, viewer)
+    timezone = page_timezone(viewer, request.app.state.settings.default_timezone)
     return {
         "request": request,
-        "user": request_user(request),
+        "user": viewer.user,
         "locale": locale,
-        "csrf_token": csrf_for(request),
+        "csrf_token": viewer.csrf_token,
         "translations": i18n.translations(locale),
         "timezone": timezone,
         "when": lambda value, fmt="short": local_time(value, locale, timezone, fmt),

@@ -1,4 +1,4 @@
-"""Login and logout pages."""
+"""Login and logout pages, and who is looking at any page."""
 
 from __future__ import annotations
 
@@ -6,15 +6,40 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import object_session
 
 from server.accounts import service
-from server.accounts.deps import SESSION_COOKIE, OptionalUser, SettingsDep, client_ip
+from server.accounts.deps import SESSION_COOKIE, OptionalUser, SettingsDep, client_ip, csrf_for
 from server.accounts.errors import InvalidCredentials, TooManyAttempts
+from server.accounts.models import Organisation, User
 from server.accounts.router import set_session_cookie
 from server.db import SessionDep
-from web.render import render
+from web.render import Viewer, render
 
 router = APIRouter(include_in_schema=False)
+
+
+def organisation_timezone(user: User) -> str | None:
+    """The zone of the user's organisation (the clinic's clock)."""
+    # The request's own session loaded the user: reuse it rather than open a second
+    # transaction (on SQLite every transaction takes the write lock).
+    session = object_session(user)
+    if session is None:
+        return None
+    organisation = session.get(Organisation, user.organisation_id)
+    return organisation.timezone if organisation is not None else None
+
+
+def page_viewer(request: Request) -> Viewer:
+    """What every page shows of who is looking: the app hands this to web.render."""
+    auth: tuple[User, object] | None = getattr(request.state, "auth", None)
+    user = auth[0] if auth else None
+    return Viewer(
+        user=user,
+        locale=user.locale if user is not None else None,
+        timezone=organisation_timezone(user) if user is not None else None,
+        csrf_token=csrf_for(request),
+    )
 
 
 @router.get("/login")

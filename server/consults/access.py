@@ -10,7 +10,8 @@ from sqlmodel import Session, select
 
 from server.accounts.models import Role, User
 from server.consults.errors import ConsultNotFound
-from server.consults.models import ConsultRequest, ConsultStatus
+from server.consults.lifecycle import OPEN_TO_POOL
+from server.consults.models import ConsultRequest
 
 
 class Access(StrEnum):
@@ -37,9 +38,6 @@ GRANTED: dict[Need, frozenset[Access]] = {
     Need.CLINIC: frozenset({Access.CLINIC}),
 }
 
-# While unassigned, the specialty pool sees what triage needs (see consults docs).
-OPEN_TO_POOL = {ConsultStatus.REQUESTED, ConsultStatus.ESCALATED}
-
 
 def access_of(user: User, consult: ConsultRequest) -> Access:
     """The viewer's relation to the consult; Access.NONE means 404."""
@@ -48,6 +46,7 @@ def access_of(user: User, consult: ConsultRequest) -> Access:
     if user.role == Role.SPECIALIST:
         if consult.assigned_specialist_id == user.id:
             return Access.ASSIGNED
+        # While unassigned, the specialty pool sees what triage needs (see consults docs).
         if (
             consult.assigned_specialist_id is None
             and consult.status in OPEN_TO_POOL

@@ -12,8 +12,6 @@ from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.notifications import service as notifications
 from server.settings import Settings, get_settings
 
-WAITING = (ConsultStatus.REQUESTED, ConsultStatus.ESCALATED)
-
 
 def target_for(urgency: str, settings: Settings) -> timedelta:
     minutes = {
@@ -37,7 +35,7 @@ def is_overdue(consult: ConsultRequest, settings: Settings, now: datetime) -> bo
     return (
         due is not None
         and consult.first_response_at is None
-        and consult.status in WAITING
+        and consult.status in lifecycle.OPEN_TO_POOL
         and now > due
     )
 

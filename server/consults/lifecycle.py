@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 from server.accounts.models import Role, User
 from server.audit import service as audit
 from server.clock import utcnow
-from server.consults.access import OPEN_TO_POOL
 from server.consults.errors import TransitionNotAllowed
 from server.consults.models import (
     ConsultEvent,
@@ -92,10 +91,37 @@ TRANSITIONS: dict[ConsultStatus, dict[ConsultStatus, frozenset[Party]]] = {
     S.CANCELLED: {},
 }
 
+# The named sets of statuses. Pages, rules and queries use these, never a list of their
+# own, so a change to the state machine changes every page that groups consults.
 TERMINAL = frozenset(status for status, moves in TRANSITIONS.items() if not moves)
+# What the pages call closed: the terminal states and nothing else (a no-show may
+# still be booked again or cancelled, so it is open).
+CLOSED = TERMINAL
+# Sent and not closed, in the order the home pages list them: escalated first, then
+# the way a case moves through the others.
+OPEN = (
+    S.ESCALATED,
+    S.REQUESTED,
+    S.ACCEPTED,
+    S.SCHEDULED,
+    S.NO_SHOW,
+    S.IN_PROGRESS,
+    S.REPORT_PENDING,
+)
+# Unassigned and waiting for a specialist: the specialty pool sees these and may take them.
+OPEN_TO_POOL = frozenset({S.REQUESTED, S.ESCALATED})
 # Booking from these assigns the slot's specialist.
-UNASSIGNED = frozenset({S.DRAFT, S.REQUESTED, S.ESCALATED})
+UNASSIGNED = frozenset({S.DRAFT, *OPEN_TO_POOL})
+# A slot may be booked for these (booking moves the consult to scheduled).
+BOOKABLE = frozenset(status for status, moves in TRANSITIONS.items() if S.SCHEDULED in moves)
+# A video consult's call can be joined in these.
+JOINABLE = frozenset({S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS})
 NEEDS_REASON = frozenset({S.DECLINED, S.CANCELLED, S.NO_SHOW, S.ESCALATED})
+
+
+def call_joinable(consult: ConsultRequest) -> bool:
+    """A video consult whose call can be joined now."""
+    return consult.mode == ConsultMode.VIDEO and consult.status in JOINABLE
 
 
 def allowed_from(status: str) -> list[str]:

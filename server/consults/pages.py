@@ -30,8 +30,7 @@ from server.db import SessionDep
 from server.errors import AppError
 from server.notes import service as notes
 from server.scheduling import booking
-from web import i18n
-from web.render import render
+from web.render import SUPPORTED, render, translations
 
 router = APIRouter(include_in_schema=False)
 
@@ -155,12 +154,16 @@ def consult_page(
         and viewing.user.role == Role.GP
         and viewing.access == Access.CLINIC
         and consult.mode == ConsultMode.VIDEO
-        and ConsultStatus.SCHEDULED in lifecycle.allowed_from(consult.status)
+        and consult.status in lifecycle.BOOKABLE
         and consult.status != ConsultStatus.DRAFT
     )
     return render(
         request,
         "consults/detail.html",
+        # The status rules the page applies, from the named sets (never a list of its own).
+        closed=consult.status in lifecycle.CLOSED,
+        join_call=lifecycle.call_joinable(consult),
+        report_writable=consult.status in reports.WRITABLE,
         appointment=appointment,
         appointment_with=session.get(User, appointment.specialist_id) if appointment else None,
         can_book=can_book,
@@ -288,8 +291,8 @@ def print_page(
     signed = [r for r in reports.versions(session, viewing.consult.id or 0) if r.signed_at]
     service.audit_consult(session, "consult.print", viewing, versions=[r.version for r in signed])
     extra: dict[str, Any] = {}
-    if lang in i18n.SUPPORTED:
-        extra = {"locale": lang, "translations": i18n.translations(lang)}
+    if lang in SUPPORTED:
+        extra = {"locale": lang, "translations": translations(lang)}
     return render(
         request,
         "consults/print.html",

@@ -17,7 +17,6 @@ from server.clock import utcnow
 from server.consults import attachments as files
 from server.consults import lifecycle
 from server.consults.access import (
-    OPEN_TO_POOL,
     Access,
     Need,
     Viewing,
@@ -92,7 +91,7 @@ def visible_consults(session: Session, user: User, limit: int = 200) -> list[Con
                 col(ConsultRequest.assigned_specialist_id) == user.id,
                 (col(ConsultRequest.assigned_specialist_id).is_(None))
                 & (col(ConsultRequest.specialty_id) == user.specialty_id)
-                & (col(ConsultRequest.status).in_([s.value for s in OPEN_TO_POOL])),
+                & (col(ConsultRequest.status).in_([s.value for s in lifecycle.OPEN_TO_POOL])),
             )
         )
     else:

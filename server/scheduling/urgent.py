@@ -17,7 +17,7 @@ from server.accounts.models import Organisation, Role, User
 from server.audit import service as audit
 from server.clock import utcnow
 from server.consults import clocks, lifecycle
-from server.consults.access import OPEN_TO_POOL
+from server.consults.lifecycle import OPEN_TO_POOL
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.errors import Conflict, NotFound
 from server.notifications import service as notifications

@@ -39,6 +39,21 @@ def test_table_covers_every_status_and_the_documented_path() -> None:
     assert lifecycle.TERMINAL == {S.COMPLETED, S.DECLINED, S.CANCELLED}
 
 
+def test_named_status_sets_agree_with_the_table() -> None:
+    # Every status is a draft, open or closed, and only one of these.
+    open_ = set(lifecycle.OPEN)
+    assert len(lifecycle.OPEN) == len(open_)
+    assert open_ | lifecycle.CLOSED | {S.DRAFT} == set(S)
+    assert not open_ & lifecycle.CLOSED and S.DRAFT not in open_ | lifecycle.CLOSED
+    # Closed means terminal: nothing follows it. A no-show may still be booked again.
+    assert lifecycle.CLOSED == lifecycle.TERMINAL
+    assert S.NO_SHOW in open_
+    assert all(not TRANSITIONS[status] for status in lifecycle.CLOSED)
+    assert lifecycle.BOOKABLE == {s for s in S if S.SCHEDULED in lifecycle.allowed_from(s)}
+    assert lifecycle.OPEN_TO_POOL <= open_ and lifecycle.OPEN_TO_POOL < lifecycle.UNASSIGNED
+    assert lifecycle.JOINABLE <= open_ and not lifecycle.JOINABLE & lifecycle.OPEN_TO_POOL
+
+
 def test_every_pair_is_allowed_or_refused_as_the_table_says(db: Session) -> None:
     team = make_team(db)
     allowed_count = refused_count = 0

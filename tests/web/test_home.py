@@ -9,9 +9,10 @@ from sqlmodel import Session
 
 from server.accounts.models import OrgKind, Role, User
 from server.clock import utcnow
+from server.consults import lifecycle
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
+from server.home import views as home
 from tests.factories import login, make_organisation, make_specialty, make_user
-from web import home
 
 HTML = {"Accept": "text/html"}
 
@@ -65,10 +66,24 @@ def test_gp_tasks_and_groups() -> None:
     assert page.closed == [done]
 
 
+def test_closed_lists_hold_exactly_the_lifecycles_terminal_states() -> None:
+    every = [consult(status=status) for status in ConsultStatus]
+    page = home.gp_home(every)
+    assert {c.status for c in page.closed} == lifecycle.TERMINAL
+    # Every sent consult that is not closed is listed by status, a no-show included.
+    assert [status for status, _ in page.by_status] == list(lifecycle.OPEN)
+    assert "no_show" in dict(page.by_status)
+    specialist = User(id=7, role=Role.SPECIALIST, specialty_id=1)
+    mine = [consult(status=status, assigned_specialist_id=7) for status in ConsultStatus]
+    inbox = home.inbox(mine, specialist)
+    assert {c.status for c in inbox.closed} == lifecycle.TERMINAL
+    assert {c.status for c in inbox.mine} == set(ConsultStatus) - lifecycle.TERMINAL
+
+
 def test_join_call_only_for_open_video_consults() -> None:
-    assert home.can_join_call(consult(status=ConsultStatus.SCHEDULED, mode="video"))
-    assert not home.can_join_call(consult(status=ConsultStatus.SCHEDULED, mode="async"))
-    assert not home.can_join_call(consult(status=ConsultStatus.COMPLETED, mode="video"))
+    assert lifecycle.call_joinable(consult(status=ConsultStatus.SCHEDULED, mode="video"))
+    assert not lifecycle.call_joinable(consult(status=ConsultStatus.SCHEDULED, mode="async"))
+    assert not lifecycle.call_joinable(consult(status=ConsultStatus.COMPLETED, mode="video"))
 
 
 def _saved(db: Session, gp: User, specialty_id: int, **values: object) -> ConsultRequest:

@@ -9,9 +9,10 @@ from typing import Any
 from sqlmodel import Session
 
 from server.accounts.models import OrgKind, Role, User
+from server.accounts.pages import organisation_timezone, page_viewer
 from tests.conftest import observer_engine
 from tests.factories import make_organisation, make_user
-from web.render import local_time, user_timezone
+from web.render import Viewer, local_time, page_timezone
 
 NOON_UTC = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)  # 12:00 in Seoul
 
@@ -25,12 +26,18 @@ def test_local_time_uses_zone_and_language() -> None:
     assert local_time(None, "ko") == ""
 
 
+def test_page_zone_falls_back_to_the_default() -> None:
+    assert page_timezone(Viewer(timezone="America/Los_Angeles"), "UTC") == "America/Los_Angeles"
+    assert page_timezone(Viewer(), "Asia/Seoul") == "Asia/Seoul"
+    assert page_timezone(Viewer(timezone="Mars/Olympus_Mons"), "Asia/Seoul") == "Asia/Seoul"
+
+
 def _request(user: User | None) -> Any:
-    settings = SimpleNamespace(default_timezone="Asia/Seoul")
     auth = (user, None) if user is not None else None
     return SimpleNamespace(
-        app=SimpleNamespace(state=SimpleNamespace(settings=settings)),
+        app=SimpleNamespace(state=SimpleNamespace(secret_key="k" * 32)),
         state=SimpleNamespace(auth=auth),
+        cookies={},
     )
 
 
@@ -39,5 +46,10 @@ def test_user_sees_their_organisations_zone(database_url: str, db: Session) -> N
     user = make_user(db, Role.GP, organisation=clinic)
     with Session(observer_engine(database_url)) as session:
         loaded = session.get(User, user.id)
-        assert user_timezone(_request(loaded)) == "America/Los_Angeles"
-    assert user_timezone(_request(None)) == "Asia/Seoul"
+        assert loaded is not None
+        assert organisation_timezone(loaded) == "America/Los_Angeles"
+        viewer = page_viewer(_request(loaded))
+        assert viewer.user is loaded and viewer.timezone == "America/Los_Angeles"
+        assert viewer.locale == loaded.locale and viewer.csrf_token
+    anonymous = page_viewer(_request(None))
+    assert anonymous.user is None and anonymous.timezone is None

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from server.accounts.models import Role
 from tests.factories import login, make_user
 from tests.web.support import make_call_case
-from web.static_files import manifest, module_imports, static_url
+from web.assets import manifest, module_imports, static_url
 
 HTML = {"Accept": "text/html"}
 # The call page's own JS and CSS together, uncompressed (issue 6: at most 60 KB).

@@ -1,19 +1,28 @@
-"""Static files under content-hashed names, so browsers may cache them for a year."""
+"""Static files under content-hashed names, so browsers may cache them for a year.
+
+Rendering only: the names and bytes to send. The route that sends them lives in the
+server (server/home/static.py) and looks them up here through `web.render`.
+"""
 
 from __future__ import annotations
 
-import mimetypes
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import Response
-
-from server.errors import NotFound
 from web import js_modules
 
 STATIC_DIR = Path(__file__).parent / "static"
-router = APIRouter()
+STATIC_PREFIX = "/static/"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One file as served: its logical name (path under web/static) and its bytes, which
+    for an ES module are the file with its imports rewritten to hashed names."""
+
+    logical: str
+    body: bytes
 
 
 @lru_cache(maxsize=1)
@@ -39,33 +48,21 @@ def manifest() -> dict[str, tuple[str, Path]]:
 
 
 @lru_cache(maxsize=1)
-def _by_hashed_name() -> dict[str, tuple[str, bytes]]:
-    return {hashed: (logical, body) for logical, (hashed, body) in _linked().items()}
+def _by_hashed_name() -> dict[str, Asset]:
+    return {hashed: Asset(logical, body) for logical, (hashed, body) in _linked().items()}
+
+
+def by_hashed_name(name: str) -> Asset | None:
+    """The file behind a hashed name; None for any other name (old or made up)."""
+    return _by_hashed_name().get(name)
 
 
 def static_url(logical: str) -> str:
     hashed, _ = manifest()[logical]
-    return f"/static/{hashed}"
+    return f"{STATIC_PREFIX}{hashed}"
 
 
 @lru_cache(maxsize=16)
 def module_imports(*entries: str) -> tuple[str, ...]:
     """Every module the entry modules import, directly or not (for `modulepreload`)."""
     return tuple(js_modules.closure(js_modules.graph(_files()), entries))
-
-
-@router.get("/static/{name:path}", include_in_schema=False)
-def serve_static(name: str) -> Response:
-    """Only hashed names are served: a changed file always gets a new URL."""
-    found = _by_hashed_name().get(name)
-    if found is None:
-        raise NotFound("file")
-    logical, body = found
-    media_type = mimetypes.guess_type(logical)[0] or "application/octet-stream"
-    if media_type.startswith("text/") or media_type.endswith("javascript"):
-        media_type += "; charset=utf-8"
-    return Response(
-        body,
-        media_type=media_type,
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
-    )

@@ -1,21 +1,21 @@
-"""General pages: each role's home, the language switch, health."""
+"""Each role's home page and the language switch."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from sqlmodel import col, select
 
 from server.accounts import service as accounts
 from server.accounts.deps import OptionalUser, client_ip
 from server.accounts.models import Organisation, Region, Role, Specialty
+from server.consults import lifecycle
 from server.consults import service as consults_service
-from server.db import SessionDep, database_answers
-from web import home as home_views
-from web.i18n import SUPPORTED
-from web.render import LANG_COOKIE, render
+from server.db import SessionDep
+from server.home import views
+from web.render import LANG_COOKIE, SUPPORTED, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,10 +37,10 @@ def home(request: Request, session: SessionDep, user: OptionalUser) -> Response:
         # The list shows chart numbers: listing it is audited like the consult list.
         consults = consults_service.list_for(session, user, client_ip(request))
         if user.role == Role.GP:
-            context["home"] = home_views.gp_home(consults)
+            context["home"] = views.gp_home(consults)
         else:
-            context["inbox"] = home_views.inbox(consults, user)
-        context["can_join_call"] = home_views.can_join_call
+            context["inbox"] = views.inbox(consults, user)
+        context["can_join_call"] = lifecycle.call_joinable
     if user.role == Role.ADMIN:
         context["staff"] = accounts.visible_users(session, user, user.organisation_id)
         context["organisations"] = session.exec(
@@ -67,11 +67,3 @@ def switch_language(
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax", httponly=True)
     return response
-
-
-@router.get("/healthz")
-def healthz(request: Request) -> Response:
-    """200 when the database answers, 503 when it does not."""
-    if database_answers(request.app.state.engine):
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "database unavailable"}, status_code=503)

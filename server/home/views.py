@@ -6,23 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from server.accounts.models import User
-from server.consults.models import ConsultMode, ConsultRequest, ConsultStatus, Urgency
-from web.i18n import N_
+from server.consults import lifecycle
+from server.consults.models import ConsultRequest, ConsultStatus, Urgency
+from web.render import N_
 
 S = ConsultStatus
-# Still moving, in the order a case moves through them.
-ACTIVE = (
-    S.ESCALATED,
-    S.REQUESTED,
-    S.ACCEPTED,
-    S.SCHEDULED,
-    S.IN_PROGRESS,
-    S.REPORT_PENDING,
-)
-CLOSED = (S.COMPLETED, S.DECLINED, S.CANCELLED, S.NO_SHOW)
 URGENCY_RANK: dict[str, int] = {Urgency.URGENT: 0, Urgency.SOON: 1, Urgency.ROUTINE: 2}
-# Statuses in which a video consult's call can be joined.
-CALL_OPEN = (S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS)
+# Urgent and not yet started: still ringing for someone.
+RINGING = lifecycle.OPEN_TO_POOL | {S.ACCEPTED}
 RECENT_CLOSED = 10
 
 
@@ -57,14 +48,8 @@ class Inbox:
     def ringing(self) -> list[ConsultRequest]:
         """Urgent consults nobody has taken yet, or taken by me and not yet started."""
         return [
-            c
-            for c in self.pool + self.mine
-            if c.urgency == Urgency.URGENT and c.status in (S.REQUESTED, S.ESCALATED, S.ACCEPTED)
+            c for c in self.pool + self.mine if c.urgency == Urgency.URGENT and c.status in RINGING
         ]
-
-
-def can_join_call(consult: ConsultRequest) -> bool:
-    return consult.mode == ConsultMode.VIDEO and consult.status in CALL_OPEN
 
 
 def _when(consult: ConsultRequest) -> datetime:
@@ -80,9 +65,9 @@ def gp_task(consult: ConsultRequest) -> Task | None:
     """What the clinic has to do next about this consult, if anything."""
     if consult.status == S.DRAFT:
         return Task(consult, N_("Finish and send the request"))
-    if consult.report_signed_at is not None and consult.status not in CLOSED:
+    if consult.report_signed_at is not None and consult.status not in lifecycle.CLOSED:
         return Task(consult, N_("Read the report and record your decision"))
-    if can_join_call(consult) and consult.status == S.IN_PROGRESS:
+    if lifecycle.call_joinable(consult) and consult.status == S.IN_PROGRESS:
         return Task(consult, N_("The call is on: join it"), call=True)
     return None
 
@@ -94,11 +79,11 @@ def gp_home(consults: list[ConsultRequest]) -> GPHome:
         task = gp_task(consult)
         if task is not None:
             home.tasks.append(task)
-    for status in ACTIVE:
+    for status in lifecycle.OPEN:
         group = triage_order([c for c in consults if c.status == status])
         if group:
             home.by_status.append((status.value, group))
-    closed = [c for c in consults if c.status in CLOSED]
+    closed = [c for c in consults if c.status in lifecycle.CLOSED]
     home.closed = sorted(closed, key=_when, reverse=True)[:RECENT_CLOSED]
     return home
 
@@ -108,10 +93,10 @@ def inbox(consults: list[ConsultRequest], specialist: User) -> Inbox:
     result = Inbox()
     for consult in consults:
         if consult.assigned_specialist_id is None:
-            if consult.status in (S.REQUESTED, S.ESCALATED):
+            if consult.status in lifecycle.OPEN_TO_POOL:
                 result.pool.append(consult)
         elif consult.assigned_specialist_id == specialist.id:
-            if consult.status in CLOSED:
+            if consult.status in lifecycle.CLOSED:
                 result.closed.append(consult)
             else:
                 result.mine.append(consult)

@@ -1,0 +1,1 @@
+"""Operations: health now; readiness and metrics later."""
