@@ -9,8 +9,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
+from server.columns import StrEnumType
 from server.db import ensure_sqlite_directory
-from server.models import StrEnumType, import_all_models
+from server.models import import_all_models
 from server.settings import get_settings
 
 import_all_models()

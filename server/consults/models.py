@@ -10,7 +10,7 @@ from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
-from server.models import StrEnumType
+from server.columns import StrEnumType
 
 
 class ConsultStatus(StrEnum):

@@ -70,7 +70,7 @@ def book(
         or specialist.specialty_id != consult.specialty_id
     ):
         raise NotFound("specialist")
-    if ConsultStatus.SCHEDULED not in lifecycle.allowed_from(consult.status):
+    if consult.status not in lifecycle.BOOKABLE:
         raise Conflict("not_bookable", f"a consult that is {consult.status} cannot be booked")
     if consult.assigned_specialist_id not in (None, specialist_id):
         raise Conflict("assigned_elsewhere", "another specialist has taken this consult")

@@ -9,7 +9,7 @@ from sqlalchemy import Column, Date, Index, Time, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
-from server.models import StrEnumType
+from server.columns import StrEnumType
 
 
 class RuleKind(StrEnum):

@@ -11,8 +11,9 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import Session, SQLModel, select
 
 from server.accounts.models import Role
+from server.columns import StrEnumType
 from server.consults.models import ConsultRequest, ConsultStatus, Sex, Urgency
-from server.models import StrEnumType, import_all_models
+from server.models import import_all_models
 from tests.conftest import observer_engine
 from tests.consults.helpers import make_consult, make_team
 
