@@ -28,11 +28,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from server import migrate
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
@@ -181,8 +182,8 @@ def _pct(values: list[float], q: float) -> float:
 async def _run_notes(ws_url: str, base: str, cookies: tuple[str, str], n: int) -> list[float]:
     headers_a, headers_b = {"Cookie": cookies[0]}, {"Cookie": cookies[1]}
     async with (
-        connect(ws_url, origin=base, additional_headers=headers_a, max_size=None) as a,  # type: ignore[arg-type]
-        connect(ws_url, origin=base, additional_headers=headers_b, max_size=None) as b,  # type: ignore[arg-type]
+        connect(ws_url, origin=Origin(base), additional_headers=headers_a, max_size=None) as a,
+        connect(ws_url, origin=Origin(base), additional_headers=headers_b, max_size=None) as b,
     ):
         ca, cb = Client("bencha"), Client("benchb")
         for ws, cl in ((a, ca), (b, cb)):
@@ -311,7 +312,7 @@ def _replay_time(url: str) -> float:
     """Loading without a snapshot: read every logged update and replay it (before compaction)."""
     started = time.perf_counter()
     with Session(engine_for(url)) as session:
-        raws = session.exec(select(NoteUpdate.op).order_by(NoteUpdate.revision)).all()
+        raws = session.exec(select(NoteUpdate.op).order_by(col(NoteUpdate.revision))).all()
     text = ""
     for raw in raws:
         text = TextOperation.from_json(json.loads(raw)).apply(text)

@@ -118,8 +118,15 @@ def client_address() -> tuple[str, int]:
     return (f"127.1.{n // 250}.{n % 250 + 1}", 50000)
 
 
-def make_client(app: FastAPI, **kwargs: object) -> TestClient:
-    return TestClient(app, client=client_address(), **kwargs)  # type: ignore[arg-type]
+def make_client(
+    app: FastAPI, *, base_url: str = "http://testserver", raise_server_exceptions: bool = True
+) -> TestClient:
+    return TestClient(
+        app,
+        base_url=base_url,
+        raise_server_exceptions=raise_server_exceptions,
+        client=client_address(),
+    )
 
 
 @pytest.fixture

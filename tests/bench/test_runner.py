@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bench.__main__ as runner
 
 
@@ -35,9 +37,9 @@ def test_each_command_is_accepted_by_its_benchmark() -> None:
                 assert option in helped.stdout, (name, size, option)
 
 
-def test_list_prints_the_commands(capsys: object) -> None:
+def test_list_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert runner.main(["--list", "--size", "quick", "--only", "slots", "notes"]) == 0
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
     assert "-m bench.slots --runs 3" in out and "-m bench.notes --updates 50" in out
 
 

@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from server.accounts.models import User
 from server.notes.ot import Client, TextOperation
@@ -41,7 +42,7 @@ def editor(base: str, public_id: str, cookie: str, name: str, acked: list[str]) 
     url = base.replace("http", "ws") + f"/notes/ws/{public_id}"
     client = Client(name)
     try:
-        with connect(url, origin=base, additional_headers={"Cookie": cookie}) as ws:  # type: ignore[arg-type]
+        with connect(url, origin=Origin(base), additional_headers={"Cookie": cookie}) as ws:
             ws.send(json.dumps({"type": "join", "client": name, "rev": None}))
             for n in range(10_000):
                 while True:  # until ready, then until our last token is acknowledged

@@ -94,10 +94,7 @@ def test_two_hundred_simultaneous_bookings_one_wins(live_server: str, db: Sessio
     db.expire_all()
     rows = db.exec(select(Appointment).where(Appointment.specialist_id == specialist.id)).all()
     assert len(rows) == 1 and rows[0].starts_at == slot.starts_at
-    scheduled = [
-        c
-        for c in consults
-        if db.get(ConsultRequest, c.id) and db.get(ConsultRequest, c.id).status == "scheduled"
-    ]  # type: ignore[union-attr]
+    stored = [db.get(ConsultRequest, c.id) for c in consults]
+    scheduled = [c for c in stored if c is not None and c.status == "scheduled"]
     assert len(scheduled) == 1
     assert slot.ends_at - slot.starts_at == timedelta(minutes=20)

@@ -89,7 +89,9 @@ def test_urgent_rings_regional_first_and_first_accept_wins(
     started = client.post("/api/urgent", json={"consult_id": consult.public_id})
     assert started.status_code == 201, started.text
     body = started.json()
-    assert body["level"] == "regional" and sorted(body["rung"]) == sorted([first.id, second.id])
+    assert body["level"] == "regional" and sorted(body["rung"]) == sorted(
+        [first.id or 0, second.id or 0]
+    )
     assert "urgent.ring" in kinds_for(db, first) and "urgent.ring" not in kinds_for(db, far)
     assert client.post("/api/urgent", json={"consult_id": consult.public_id}).status_code == 409
 
@@ -98,7 +100,7 @@ def test_urgent_rings_regional_first_and_first_accept_wins(
     login(other_client, second)
     taken = other_client.post(f"/api/urgent/{body['id']}/accept")
     assert taken.status_code == 200 and taken.json()["accepted_by_id"] == second.id
-    with TestClient(client.app) as third:  # type: ignore[arg-type]
+    with TestClient(client.app) as third:
         login(third, first)
         late = third.post(f"/api/urgent/{body['id']}/accept")
         assert late.status_code == 409 and late.json()["error"]["code"] == "already_taken"
