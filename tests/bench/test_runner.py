@@ -19,6 +19,7 @@ def test_every_benchmark_module_is_in_the_runner() -> None:
         assert set(sizes) == set(runner.SIZES), name
 
 
+@pytest.mark.slow  # starts every benchmark module with --help
 def test_each_command_is_accepted_by_its_benchmark() -> None:
     """Every option the runner passes exists in the benchmark's own parser."""
     for name in runner.BENCHMARKS:
