@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+log = logging.getLogger("dari.db")
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 
@@ -82,7 +85,9 @@ def database_answers(engine: Engine) -> bool:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
-    except Exception:
+    except SQLAlchemyError as error:  # unreachable, refusing, or out of connections
+        # The class only: the message may carry the connection's host and user.
+        log.warning("database does not answer: %s", type(error).__name__)
         return False
 
 

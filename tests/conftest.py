@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from server import migrate
@@ -44,7 +45,7 @@ def _create_pg_database() -> tuple[str, str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # fail loudly: PostgreSQL is part of the suite
+    except SQLAlchemyError as error:  # fail loudly: PostgreSQL is part of the suite
         raise RuntimeError(
             f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({error}); `make test` starts it"
         ) from error

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
@@ -46,7 +47,7 @@ class Remote:
                         reply = self.client.receive(message)
                         if reply is not None:
                             self.ws.send(json.dumps(reply))
-        except Exception:
+        except ConnectionClosed:  # the test is over and closed the socket
             return
 
     def type_at_end(self, text: str) -> None:

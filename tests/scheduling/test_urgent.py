@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from server.accounts.models import OrgKind, Role, User
 from server.clock import utcnow
+from server.errors import Conflict
 from server.notifications.models import Notification
 from server.scheduling import urgent
 from server.scheduling.models import (
@@ -138,9 +139,9 @@ def test_simultaneous_accepts_have_one_winner(db: Session, database_url: str) ->
                 urgent.accept(session, session.get(User, person.id) or person, urgent_id)
                 session.commit()
                 results.append("won")
-            except Exception as error:  # Conflict for the losers
+            except Conflict as error:  # the losers
                 session.rollback()
-                results.append(getattr(error, "code", repr(error)))
+                results.append(error.code)
 
     threads = [threading.Thread(target=try_accept, args=(p,)) for p in people]
     for thread in threads:

@@ -79,6 +79,13 @@ def test_language_switch_never_redirects_off_site(client: TestClient) -> None:
     assert response.headers["location"] == "/"
 
 
+def test_a_malformed_cookie_header_is_ignored(client: TestClient) -> None:
+    # `$x` is not a cookie attribute: http.cookies refuses the whole header (CookieError).
+    page = client.get("/login", headers={"Cookie": "a=1; $x=2"})
+    assert page.status_code == 200
+    assert "dari_anon=" in page.headers["set-cookie"]
+
+
 def test_healthz_answers_200_with_a_database(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
