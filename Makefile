@@ -1,10 +1,16 @@
 # Dari: `make run` serves the demo, `make test` runs the whole suite.
+#   make test          lint, then every test on SQLite and PostgreSQL (browser ones too);
+#                      fails if the run changed any file git tracks or would list
+#   make test-fast     the edit-test loop: SQLite only, no browser, no slow tests
+#   make guide-images  rewrite the user guides' screenshots in docs/img
+#   make lint | format | bench | run | services | clean | lock | i18n
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format services venv migrate demo bench clean lock i18n i18n-extract i18n-update
+.PHONY: run test test-fast guide-images lint format services venv migrate demo bench clean \
+	lock i18n i18n-extract i18n-update
 
 .DEFAULT_GOAL := venv
 
@@ -56,7 +62,16 @@ services:
 	bash .ci/services.sh
 
 test: venv lint services
-	$(BIN)/pytest
+	$(BIN)/python -m tests.worktree $(BIN)/pytest
+
+# Needs no service: SQLite only, and what needs PostgreSQL, Redis or Chromium is left out.
+test-fast: venv
+	DARI_TEST_BACKENDS=sqlite $(BIN)/pytest -m "not browser and not slow and not postgres and not redis"
+
+# The browser tests again, this time also writing their guide screenshots into docs/img.
+guide-images: venv services
+	DARI_GUIDE_IMAGES=1 DARI_TEST_BACKENDS=sqlite $(BIN)/pytest -m browser tests/web
+	$(BIN)/pytest -q tests/web/test_guide.py
 
 bench: venv services
 	$(BIN)/python -m bench

@@ -26,13 +26,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from server import migrate
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
@@ -139,17 +140,17 @@ def _start(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with httpx.Client() as http:
+            with httpx2.Client() as http:
                 http.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return process
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"{app} did not start")
 
 
 def _cookie(base: str, email: str) -> str:
-    with httpx.Client(base_url=base) as http:
+    with httpx2.Client(base_url=base) as http:
         csrf = http.get("/api/auth/csrf").json()["csrf_token"]
         response = http.post(
             "/api/auth/login",
@@ -181,8 +182,8 @@ def _pct(values: list[float], q: float) -> float:
 async def _run_notes(ws_url: str, base: str, cookies: tuple[str, str], n: int) -> list[float]:
     headers_a, headers_b = {"Cookie": cookies[0]}, {"Cookie": cookies[1]}
     async with (
-        connect(ws_url, origin=base, additional_headers=headers_a, max_size=None) as a,  # type: ignore[arg-type]
-        connect(ws_url, origin=base, additional_headers=headers_b, max_size=None) as b,  # type: ignore[arg-type]
+        connect(ws_url, origin=Origin(base), additional_headers=headers_a, max_size=None) as a,
+        connect(ws_url, origin=Origin(base), additional_headers=headers_b, max_size=None) as b,
     ):
         ca, cb = Client("bencha"), Client("benchb")
         for ws, cl in ((a, ca), (b, cb)):
@@ -255,7 +256,7 @@ def main() -> None:
             notes_lat = asyncio.run(_run_notes(ws_url, base, cookies, args.updates))
             notes_wall = time.perf_counter() - t0
             loads = []
-            with httpx.Client(base_url=base, headers={"Cookie": cookies[0]}) as http:
+            with httpx2.Client(base_url=base, headers={"Cookie": cookies[0]}) as http:
                 for _ in range(30):
                     t = time.perf_counter()
                     state = http.get(f"/api/consults/{public_id}/notes").json()
@@ -311,7 +312,7 @@ def _replay_time(url: str) -> float:
     """Loading without a snapshot: read every logged update and replay it (before compaction)."""
     started = time.perf_counter()
     with Session(engine_for(url)) as session:
-        raws = session.exec(select(NoteUpdate.op).order_by(NoteUpdate.revision)).all()
+        raws = session.exec(select(NoteUpdate.op).order_by(col(NoteUpdate.revision))).all()
     text = ""
     for raw in raws:
         text = TextOperation.from_json(json.loads(raw)).apply(text)

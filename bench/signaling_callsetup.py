@@ -50,10 +50,11 @@ async def direct() -> float:
             pc.addTrack(track)
 
         def watch(pc: Any = pc, event: asyncio.Event = connected[index]) -> None:
-            @pc.on("connectionstatechange")
             async def on_state() -> None:
                 if pc.connectionState == "connected":
                     event.set()
+
+            pc.on("connectionstatechange", on_state)
 
         watch()
         pcs.append(pc)

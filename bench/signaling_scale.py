@@ -23,7 +23,9 @@ from bench.signaling_relay import percentile
 from bench.signaling_servers import rss_kib, start, stop, token_for
 
 
-async def open_pair(kind: str, port: int, room: str, n: int) -> tuple[ClientConnection, ...]:
+async def open_pair(
+    kind: str, port: int, room: str, n: int
+) -> tuple[ClientConnection, ClientConnection, str, str]:
     if kind == "dari":
         url = f"ws://127.0.0.1:{port}/ws/room"
         a = await connect(url, open_timeout=60)
@@ -33,14 +35,14 @@ async def open_pair(kind: str, port: int, room: str, n: int) -> tuple[ClientConn
         await b.send(json.dumps({"type": "join", "room": room, "token": token_for(n + 1, room)}))
         b_id = json.loads(await b.recv())["peer_id"]
         await a.recv()  # peer-joined
-        return a, b, a_id, b_id  # type: ignore[return-value]
+        return a, b, a_id, b_id
     url = f"ws://127.0.0.1:{port}"
     a = await connect(url, open_timeout=60)
     b = await connect(url, open_timeout=60)
     for ws in (a, b):
         await ws.send(json.dumps({"room": room}))
         await ws.recv()
-    return a, b, "a", "b"  # type: ignore[return-value]
+    return a, b, "a", "b"
 
 
 async def measure(

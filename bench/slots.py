@@ -194,7 +194,7 @@ def naive_search(
                 for slot in grid.rule_slots(rosters.as_weekly(rule), day, tz):
                     if slot.starts_at < start or slot.ends_at > end:
                         continue
-                    blocked = [*leave, *booked]
+                    blocked: list[RosterException | Appointment] = [*leave, *booked]
                     if any(
                         grid.overlaps(slot.starts_at, slot.ends_at, b.starts_at, b.ends_at)
                         for b in blocked

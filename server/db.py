@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Collection, Iterator
 from functools import cache
@@ -12,9 +13,10 @@ import psycopg
 from fastapi import Depends, Request
 from sqlalchemy import Engine, PrimaryKeyConstraint, UniqueConstraint, event, text
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
+log = logging.getLogger("dari.db")
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 
@@ -139,7 +141,9 @@ def database_answers(engine: Engine) -> bool:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
-    except Exception:
+    except SQLAlchemyError as error:  # unreachable, refusing, or out of connections
+        # The class only: the message may carry the connection's host and user.
+        log.warning("database does not answer: %s", type(error).__name__)
         return False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import weakref
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +35,7 @@ class SecurityHeadersMiddleware:
             if name == b"cookie":
                 try:
                     cookies.load(value.decode("latin-1"))
-                except Exception:  # a malformed Cookie header must not break the request
+                except CookieError:  # a malformed Cookie header must not break the request
                     pass
         new_anon = None if ANON_COOKIE in cookies else secrets.token_urlsafe(24)
         if new_anon:

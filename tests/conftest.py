@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from server import migrate
@@ -51,7 +52,7 @@ def _create_pg_database() -> tuple[str, str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # fail loudly: PostgreSQL is part of the suite
+    except SQLAlchemyError as error:  # fail loudly: PostgreSQL is part of the suite
         raise RuntimeError(
             f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({error}); `make test` starts it"
         ) from error
@@ -125,8 +126,15 @@ def client_address() -> tuple[str, int]:
     return (f"127.1.{n // 250}.{n % 250 + 1}", 50000)
 
 
-def make_client(app: FastAPI, **kwargs: object) -> TestClient:
-    return TestClient(app, client=client_address(), **kwargs)  # type: ignore[arg-type]
+def make_client(
+    app: FastAPI, *, base_url: str = "http://testserver", raise_server_exceptions: bool = True
+) -> TestClient:
+    return TestClient(
+        app,
+        base_url=base_url,
+        raise_server_exceptions=raise_server_exceptions,
+        client=client_address(),
+    )
 
 
 @pytest.fixture
@@ -224,9 +232,9 @@ def start_server(
                 f"server exited: {process.stderr.read().decode() if process.stderr else ''}"
             )
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
                 return process, base
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.1)
     process.kill()

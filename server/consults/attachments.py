@@ -4,6 +4,7 @@ stored content-addressed on disk, thumbnails for images."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import unicodedata
@@ -15,6 +16,8 @@ from PIL import Image
 
 from server.consults.errors import AttachmentTooLarge, AttachmentTypeRefused
 from server.consults.models import AttachmentKind
+
+log = logging.getLogger("dari.consults.attachments")
 
 MEDIA_TYPES = {
     AttachmentKind.JPEG: "image/jpeg",
@@ -96,7 +99,11 @@ def check_kind(spooled: Spooled) -> AttachmentKind:
                     raise AttachmentTypeRefused()
         except AttachmentTypeRefused:
             raise
-        except Exception as error:  # truncated, corrupt or a decompression bomb
+        except Exception as error:
+            # Broad on purpose: on a truncated, corrupt or hostile file Pillow raises
+            # OSError, SyntaxError, ValueError, struct.error, DecompressionBombError...;
+            # any of them means "not an image we accept" (415), never a 500.
+            log.info("upload refused: not a readable image (%s)", type(error).__name__)
             raise AttachmentTypeRefused() from error
     return kind
 
@@ -130,7 +137,10 @@ def store(root: Path, spooled: Spooled, kind: AttachmentKind) -> bool:
             image.draft("RGB", THUMBNAIL_SIZE)  # JPEG: decode at a reduced scale
             image.thumbnail(THUMBNAIL_SIZE)
             image.convert("RGB").save(thumb, "JPEG", quality=80)
-    except Exception:  # a thumbnail is a convenience; the original is what counts
+    except Exception:
+        # Broad on purpose: a thumbnail is a convenience and the original is stored;
+        # Pillow's decoders raise many types (see check_kind), the disk OSError.
+        log.warning("no thumbnail for attachment %s", spooled.sha256[:12], exc_info=True)
         thumb.unlink(missing_ok=True)
         return False
     return True

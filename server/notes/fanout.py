@@ -49,10 +49,14 @@ class Fanout:
         self.deliver(note_id, message)
         if self.redis_url:
             await self._start()
+            from redis.exceptions import RedisError  # loaded by _start already
+
             payload = json.dumps({"origin": self.origin, "message": message}, ensure_ascii=False)
             try:
                 await self._redis.publish(f"{CHANNEL_PREFIX}{note_id}", payload)
-            except Exception:  # Redis down: local editors still work; others catch up on rejoin
+            except (RedisError, OSError):
+                # Redis down: local editors still work; the other processes' editors
+                # catch up from the database on rejoin.
                 log.warning("notes: could not publish to Redis", exc_info=True)
 
     async def start(self) -> None:
@@ -75,6 +79,8 @@ class Fanout:
         self._ready.set()
 
     async def _listen(self, pubsub: Any) -> None:
+        from redis.exceptions import RedisError
+
         try:
             async for item in pubsub.listen():
                 if item.get("type") != "pmessage":
@@ -86,17 +92,23 @@ class Fanout:
                     continue
                 if data.get("origin") != self.origin:
                     self.deliver(note_id, data["message"])
+        except (RedisError, OSError):
+            # Lost Redis: this process no longer hears the others until restarted;
+            # its editors still reach the database, which stays the truth.
+            log.warning("notes: Redis subscription lost", exc_info=True)
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(RedisError, OSError):  # closing a broken connection
                 await pubsub.aclose()
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):  # _listen logs its own failures
                 await self._task
             self._task = None
         if self._redis is not None:
-            with contextlib.suppress(Exception):
+            from redis.exceptions import RedisError
+
+            with contextlib.suppress(RedisError, OSError):  # closing a broken connection
                 await self._redis.aclose()
             self._redis = None

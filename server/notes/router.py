@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocketDisconnected
 
 from server.accounts import service as accounts
 from server.accounts.deps import SESSION_COOKIE
@@ -247,11 +248,19 @@ async def note_socket(websocket: WebSocket) -> None:
     finally:
         if subscribed:
             fanout.unsubscribe(note_id, connection.listener)
-            with contextlib.suppress(Exception):
+            try:
                 await fanout.publish(note_id, {"type": "leave", "client": connection.client_id})
+            except Exception:
+                # Broad on purpose: we are closing, perhaps because of an error that must
+                # not be replaced by this one; the others' presence list is only stale.
+                log.warning("notes: could not announce a leave (note %s)", note_id, exc_info=True)
         if sender is not None:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            # Cancelled just now, or it had stopped because the client was gone; any other
+            # failure of the sender (a database error) is raised, not hidden.
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, WebSocketDisconnected
+            ):
                 await sender
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
@@ -46,9 +47,9 @@ def test_login_success_sets_a_safe_session_cookie(client: TestClient, db: Sessio
     assert client.get("/api/me").json()["user"]["id"] == user.id
 
 
-def test_cookie_is_secure_over_https(app: object, db: Session) -> None:
+def test_cookie_is_secure_over_https(app: FastAPI, db: Session) -> None:
     user = make_user(db)
-    with make_client(app, base_url="https://testserver") as secure_client:  # type: ignore[arg-type]
+    with make_client(app, base_url="https://testserver") as secure_client:
         csrf = secure_client.get("/api/auth/csrf").json()["csrf_token"]
         response = secure_client.post(
             "/api/auth/login",

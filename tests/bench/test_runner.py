@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bench.__main__ as runner
 
 
@@ -17,6 +19,7 @@ def test_every_benchmark_module_is_in_the_runner() -> None:
         assert set(sizes) == set(runner.SIZES), name
 
 
+@pytest.mark.slow  # starts every benchmark module with --help
 def test_each_command_is_accepted_by_its_benchmark() -> None:
     """Every option the runner passes exists in the benchmark's own parser."""
     for name in runner.BENCHMARKS:
@@ -35,9 +38,9 @@ def test_each_command_is_accepted_by_its_benchmark() -> None:
                 assert option in helped.stdout, (name, size, option)
 
 
-def test_list_prints_the_commands(capsys: object) -> None:
+def test_list_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert runner.main(["--list", "--size", "quick", "--only", "slots", "notes"]) == 0
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
     assert "-m bench.slots --runs 3" in out and "-m bench.notes --updates 50" in out
 
 

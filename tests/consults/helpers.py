@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TypeVar
 
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.resource import Resource
 from PIL import Image
 from sqlmodel import Session
 
@@ -12,6 +15,13 @@ from server.accounts.models import Organisation, Role, Specialty, User
 from server.clock import utcnow
 from server.consults.models import ConsultMode, ConsultReport, ConsultRequest, ConsultStatus
 from tests.factories import make_organisation, make_specialty, make_user
+
+ResourceT = TypeVar("ResourceT", bound=Resource)
+
+
+def resources(bundle: Bundle, kind: type[ResourceT]) -> list[ResourceT]:
+    """The bundle's resources of one FHIR type (parsed as that type's class)."""
+    return [e.resource for e in bundle.entry or [] if isinstance(e.resource, kind)]
 
 
 @dataclass

@@ -6,12 +6,13 @@ import json
 
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.resource import Resource
 from sqlmodel import Session, col, select
 
 from server.audit.models import AuditEvent
 from server.consults.models import ConsultRequest
 from server.notifications.models import Notification
-from tests.consults.helpers import make_team, png_bytes
+from tests.consults.helpers import make_team, png_bytes, resources
 from tests.factories import login
 
 
@@ -40,7 +41,7 @@ def test_async_consult_end_to_end(
     login(gp, team.gp)
     login(specialist, team.specialist)
 
-    created = gp.post("/api/consults", json=new_request(team.specialty.id))
+    created = gp.post("/api/consults", json=new_request(team.specialty.id or 0))
     assert created.status_code == 201, created.text
     consult = created.json()
     cid = consult["id"]
@@ -175,7 +176,7 @@ def test_async_consult_end_to_end(
     bundle = gp.get(f"/api/consults/{cid}/fhir")
     assert bundle.headers["content-type"].startswith("application/fhir+json")
     parsed = Bundle.model_validate_json(bundle.content)
-    types = {entry.resource.__resource_type__ for entry in parsed.entry}
+    types = {resource.__resource_type__ for resource in resources(parsed, Resource)}
     assert {
         "ServiceRequest",
         "Encounter",
@@ -219,13 +220,13 @@ def test_bad_request_changes_nothing(client: TestClient, db: Session) -> None:
     login(client, team.gp)
     before = len(db.exec(select(ConsultRequest.id)).all())
     bad = client.post(
-        "/api/consults", json=new_request(team.specialty.id, history="RRN 8501011234567")
+        "/api/consults", json=new_request(team.specialty.id or 0, history="RRN 8501011234567")
     )
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "history"
     assert (
         client.post(
-            "/api/consults", json=new_request(team.specialty.id, patient_age=-1)
+            "/api/consults", json=new_request(team.specialty.id or 0, patient_age=-1)
         ).status_code
         == 422
     )
@@ -235,7 +236,9 @@ def test_bad_request_changes_nothing(client: TestClient, db: Session) -> None:
 def test_draft_then_submit_tells_the_pool(client: TestClient, db: Session) -> None:
     team = make_team(db)
     login(client, team.gp)
-    draft = client.post("/api/consults", json=new_request(team.specialty.id, submit=False)).json()
+    draft = client.post(
+        "/api/consults", json=new_request(team.specialty.id or 0, submit=False)
+    ).json()
     assert draft["status"] == "draft" and draft["requested_at"] is None
     edited = client.patch(f"/api/consults/{draft['id']}", json={"urgency": "urgent"})
     assert edited.json()["urgency"] == "urgent"

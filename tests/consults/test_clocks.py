@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,13 @@ from server.settings import Settings, get_settings
 from tests.conftest import make_settings
 from tests.consults.helpers import make_consult, make_team
 from tests.factories import login, make_user
+
+
+def backdate(consult: ConsultRequest, hours: float) -> datetime:
+    """Move the consult's request time `hours` into the past; the new time is returned."""
+    assert consult.requested_at is not None
+    consult.requested_at -= timedelta(hours=hours)
+    return consult.requested_at
 
 
 def test_targets_come_from_settings() -> None:
@@ -65,7 +72,7 @@ def test_overdue_is_shown_and_answered_ones_are_not(
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.REQUESTED)
     consult.urgency = Urgency.URGENT
-    consult.requested_at = consult.requested_at - timedelta(hours=1)  # type: ignore[operator]
+    requested_at = backdate(consult, hours=1)
     db.add(consult)
     db.commit()
     login(client, team.gp)
@@ -73,15 +80,15 @@ def test_overdue_is_shown_and_answered_ones_are_not(
     listed = {c["id"]: c for c in client.get("/api/consults").json()}
     assert listed[consult.public_id]["overdue"] is True
     consult.status = ConsultStatus.ACCEPTED
-    consult.first_response_at = consult.requested_at
-    assert not clocks.is_overdue(consult, settings, consult.requested_at + timedelta(days=9))  # type: ignore[operator]
+    consult.first_response_at = requested_at
+    assert not clocks.is_overdue(consult, settings, requested_at + timedelta(days=9))
 
 
 def test_cli_escalates(db: Session, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.REQUESTED)
     consult.urgency = Urgency.URGENT
-    consult.requested_at = consult.requested_at - timedelta(hours=2)  # type: ignore[operator]
+    backdate(consult, hours=2)
     db.add(consult)
     db.commit()
     monkeypatch.setenv("DARI_DATABASE_URL", database_url)
@@ -104,7 +111,7 @@ def test_app_background_task_escalates_overdue_consults(
     admin = make_user(db, Role.ADMIN, organisation=team.clinic)
     overdue = make_consult(db, team, ConsultStatus.REQUESTED)
     overdue.urgency = Urgency.URGENT
-    overdue.requested_at = overdue.requested_at - timedelta(hours=2)  # type: ignore[operator]
+    backdate(overdue, hours=2)
     db.add(overdue)
     in_time = make_consult(db, team, ConsultStatus.REQUESTED)
     in_time.urgency = Urgency.ROUTINE
@@ -143,7 +150,7 @@ def test_background_task_is_off_when_the_interval_is_zero(
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.REQUESTED)
     consult.urgency = Urgency.URGENT
-    consult.requested_at = consult.requested_at - timedelta(hours=2)  # type: ignore[operator]
+    backdate(consult, hours=2)
     db.add(consult)
     db.commit()
     settings = make_settings(database_url, tmp_path, urgent_check_seconds=0)

@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.communication import Communication
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.organization import Organization
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.servicerequest import ServiceRequest
 from sqlmodel import Session
 
 from server import migrate
@@ -12,11 +19,7 @@ from server.consults import export, reports, service
 from server.consults.access import Access
 from server.consults.models import ConsultStatus
 from server.consults.schemas import ReportIn
-from tests.consults.helpers import make_consult, make_team
-
-
-def resources(bundle: Bundle, kind: str) -> list[object]:
-    return [e.resource for e in bundle.entry if e.resource.__resource_type__ == kind]
+from tests.consults.helpers import make_consult, make_team, resources
 
 
 def test_bundle_for_a_new_request_validates(db: Session) -> None:
@@ -24,12 +27,12 @@ def test_bundle_for_a_new_request_validates(db: Session) -> None:
     consult = make_consult(db, team, ConsultStatus.REQUESTED)
     bundle = Bundle.model_validate_json(json.dumps(export.build_bundle(db, consult)))
     assert bundle.type == "collection"
-    (patient,) = resources(bundle, "Patient")
-    assert patient.name is None and patient.birthDate is None  # type: ignore[attr-defined]
-    assert [i.value for i in patient.identifier] == ["C-2024-0042"]  # type: ignore[attr-defined]
-    (request,) = resources(bundle, "ServiceRequest")
-    assert request.status == "active" and request.performer is None  # type: ignore[attr-defined]
-    assert not resources(bundle, "DiagnosticReport")
+    (patient,) = resources(bundle, Patient)
+    assert patient.name is None and patient.birthDate is None
+    assert [i.value for i in patient.identifier or []] == ["C-2024-0042"]
+    (request,) = resources(bundle, ServiceRequest)
+    assert request.status == "active" and request.performer is None
+    assert not resources(bundle, DiagnosticReport)
 
 
 def test_bundle_with_signed_and_amended_report(db: Session) -> None:
@@ -48,14 +51,14 @@ def test_bundle_with_signed_and_amended_report(db: Session) -> None:
     db.commit()
     data = export.build_bundle(db, consult)
     bundle = Bundle.model_validate_json(json.dumps(data))
-    diagnostic = resources(bundle, "DiagnosticReport")
-    assert [r.status for r in diagnostic] == ["final", "amended"]  # type: ignore[attr-defined]
-    assert "needed (soon)" in diagnostic[0].conclusion  # type: ignore[attr-defined]
-    assert len(resources(bundle, "Communication")) == 1
-    assert len(resources(bundle, "Practitioner")) == 2
-    assert len(resources(bundle, "Organization")) == 2
-    (encounter,) = resources(bundle, "Encounter")
-    assert encounter.class_fhir.code == "VR"  # type: ignore[attr-defined]
+    diagnostic = resources(bundle, DiagnosticReport)
+    assert [r.status for r in diagnostic] == ["final", "amended"]
+    assert "needed (soon)" in (diagnostic[0].conclusion or "")
+    assert len(resources(bundle, Communication)) == 1
+    assert len(resources(bundle, Practitioner)) == 2
+    assert len(resources(bundle, Organization)) == 2
+    (encounter,) = resources(bundle, Encounter)
+    assert encounter.class_fhir.code == "VR"
     # Every reference points inside the bundle.
     urls = {entry["fullUrl"] for entry in data["entry"]}
     text = json.dumps(data)

@@ -42,25 +42,27 @@ def test_sign_then_edit_is_refused_and_amendment_points_back(db: Session) -> Non
 def test_database_refuses_to_change_or_delete_signed_rows(db: Session) -> None:
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.REPORT_PENDING, signed_report=True)
-    report = db.exec(
-        text("SELECT id FROM consultreport WHERE consult_id = :c"), params={"c": consult.id}
-    ).one()
+    # Raw SQL past the models, on the session's connection.
+    report = (
+        db.connection()
+        .execute(text("SELECT id FROM consultreport WHERE consult_id = :c"), {"c": consult.id})
+        .one()
+    )
     with pytest.raises(DBAPIError):
-        db.exec(
+        db.connection().execute(
             text("UPDATE consultreport SET findings = 'tampered' WHERE id = :id"),
-            params={"id": report[0]},
+            {"id": report[0]},
         )
     db.rollback()
     with pytest.raises(DBAPIError):
-        db.exec(text("DELETE FROM consultreport WHERE id = :id"), params={"id": report[0]})
+        db.connection().execute(text("DELETE FROM consultreport WHERE id = :id"), {"id": report[0]})
     db.rollback()
     viewing = service.Viewing(consult, Access.CLINIC, team.gp)
     decision = service.record_decision(db, viewing, DecisionIn(action="referred", note="ok"))
     db.commit()
     with pytest.raises(DBAPIError):
-        db.exec(
-            text("UPDATE gpdecision SET note = 'changed' WHERE id = :id"),
-            params={"id": decision.id},
+        db.connection().execute(
+            text("UPDATE gpdecision SET note = 'changed' WHERE id = :id"), {"id": decision.id}
         )
     db.rollback()
     db.expire_all()

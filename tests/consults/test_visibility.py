@@ -10,11 +10,11 @@ from sqlmodel import Session, select
 from server.accounts.models import Role
 from server.audit.models import AuditEvent
 from server.consults.models import ConsultStatus
-from tests.consults.helpers import make_consult, make_team, png_bytes
+from tests.consults.helpers import Team, make_consult, make_team, png_bytes
 from tests.factories import login, make_user
 
 
-def arrange(client: TestClient, db: Session) -> tuple[object, str, str, str]:
+def arrange(client: TestClient, db: Session) -> tuple[Team, str, str, str]:
     """Clinic A's consult with an attachment and a signed report, made through the API."""
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.IN_PROGRESS)

@@ -9,7 +9,9 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.documentreference import DocumentReference
 from sqlmodel import Session, select
 
 from server.audit.models import AuditEvent
@@ -21,7 +23,7 @@ from server.db import engine_for
 from server.notes import service as notes
 from server.notes.errors import NoteFrozen
 from server.scheduling import booking, rosters, search
-from tests.consults.helpers import make_consult, make_team
+from tests.consults.helpers import make_consult, make_team, resources
 from tests.factories import login
 from tests.scheduling.factories import every_day, future_day
 
@@ -47,15 +49,14 @@ def write_note(db: Session, consult_id: int, author_id: int, seq: int, text: str
 def shared_notes(bundle: Bundle) -> list[str]:
     """The text of every shared-note DocumentReference in the bundle."""
     found = []
-    for entry in bundle.entry:
-        resource = entry.resource
-        if resource.__resource_type__ != "DocumentReference":
-            continue
+    for resource in resources(bundle, DocumentReference):
         if not any(i.system == "urn:dari:shared-note" for i in resource.identifier or []):
             continue
         for content in resource.content:
             # fhir.resources hands base64Binary back decoded (bytes).
-            found.append(content.attachment.data.decode("utf-8"))
+            data = content.attachment.data
+            assert data is not None
+            found.append(data.decode("utf-8"))
     return found
 
 
@@ -95,12 +96,8 @@ def test_signing_freezes_the_note_and_exports_it(db: Session) -> None:
     )
     bundle = Bundle.model_validate_json(json.dumps(export.build_bundle(db, consult)))
     assert shared_notes(bundle) == [NOTE]
-    (document,) = [
-        e.resource
-        for e in bundle.entry
-        if e.resource.__resource_type__ == "DocumentReference" and e.resource.docStatus == "final"
-    ]
-    assert document.content[0].attachment.contentType.startswith("text/plain")
+    (document,) = [d for d in resources(bundle, DocumentReference) if d.docStatus == "final"]
+    assert (document.content[0].attachment.contentType or "").startswith("text/plain")
     raw = json.dumps(export.build_bundle(db, consult))
     assert base64.b64encode(NOTE.encode()).decode() in raw  # base64 on the wire
 
@@ -163,12 +160,12 @@ def test_booked_consult_bundle_has_its_appointment(db: Session, database_url: st
     db.refresh(consult)
     data = export.build_bundle(db, consult)
     bundle = Bundle.model_validate_json(json.dumps(data))
-    (booked,) = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Appointment"]
+    (booked,) = resources(bundle, Appointment)
     assert booked.status == "booked"
     assert booked.start == appointment.starts_at == slot.starts_at
     assert booked.end == appointment.ends_at == slot.ends_at
     assert isinstance(booked.start, datetime) and booked.end > booked.start
-    actors = {p.actor.reference for p in booked.participant}
+    actors = {p.actor.reference if p.actor else None for p in booked.participant}
     urls = {entry["fullUrl"] for entry in data["entry"]}
     assert actors <= urls and len(actors) == 2
     # A cancelled booking stays in the record as cancelled.
@@ -176,7 +173,5 @@ def test_booked_consult_bundle_has_its_appointment(db: Session, database_url: st
         booking.cancel(tx, team.gp, appointment.id or 0, reason="patient unwell")
         tx.commit()
     bundle = Bundle.model_validate_json(json.dumps(export.build_bundle(db, consult)))
-    statuses = [
-        e.resource.status for e in bundle.entry if e.resource.__resource_type__ == "Appointment"
-    ]
+    statuses = [a.status for a in resources(bundle, Appointment)]
     assert statuses == ["cancelled"]

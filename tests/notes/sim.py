@@ -23,10 +23,10 @@ class SimServer:
         late = [TextOperation.from_json(h["op"]) for h in self.history[int(message["rev"]) :]]
         op = transform_against(op, late)
         self.doc = op.apply(self.doc)
-        record = {"rev": len(self.history) + 1, "op": op.to_json(), "client": client_id}
-        record["seq"] = key[1]
+        revision = len(self.history) + 1
+        record = {"rev": revision, "op": op.to_json(), "client": client_id, "seq": key[1]}
         self.history.append(record)
-        self.seen[key] = record["rev"]
+        self.seen[key] = revision
         return record
 
     def since(self, revision: int) -> list[dict[str, Any]]:

@@ -9,11 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from sqlmodel import Session
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from server.accounts.models import User
 from server.notes.ot import Client, TextOperation
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def session_cookie(base: str, user: User) -> str:
-    with httpx.Client(base_url=base) as http:
+    with httpx2.Client(base_url=base) as http:
         csrf = http.get("/api/auth/csrf").json()["csrf_token"]
         response = http.post(
             "/api/auth/login",
@@ -41,7 +42,7 @@ def editor(base: str, public_id: str, cookie: str, name: str, acked: list[str]) 
     url = base.replace("http", "ws") + f"/notes/ws/{public_id}"
     client = Client(name)
     try:
-        with connect(url, origin=base, additional_headers={"Cookie": cookie}) as ws:  # type: ignore[arg-type]
+        with connect(url, origin=Origin(base), additional_headers={"Cookie": cookie}) as ws:
             ws.send(json.dumps({"type": "join", "client": name, "rev": None}))
             for n in range(10_000):
                 while True:  # until ready, then until our last token is acknowledged
@@ -97,7 +98,7 @@ def test_kill_9_mid_burst_loses_no_acknowledged_update(
             process.stderr.close()
     process, base = start_server(database_url, tmp_path)
     try:
-        with httpx.Client(base_url=base, headers={"Cookie": session_cookie(base, gp)}) as http:
+        with httpx2.Client(base_url=base, headers={"Cookie": session_cookie(base, gp)}) as http:
             state = http.get(f"/api/consults/{consult.public_id}/notes").json()
     finally:
         stop_server(process)

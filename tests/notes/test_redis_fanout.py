@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from server.notes.ot import Client, TextOperation
 from tests.conftest import start_server, stop_server
@@ -45,7 +47,7 @@ class Remote:
                         reply = self.client.receive(message)
                         if reply is not None:
                             self.ws.send(json.dumps(reply))
-        except Exception:
+        except ConnectionClosed:  # the test is over and closed the socket
             return
 
     def type_at_end(self, text: str) -> None:
@@ -68,12 +70,12 @@ def test_editors_on_two_processes_converge_through_redis(
         with (
             connect(
                 base1.replace("http", "ws") + path,
-                origin=base1,  # type: ignore[arg-type]
+                origin=Origin(base1),
                 additional_headers={"Cookie": session_cookie(base1, gp)},
             ) as ws1,
             connect(
                 base2.replace("http", "ws") + path,
-                origin=base2,  # type: ignore[arg-type]
+                origin=Origin(base2),
                 additional_headers={"Cookie": session_cookie(base2, specialist)},
             ) as ws2,
         ):

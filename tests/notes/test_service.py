@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,7 +29,10 @@ def tx(database_url: str) -> Iterator[Session]:
         yield session
 
 
-def _apply(db: Session, consult_id: int, author: int, seq: int, rev: int, op: list[object]) -> dict:
+def _apply(
+    db: Session, consult_id: int, author: int, seq: int, rev: int, op: object
+) -> dict[str, Any]:
+    """Apply `op` as the client sent it (any JSON: the service validates it)."""
     applied = service.apply(
         db,
         consult_id,
@@ -106,7 +110,7 @@ def test_bad_input_writes_nothing(db: Session, tx: Session) -> None:
     tx.commit()
     for bad in ([3, "x"], "text", [0]):
         with pytest.raises(InvalidOperation):
-            _apply(tx, consult.id or 0, gp.id or 0, 1, 0, bad)  # type: ignore[arg-type]
+            _apply(tx, consult.id or 0, gp.id or 0, 1, 0, bad)
         tx.rollback()
     with pytest.raises(InvalidOperation):
         _apply(tx, consult.id or 0, gp.id or 0, 1, 5, ["x"])  # revision from the future

@@ -288,7 +288,7 @@ def test_opening_a_note_compacts_its_old_log(client: TestClient, db: Session) ->
     from datetime import timedelta
 
     from sqlalchemy import update
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from server.clock import utcnow
     from server.notes.models import NoteUpdate, SharedNote
@@ -305,7 +305,7 @@ def test_opening_a_note_compacts_its_old_log(client: TestClient, db: Session) ->
     note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
     db.execute(
         update(NoteUpdate)
-        .where(NoteUpdate.note_id == note.id)  # type: ignore[arg-type]
+        .where(col(NoteUpdate.note_id) == note.id)
         .values(created_at=utcnow() - timedelta(days=2))
     )
     db.commit()

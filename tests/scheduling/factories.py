@@ -70,10 +70,15 @@ def make_rule(
 
 
 def every_day(
-    db: Session, specialist: User, start: time = time(9, 0), end: time = time(12, 0), **kw: object
+    db: Session,
+    specialist: User,
+    start: time = time(9, 0),
+    end: time = time(12, 0),
+    *,
+    slot_minutes: int = 20,
 ) -> None:
     for weekday in range(7):
-        make_rule(db, specialist, weekday, start, end, **kw)  # type: ignore[arg-type]
+        make_rule(db, specialist, weekday, start, end, slot_minutes=slot_minutes)
 
 
 def future_day(days: int = 8) -> date:

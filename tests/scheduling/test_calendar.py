@@ -51,7 +51,7 @@ def test_feed_lists_appointments_and_can_be_revoked_and_renewed(
     stored = db.exec(select(CalendarFeed).where(CalendarFeed.specialist_id == specialist.id)).one()
     assert stored.token_hash and token not in stored.token_hash  # only a hash is kept
 
-    anonymous = TestClient(client.app)  # type: ignore[arg-type]
+    anonymous = TestClient(client.app)
     feed = anonymous.get(f"/calendar/{token}.ics")
     assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
     calendar = Calendar.from_ical(feed.content)
@@ -74,4 +74,4 @@ def test_feed_lists_appointments_and_can_be_revoked_and_renewed(
 def test_only_specialists_have_feeds(client: TestClient, db: Session) -> None:
     login(client, make_user(db, Role.GP))
     assert client.post("/api/calendar/feed").status_code == 403
-    assert TestClient(client.app).get("/calendar/not-a-real-token.ics").status_code == 404  # type: ignore[arg-type]
+    assert TestClient(client.app).get("/calendar/not-a-real-token.ics").status_code == 404

@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import httpx
+import httpx2
 import pytest
 from sqlmodel import Session, select
 
@@ -26,8 +26,8 @@ from tests.scheduling.factories import (
 ATTEMPTS = 200
 
 
-def logged_in_client(base: str, user: User) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=120)
+def logged_in_client(base: str, user: User) -> httpx2.Client:
+    client = httpx2.Client(base_url=base, timeout=120)
     csrf = client.get("/api/auth/csrf").json()["csrf_token"]
     response = client.post(
         "/api/auth/login",
@@ -56,7 +56,7 @@ def test_two_hundred_simultaneous_bookings_one_wins(live_server: str, db: Sessio
         clients = list(pool.map(lambda gp: logged_in_client(live_server, gp), gps))
     barrier = threading.Barrier(ATTEMPTS)
 
-    def attempt(index: int) -> httpx.Response:
+    def attempt(index: int) -> httpx2.Response:
         body = {
             "consult_id": consults[index].public_id,
             "specialist_id": specialist.id,
@@ -65,7 +65,7 @@ def test_two_hundred_simultaneous_bookings_one_wins(live_server: str, db: Sessio
         # A fresh connection per attempt: the login's keep-alive connection may have
         # been closed by the server while the others were still logging in.
         logged_in = clients[index]
-        with httpx.Client(
+        with httpx2.Client(
             base_url=live_server,
             cookies=logged_in.cookies,
             headers=logged_in.headers,
@@ -94,10 +94,7 @@ def test_two_hundred_simultaneous_bookings_one_wins(live_server: str, db: Sessio
     db.expire_all()
     rows = db.exec(select(Appointment).where(Appointment.specialist_id == specialist.id)).all()
     assert len(rows) == 1 and rows[0].starts_at == slot.starts_at
-    scheduled = [
-        c
-        for c in consults
-        if db.get(ConsultRequest, c.id) and db.get(ConsultRequest, c.id).status == "scheduled"
-    ]  # type: ignore[union-attr]
+    stored = [db.get(ConsultRequest, c.id) for c in consults]
+    scheduled = [c for c in stored if c is not None and c.status == "scheduled"]
     assert len(scheduled) == 1
     assert slot.ends_at - slot.starts_at == timedelta(minutes=20)

@@ -158,7 +158,7 @@ def test_bad_searches_get_clear_422(client: TestClient, db: Session) -> None:
     specialty = make_specialty(db)
     login(client, make_user(db, Role.GP))
     now = utcnow()
-    cases = [
+    cases: list[tuple[dict[str, str | int | None], str]] = [
         (
             {
                 "specialty_id": specialty.id,

@@ -46,6 +46,7 @@ def _users(url: str) -> list[User]:
         return list(session.exec(select(User)).all())
 
 
+@pytest.mark.slow  # each `dari` run is a new Python process (~2 s)
 def test_demo_seeds_once_and_prints_logins(cli_db: tuple[str, Path]) -> None:
     first = dari(cli_db, "demo")
     assert first.returncode == 0, first.stderr
@@ -66,6 +67,7 @@ def test_demo_seeds_once_and_prints_logins(cli_db: tuple[str, Path]) -> None:
     assert len(specialists_with_rules) == 10  # every demo specialist has a roster
 
 
+@pytest.mark.slow
 def test_create_user_with_password_on_stdin(cli_db: tuple[str, Path]) -> None:
     dari(cli_db, "demo")
     result = dari(
@@ -86,6 +88,7 @@ def test_create_user_with_password_on_stdin(cli_db: tuple[str, Path]) -> None:
     assert any(u.email == "new.gp@dari.example" for u in _users(cli_db[0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
@@ -147,6 +150,7 @@ def test_secret_key_is_generated_once_with_private_permissions(cli_db: tuple[str
     assert len(first) >= 32
 
 
+@pytest.mark.slow
 def test_audit_verify_reports_intact_log(cli_db: tuple[str, Path]) -> None:
     dari(cli_db, "demo")
     result = dari(cli_db, "audit", "verify")
@@ -154,6 +158,7 @@ def test_audit_verify_reports_intact_log(cli_db: tuple[str, Path]) -> None:
     assert "intact" in result.stdout
 
 
+@pytest.mark.slow
 def test_migrate_and_demo_work_in_a_var_dir_that_does_not_exist_yet(tmp_path: Path) -> None:
     var = tmp_path / "fresh-clone" / "var"  # as on a fresh clone: no var/ at all
     env = {**os.environ, "DARI_VAR_DIR": str(var)}

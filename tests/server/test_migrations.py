@@ -33,6 +33,7 @@ def _round_trip(url: str) -> None:
     migrate.check(url)
 
 
+@pytest.mark.slow  # every migration down and up again
 def test_sqlite_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'round.sqlite3'}"
     try:
@@ -42,6 +43,7 @@ def test_sqlite_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgresql_upgrade_downgrade_upgrade() -> None:
     name = f"dari_mig_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")

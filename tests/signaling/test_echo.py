@@ -36,7 +36,9 @@ class EchoClient:
             self.tasks.append(asyncio.create_task(self.consume(track)))
 
     async def consume(self, track: Any) -> None:
-        with contextlib.suppress(Exception):
+        from aiortc.mediastreams import MediaStreamError
+
+        with contextlib.suppress(MediaStreamError):  # the track ended
             while True:
                 await track.recv()
                 self.frames[track.kind] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -21,7 +22,9 @@ FAST = SignalingConfig(
 )
 
 
-async def joined(base: str, token: str, room: str = "room-1") -> tuple[ClientConnection, dict]:  # type: ignore[type-arg]
+async def joined(
+    base: str, token: str, room: str = "room-1"
+) -> tuple[ClientConnection, dict[str, Any]]:
     ws = await dial(base + "/room", open_timeout=5)
     await send(ws, type="join", room=room, token=token)
     return ws, await recv_type(ws, "welcome")

@@ -6,6 +6,7 @@ microphone. tests/web/conftest.py makes the fixtures available to tests/web.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from tests.factories import TEST_PASSWORD
 
 ARTIFACTS = ROOT / "test-artifacts"
 GUIDE_IMAGES = ROOT / "docs" / "img"
+# `make guide-images` sets it; a normal run leaves docs/img (tracked files) alone.
+WRITE_GUIDE_IMAGES = os.environ.get("DARI_GUIDE_IMAGES") == "1"
 VIEWPORT = {"width": 1366, "height": 768}
 
 
@@ -94,11 +97,12 @@ def browser_login(page: Any, user: User) -> None:
 
 
 def shot(page: Any, name: str, guide: bool = False) -> Path:
-    """Save a screenshot as a test artefact, and as a guide image if asked."""
+    """Save a screenshot under test-artifacts/; a guide image (`guide=True`) also goes to
+    docs/img/, but only in `make guide-images` (DARI_GUIDE_IMAGES=1)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
-    if guide:
+    if guide and WRITE_GUIDE_IMAGES:
         GUIDE_IMAGES.mkdir(parents=True, exist_ok=True)
         (GUIDE_IMAGES / f"{name}.png").write_bytes(path.read_bytes())
     return path

@@ -98,7 +98,12 @@ def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Ses
     specialist.fill("textarea[name=assessment]", "New-onset AF, CHA2DS2-VASc 3.")
     specialist.fill("textarea[name=recommendation]", "Start rate control; anticoagulation.")
     specialist.click("button[name=action][value=sign]")
-    wait_until(lambda: bdb.refresh(consult) or consult.report_signed_at is not None, timeout=15)
+
+    def signed() -> bool:
+        bdb.refresh(consult)
+        return consult.report_signed_at is not None
+
+    wait_until(signed, timeout=15)
 
     # The GP reads it and prints it.
     gp.click("#btn-hangup")

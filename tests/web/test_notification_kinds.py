@@ -68,8 +68,9 @@ def test_ringing_payloads_carry_what_the_inbox_reads() -> None:
     """Kinds that ring when urgent carry the urgency; every ringing or stopping kind
     names its consult ("consult" or "consult_id")."""
     sources = {path: path.read_text(encoding="utf-8") for path in (ROOT / "server").rglob("*.py")}
+    written = kinds_written()  # parses every server module: once, not once per kind
     for kind in kinds.RING_IF_URGENT | kinds.RING_ALWAYS | kinds.STOP_RING:
-        for where in kinds_written()[kind]:
+        for where in written[kind]:
             file, line = where.rsplit(":", 1)
             text = sources[ROOT / file].splitlines()
             call = "\n".join(text[int(line) - 1 : int(line) + 8])

@@ -85,7 +85,7 @@ def get_routes(routes: Sequence[Any], prefix: str = "") -> Iterator[str]:
         if nested is not None:
             context = getattr(route, "include_context", None)
             yield from get_routes(nested.routes, prefix + getattr(context, "prefix", ""))
-        elif isinstance(route, APIRoute) and "GET" in route.methods:
+        elif isinstance(route, APIRoute) and "GET" in (route.methods or ()):
             yield prefix + route.path
 
 
