@@ -116,6 +116,9 @@ UNASSIGNED = frozenset({S.DRAFT, *OPEN_TO_POOL})
 BOOKABLE = frozenset(status for status, moves in TRANSITIONS.items() if S.SCHEDULED in moves)
 # A video consult's call can be joined in these.
 JOINABLE = frozenset({S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS})
+# The report is written once the specialist has the case (live or written); amendments
+# also after the GP has closed it.
+REPORT_WRITABLE = frozenset({S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS, S.REPORT_PENDING, S.COMPLETED})
 NEEDS_REASON = frozenset({S.DECLINED, S.CANCELLED, S.NO_SHOW, S.ESCALATED})
 
 

@@ -163,7 +163,7 @@ def consult_page(
         # The status rules the page applies, from the named sets (never a list of its own).
         closed=consult.status in lifecycle.CLOSED,
         join_call=lifecycle.call_joinable(consult),
-        report_writable=consult.status in reports.WRITABLE,
+        report_writable=consult.status in lifecycle.REPORT_WRITABLE,
         appointment=appointment,
         appointment_with=session.get(User, appointment.specialist_id) if appointment else None,
         can_book=can_book,

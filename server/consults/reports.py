@@ -18,9 +18,6 @@ from server.notes import service as notes
 
 S = ConsultStatus
 REPORT_TEXT = ("findings", "assessment", "recommendation", "follow_up")
-# A report is written once the specialist has the case (live or written); amendments
-# also after the GP has closed it.
-WRITABLE = {S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS, S.REPORT_PENDING, S.COMPLETED}
 
 
 def versions(session: Session, consult_id: int) -> list[ConsultReport]:
@@ -53,7 +50,7 @@ def open_draft(session: Session, consult_id: int) -> ConsultReport | None:
 def _require_author(viewing: Viewing) -> None:
     if viewing.access != Access.ASSIGNED:
         raise Forbidden("only the assigned specialist writes the report")
-    if viewing.consult.status not in WRITABLE:
+    if viewing.consult.status not in lifecycle.REPORT_WRITABLE:
         raise Conflict(
             "report_not_open",
             f"no report can be written while the consult is {viewing.consult.status}",

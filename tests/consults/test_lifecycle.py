@@ -52,6 +52,9 @@ def test_named_status_sets_agree_with_the_table() -> None:
     assert lifecycle.BOOKABLE == {s for s in S if S.SCHEDULED in lifecycle.allowed_from(s)}
     assert lifecycle.OPEN_TO_POOL <= open_ and lifecycle.OPEN_TO_POOL < lifecycle.UNASSIGNED
     assert lifecycle.JOINABLE <= open_ and not lifecycle.JOINABLE & lifecycle.OPEN_TO_POOL
+    # A report is written by the assigned specialist: never before someone took the case.
+    assert not lifecycle.REPORT_WRITABLE & lifecycle.UNASSIGNED
+    assert lifecycle.REPORT_WRITABLE - {S.COMPLETED} <= open_
 
 
 def test_every_pair_is_allowed_or_refused_as_the_table_says(db: Session) -> None:
