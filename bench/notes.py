@@ -38,7 +38,7 @@ from websockets.typing import Origin
 from server import migrate
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
 from server.accounts.security import hash_password
-from server.consults.models import ConsultRequest, ConsultStatus
+from server.consults.models import ConsultRequest, ConsultStatus, Sex
 from server.db import engine_for
 from server.notes import service
 from server.notes.models import NoteUpdate, SharedNote
@@ -111,7 +111,7 @@ def _seed(url: str) -> tuple[str, str, str]:
             status=ConsultStatus.IN_PROGRESS,
             patient_chart_number="B-1",
             patient_age=60,
-            patient_sex="male",
+            patient_sex=Sex.MALE,
             clinical_question="bench",
         )
         session.add(consult)

@@ -27,7 +27,7 @@ from server import migrate
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
 from server.accounts.security import hash_password
 from server.app import create_app
-from server.consults.models import ConsultRequest, ConsultStatus
+from server.consults.models import ConsultRequest, ConsultStatus, Sex
 from server.db import engine_for
 from server.scheduling import booking, rosters, search
 from server.scheduling import slots as grid
@@ -145,7 +145,7 @@ def make_consults(session: Session, gp: User, specialty: Specialty, n: int) -> l
             status=ConsultStatus.REQUESTED,
             patient_chart_number=f"B-{i}",
             patient_age=50,
-            patient_sex="male",
+            patient_sex=Sex.MALE,
             clinical_question="bench",
         )
         for i in range(n)

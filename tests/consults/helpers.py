@@ -13,7 +13,13 @@ from sqlmodel import Session
 
 from server.accounts.models import Organisation, Role, Specialty, User
 from server.clock import utcnow
-from server.consults.models import ConsultMode, ConsultReport, ConsultRequest, ConsultStatus
+from server.consults.models import (
+    ConsultMode,
+    ConsultReport,
+    ConsultRequest,
+    ConsultStatus,
+    Sex,
+)
 from tests.factories import make_organisation, make_specialty, make_user
 
 ResourceT = TypeVar("ResourceT", bound=Resource)
@@ -74,7 +80,7 @@ def make_consult(
         mode=mode,
         patient_chart_number="C-2024-0042",
         patient_age=67,
-        patient_sex="female",
+        patient_sex=Sex.FEMALE,
         clinical_question="Chest pain on exertion for two weeks; ECG attached.",
         requested_at=None if status == ConsultStatus.DRAFT else utcnow(),
     )

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from server import migrate
 from server.consults import export, reports, service
-from server.consults.access import Access
+from server.consults.access import Access, Viewing
 from server.consults.models import ConsultStatus
 from server.consults.schemas import ReportIn
 from tests.consults.helpers import make_consult, make_team, resources
@@ -38,7 +38,7 @@ def test_bundle_for_a_new_request_validates(db: Session) -> None:
 def test_bundle_with_signed_and_amended_report(db: Session) -> None:
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.IN_PROGRESS)
-    viewing = service.Viewing(consult, Access.ASSIGNED, team.specialist)
+    viewing = Viewing(consult, Access.ASSIGNED, team.specialist)
     service.post_message(db, viewing, "Please send an ECG.")
     reports.save_draft(
         db,

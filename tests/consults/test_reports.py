@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from server.consults import reports, service
-from server.consults.access import Access
+from server.consults.access import Access, Viewing
 from server.consults.errors import ReportSigned
 from server.consults.models import ConsultReport, ConsultStatus, GPDecision
 from server.consults.schemas import DecisionIn, ReportIn
@@ -18,7 +18,7 @@ from tests.consults.helpers import make_consult, make_team
 def test_sign_then_edit_is_refused_and_amendment_points_back(db: Session) -> None:
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.IN_PROGRESS)
-    viewing = service.Viewing(consult, Access.ASSIGNED, team.specialist)
+    viewing = Viewing(consult, Access.ASSIGNED, team.specialist)
     reports.save_draft(db, viewing, ReportIn(findings="first"))
     signed = reports.sign(db, viewing)
     db.commit()
@@ -57,7 +57,7 @@ def test_database_refuses_to_change_or_delete_signed_rows(db: Session) -> None:
     with pytest.raises(DBAPIError):
         db.connection().execute(text("DELETE FROM consultreport WHERE id = :id"), {"id": report[0]})
     db.rollback()
-    viewing = service.Viewing(consult, Access.CLINIC, team.gp)
+    viewing = Viewing(consult, Access.CLINIC, team.gp)
     decision = service.record_decision(db, viewing, DecisionIn(action="referred", note="ok"))
     db.commit()
     with pytest.raises(DBAPIError):
@@ -74,7 +74,7 @@ def test_only_the_assigned_specialist_writes(db: Session) -> None:
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.IN_PROGRESS)
     with pytest.raises(Exception) as refused:
-        reports.save_draft(db, service.Viewing(consult, Access.CLINIC, team.gp), ReportIn())
+        reports.save_draft(db, Viewing(consult, Access.CLINIC, team.gp), ReportIn())
     assert getattr(refused.value, "status", 0) == 403
 
 
@@ -97,7 +97,7 @@ def test_two_autosaves_at_once_make_one_draft(db: Session, database_url: str) ->
                 barrier.wait(timeout=10)
                 mine = session.get(ConsultRequest, consult.id)
                 assert mine is not None
-                viewing = service.Viewing(mine, Access.ASSIGNED, team.specialist)
+                viewing = Viewing(mine, Access.ASSIGNED, team.specialist)
                 reports.save_draft(session, viewing, ReportIn(findings=text_))
                 session.commit()
         except BaseException as error:  # reported below

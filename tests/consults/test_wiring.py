@@ -15,8 +15,8 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from sqlmodel import Session, select
 
 from server.audit.models import AuditEvent
-from server.consults import export, reports, service
-from server.consults.access import Access
+from server.consults import export, reports
+from server.consults.access import Access, Viewing
 from server.consults.models import ConsultMode, ConsultStatus
 from server.consults.schemas import ReportIn
 from server.db import engine_for
@@ -64,7 +64,7 @@ def test_signing_freezes_the_note_and_exports_it(db: Session) -> None:
     team = make_team(db)
     consult = make_consult(db, team, ConsultStatus.IN_PROGRESS)
     write_note(db, consult.id or 0, team.gp.id or 0, 1, NOTE)
-    viewing = service.Viewing(consult, Access.ASSIGNED, team.specialist)
+    viewing = Viewing(consult, Access.ASSIGNED, team.specialist)
     reports.save_draft(db, viewing, ReportIn(findings="Stable angina"))
     reports.sign(db, viewing)
     db.commit()

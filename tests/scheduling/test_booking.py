@@ -17,7 +17,7 @@ from server.errors import Conflict
 from server.notifications.models import Notification
 from server.scheduling import booking, rosters, search
 from server.scheduling.errors import SlotTaken
-from server.scheduling.models import Appointment
+from server.scheduling.models import Appointment, AppointmentStatus
 from tests.factories import login, make_organisation, make_specialty, make_user
 from tests.scheduling.factories import (
     every_day,
@@ -125,7 +125,7 @@ def test_database_refuses_two_active_appointments_for_one_slot(db: Session) -> N
         db.commit()
     db.rollback()
     # A cancelled one does not count: the slot can be booked again.
-    rows[0].status = "cancelled"
+    rows[0].status = AppointmentStatus.CANCELLED
     db.add(rows[0])
     db.commit()
     again = Appointment(**rows[1].model_dump(exclude={"id"}))
@@ -150,7 +150,7 @@ def test_a_lost_race_is_told_apart_by_the_index_it_hits(
         )
     )
     db.commit()
-    blind = booking.offered_slot
+    blind = search.offered_slot
     monkeypatch.setattr(
         booking,
         "offered_slot",

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
 from server import migrate
-from server.accounts.models import Region, User
+from server.accounts.models import Region, Role, User
 from server.db import engine_for, unique_name, violated_constraint
 from server.scheduling.models import Appointment
 from tests.factories import make_region, make_specialty, make_user
@@ -33,7 +33,7 @@ def test_sqlite_uses_wal_and_enforces_foreign_keys(tmp_path: Path) -> None:
                     email="orphan@test.example",
                     name="x",
                     password_hash="x",
-                    role="gp",
+                    role=Role.GP,
                     organisation_id=424242,
                 )
             )
@@ -82,7 +82,11 @@ def test_violated_constraint_names_the_unique_index(database_url: str, db: Sessi
     assert violation(database_url, Region(code=code, name_ko="x", name_en="x")) == "region_code_key"
     # Not a unique violation (a foreign key): no name.
     stray = User(
-        email="stray@test.example", name="x", password_hash="x", role="gp", organisation_id=424242
+        email="stray@test.example",
+        name="x",
+        password_hash="x",
+        role=Role.GP,
+        organisation_id=424242,
     )
     assert violation(database_url, stray) is None
 

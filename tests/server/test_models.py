@@ -24,7 +24,9 @@ class Colour(StrEnum):
 
 def test_binds_the_enum_or_its_value_and_loads_the_enum() -> None:
     column_type = StrEnumType(Colour, 8)
-    for dialect in (sqlite.dialect(), postgresql.dialect()):
+    # SQLAlchemy's dialect classes are not annotated.
+    dialects = (sqlite.dialect(), postgresql.dialect())  # type: ignore[no-untyped-call]
+    for dialect in dialects:
         assert column_type.compile(dialect=dialect) == "VARCHAR(8)"
         assert column_type.process_bind_param(Colour.RED, dialect) == "red"
         assert type(column_type.process_bind_param("red", dialect)) is str

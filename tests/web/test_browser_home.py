@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from server.accounts.models import Role
 from server.clock import utcnow
-from server.consults.models import ConsultRequest
+from server.consults.models import ConsultRequest, ConsultStatus, Sex, Urgency
 from server.notifications import service as notifications
 from tests.factories import make_user
 from tests.web.browser_fixtures import browser_login, csp_violations, shot, wait_until
@@ -28,12 +28,12 @@ def test_inbox_rings_for_an_urgent_consult(
         organisation_id=case.consult.organisation_id,
         requester_id=case.gp.id or 0,
         specialty_id=case.consult.specialty_id,
-        status="requested",
-        urgency="urgent",
+        status=ConsultStatus.REQUESTED,
+        urgency=Urgency.URGENT,
         requested_at=utcnow(),
         patient_chart_number="C-0152",
         patient_age=58,
-        patient_sex="male",
+        patient_sex=Sex.MALE,
         clinical_question="Crushing chest pain for 40 minutes, ST elevation in II, III, aVF.",
     )
     bdb.add(waiting)
@@ -65,7 +65,7 @@ def test_inbox_rings_for_an_urgent_consult(
 @pytest.mark.parametrize("lang", ["ko", "en"])
 def test_gp_home_screenshot(lang: str, new_page: Callable[..., Any], bdb: Session) -> None:
     case = make_call_case(bdb)
-    case.consult.status = "in_progress"
+    case.consult.status = ConsultStatus.IN_PROGRESS
     bdb.add(case.consult)
     bdb.commit()
     page = new_page(lang)

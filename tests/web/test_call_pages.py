@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from server.accounts.models import Role
+from server.consults.models import ConsultMode
 from tests.factories import login, make_specialty, make_user
 from tests.web.support import make_call_case
 
@@ -92,7 +93,7 @@ def test_continue_in_writing_switches_a_video_consult_and_opens_an_async_one(
     url = f"/consults/{case.consult.public_id}/call"
     video = client.get(url, headers=HTML)
     assert f'data-switch-url="/consults/{case.consult.public_id}/mode"' in video.text
-    case.consult.mode = "async"
+    case.consult.mode = ConsultMode.ASYNC
     db.add(case.consult)
     db.commit()
     written = client.get(url, headers=HTML)

@@ -55,9 +55,10 @@ def test_gp_tasks_and_groups() -> None:
     done = consult(status=ConsultStatus.COMPLETED, report_signed_at=utcnow())
     page = home.gp_home([draft, signed, live, waiting, done])
     tasks = {task.consult.status: task for task in page.tasks}
-    assert set(tasks) == {"draft", "report_pending", "in_progress"}
-    assert tasks["in_progress"].href.endswith("/call")
-    assert not tasks["draft"].href.endswith("/call")
+    S = ConsultStatus
+    assert set(tasks) == {S.DRAFT, S.REPORT_PENDING, S.IN_PROGRESS}
+    assert tasks[S.IN_PROGRESS].href.endswith("/call")
+    assert not tasks[S.DRAFT].href.endswith("/call")
     assert [status for status, _ in page.by_status] == [
         "requested",
         "in_progress",
@@ -73,7 +74,15 @@ def test_closed_lists_hold_exactly_the_lifecycles_terminal_states() -> None:
     # Every sent consult that is not closed is listed by status, a no-show included.
     assert [status for status, _ in page.by_status] == list(lifecycle.OPEN)
     assert "no_show" in dict(page.by_status)
-    specialist = User(id=7, role=Role.SPECIALIST, specialty_id=1)
+    specialist = User(
+        id=7,
+        email="s@test.example",
+        name="s",
+        password_hash="x",
+        organisation_id=1,
+        role=Role.SPECIALIST,
+        specialty_id=1,
+    )
     mine = [consult(status=status, assigned_specialist_id=7) for status in ConsultStatus]
     inbox = home.inbox(mine, specialist)
     assert {c.status for c in inbox.closed} == lifecycle.TERMINAL
