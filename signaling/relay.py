@@ -95,6 +95,13 @@ class RoomChannel:
             return
         await self.publish(sender.room, bus.ToPeer(to=to, frame=frame))
 
+    def _admitted(self, room: str, *, besides: str | None = None) -> list[LocalPeer]:
+        """This process's admitted peers of the room (guests in the lobby hear nothing),
+        less the one the message is about."""
+        return [
+            peer for peer in self.local.in_room(room) if peer.admitted and peer.peer_id != besides
+        ]
+
     async def _deliver(self, room: str, message: bus.Message) -> None:
         """Fan one message out to this process's peers of the room."""
         match message:
@@ -103,24 +110,20 @@ class RoomChannel:
                 if target is not None and target.room == room:
                     await target.send(frame)
             case bus.Chat(frame=frame):
-                for peer in self.local.in_room(room):
-                    if peer.admitted:
-                        await peer.send(frame)
+                for peer in self._admitted(room):
+                    await peer.send(frame)
             case bus.Joined(record=record):
-                for peer in self.local.in_room(room):
-                    if peer.admitted and peer.peer_id != record.peer_id:
-                        await peer.send(p.PeerJoined(peer=peer_info(peer.record(), record)))
+                for peer in self._admitted(room, besides=record.peer_id):
+                    await peer.send(p.PeerJoined(peer=peer_info(peer.record(), record)))
             case bus.Knocked(record=record):
-                for peer in self.local.in_room(room):
-                    if peer.admitted and peer.identity.kind == "user":
+                for peer in self._admitted(room):
+                    if peer.identity.kind == "user":
                         await peer.send(p.Knock(peer=peer_info(peer.record(), record)))
             case bus.Left(peer_id=peer_id, reason=reason):
-                for peer in self.local.in_room(room):
-                    if peer.admitted and peer.peer_id != peer_id:
-                        await peer.send(p.PeerLeft(peer_id=peer_id, reason=reason))
+                for peer in self._admitted(room, besides=peer_id):
+                    await peer.send(p.PeerLeft(peer_id=peer_id, reason=reason))
             case bus.Reconnected(from_=sender):
-                for peer in self.local.in_room(room):
-                    if peer.admitted and peer.peer_id != sender:
-                        await peer.send(p.IceRestart(from_=sender, reason="reconnected"))
+                for peer in self._admitted(room, besides=sender):
+                    await peer.send(p.IceRestart(from_=sender, reason="reconnected"))
             case bus.Replaced() | bus.Adopted() | bus.Admitted() | bus.Denied():
                 await self.on_control(room, message)

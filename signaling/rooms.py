@@ -30,7 +30,7 @@ from signaling.presence import Presence
 from signaling.relay import Control, RoomChannel
 from signaling.tokens import hash_resume, resume_token
 
-__all__ = ["Hub", "LocalPeer", "Refused"]
+__all__ = ["Hub", "Refused"]
 
 log = logging.getLogger("dari.signaling.rooms")
 
