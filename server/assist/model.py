@@ -16,18 +16,20 @@ import pickle
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import numpy as np
-import sklearn
-from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from typing import TYPE_CHECKING
 
 from server.assist.text import words
 from server.clock import utcnow
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+# numpy, scipy and scikit-learn are imported where they are used, not at app start:
+# the app and most tests never need them.
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SEED_PATH = DATA_DIR / "seed.csv"
@@ -64,7 +66,7 @@ class TrainedModel:
     n_real: int
     source: str  # "seed" (cold start: seed questions, plus any real ones) | "deployment"
     version: str = ""
-    sklearn_version: str = field(default=sklearn.__version__)
+    sklearn_version: str = ""
     format: int = FORMAT
 
 
@@ -90,6 +92,11 @@ def _joined(text: str) -> str:
 
 def train(examples: Sequence[Example], *, n_seed: int, n_real: int, source: str) -> TrainedModel:
     """Fit the model; needs examples of at least two specialties."""
+    import sklearn
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     labels = sorted({e.label for e in examples})
     if len(labels) < 2:
         raise ValueError("training needs questions of at least two specialties")
@@ -116,6 +123,7 @@ def train(examples: Sequence[Example], *, n_seed: int, n_real: int, source: str)
         n_real=n_real,
         source=source,
         version=digest.hexdigest()[:12],
+        sklearn_version=sklearn.__version__,
     )
 
 
@@ -124,6 +132,9 @@ def predict(
 ) -> list[Candidate]:
     """The k likeliest specialties (among `allowed` codes, if given), each with the words of
     the text that weighed most for it."""
+    import numpy as np
+    from scipy import sparse
+
     tokens = _joined(text)
     word_vector = model.vectorizer.transform([tokens]).tocsr()
     char_vector = model.char_vectorizer.transform([tokens])
@@ -189,6 +200,8 @@ class ModelStore:
                     model = pickle.load(handle)  # noqa: S301
             except (OSError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
                 return self._model
+            import sklearn
+
             if (
                 not isinstance(model, TrainedModel)
                 or model.format != FORMAT
