@@ -13,7 +13,9 @@ const form = box ? box.closest("form") : null;
 const question = form ? form.querySelector('[name="clinical_question"]') : null;
 
 if (box && form && question) {
-  const t = translator(box.dataset);
+  const translate = translator(box.dataset);
+  // The messages keep gettext's "%%" for a literal percent sign (python-format).
+  const t = (key, vars) => translate(key, vars).replace(/%%/g, "%");
   const timers = new Timers();
   const specialty = form.querySelector('[name="specialty_id"]');
   const urgency = form.querySelector('[name="urgency"]');
