@@ -1,4 +1,4 @@
-"""The scheduled retrain: a loop in the app's lifespan.
+"""The scheduled retrain: a loop in the app's lifespan (which first warms the assist up).
 
 Every `assist_retrain_minutes` it counts the completed consults of consenting
 organisations; when `assist_retrain_min_new` have closed since the stored model was
@@ -29,7 +29,19 @@ def retrain_once(engine: Engine, settings: Settings) -> bool:
         return service.retrain_if_due(session, settings) is not None
 
 
+def warm_up_once(engine: Engine, settings: Settings) -> bool:
+    with Session(engine, expire_on_commit=False) as session:
+        return service.warm_up(session, settings)
+
+
 async def retrain_loop(engine: Engine, settings: Settings) -> None:
+    # Loading the analyser and the model takes seconds: do it now, in a worker thread,
+    # rather than on the first GP's keystroke (not in tests, where apps come and go).
+    if not settings.testing:
+        try:
+            await asyncio.to_thread(warm_up_once, engine, settings)
+        except Exception:
+            log.exception("assist warm-up failed")
     while True:
         await asyncio.sleep(settings.assist_retrain_minutes * 60)
         try:

@@ -168,6 +168,16 @@ def current_model(session: Session, settings: Settings) -> specialty_model.Train
         return trained
 
 
+def warm_up(session: Session, settings: Settings) -> bool:
+    """Load the analyser and the model (training one if needed) before the first GP types,
+    when some organisation has switched the assist on. True when it did."""
+    if not consenting_organisations(session):
+        return False
+    current_model(session, settings)
+    words("준비")
+    return True
+
+
 def retrain_if_due(session: Session, settings: Settings) -> specialty_model.TrainedModel | None:
     """Retrain when `assist_retrain_min_new` consults have completed since the last training
     (the app's background task calls this every `assist_retrain_minutes`)."""
@@ -393,8 +403,10 @@ def similar_consults(
     if not is_enabled(session, user.organisation_id):
         raise AssistOff()
     organisations = consenting_organisations(session)
-    # A superset of what the access rule can allow, to keep the scan small; the rule
-    # itself (access_of) then decides for each consult.
+    # Narrowed in SQL to the relations under which access_of can grant a closed consult
+    # (assigned to the viewer, or of the viewer's organisation on either side; the pool
+    # sees open consults only), to keep the scan small; the rule itself (access_of) then
+    # decides for each consult. A relation added to access.py must be added here too.
     candidates = session.exec(
         select(ConsultRequest)
         .where(
@@ -405,7 +417,6 @@ def similar_consults(
                 ConsultRequest.assigned_specialist_id == user.id,
                 ConsultRequest.organisation_id == user.organisation_id,
                 ConsultRequest.assigned_organisation_id == user.organisation_id,
-                ConsultRequest.specialty_id == user.specialty_id,
             ),
         )
         .order_by(col(ConsultRequest.id).desc())

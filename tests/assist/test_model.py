@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from server.accounts.models import OrgKind, Role
-from server.assist import evaluate, service
+from server.assist import evaluate, jobs, service
 from server.assist import model as specialty_model
 from server.assist.text import words
 from server.consults.models import ConsultStatus
@@ -187,3 +188,17 @@ def test_dari_assist_evaluate_prints_the_figures() -> None:
     assert "urgency rules: sensitivity" in result.stdout
     for code in ("cardiology", "dermatology", "psychiatry"):
         assert any(line.startswith(code) for line in result.stdout.splitlines())
+
+
+def test_warm_up_and_scheduled_retrain_check(
+    db: Session, database_url: str, tmp_path: Path
+) -> None:
+    seed_specialties(db)
+    consent(db, make_organisation(db))
+    settings = make_settings(database_url, tmp_path)
+    engine = db.get_bind()
+    assert isinstance(engine, Engine)
+    assert jobs.warm_up_once(engine, settings) is True
+    assert specialty_model.store_for(tmp_path).path.is_file()
+    # The stored model is current: the scheduled check does not retrain.
+    assert jobs.retrain_once(engine, settings) is False
