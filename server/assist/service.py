@@ -317,8 +317,9 @@ def record_choice(
     row.chosen_at = utcnow()
     row.chosen_specialty_id = consult.specialty_id
     row.chosen_urgency = consult.urgency.value
-    row.took_specialty = bool(codes) and chosen is not None and codes[0] == chosen.code
-    row.in_top_three = chosen is not None and chosen.code in codes
+    # None when no specialty was shown (only a red flag): nothing to take or leave.
+    row.took_specialty = (chosen is not None and codes[0] == chosen.code) if codes else None
+    row.in_top_three = (chosen is not None and chosen.code in codes) if codes else None
     row.took_urgency = (consult.urgency == Urgency.URGENT) if row.urgent else None
     session.add(row)
     audit.record(
@@ -466,7 +467,7 @@ class Uptake:
     """How often the organisation's GPs took the suggestions."""
 
     shown: int = 0
-    decided: int = 0
+    decided: int = 0  # followed by a request, with a specialty suggested
     took_specialty: int = 0
     in_top_three: int = 0
     urgent_suggested: int = 0
@@ -490,9 +491,10 @@ def uptake(session: Session, organisation_id: int) -> Uptake:
             figures.since = row.created_at
         if row.consult_id is None:
             continue
-        figures.decided += 1
-        figures.took_specialty += bool(row.took_specialty)
-        figures.in_top_three += bool(row.in_top_three)
+        if row.took_specialty is not None:
+            figures.decided += 1
+            figures.took_specialty += bool(row.took_specialty)
+            figures.in_top_three += bool(row.in_top_three)
         if row.urgent:
             figures.urgent_suggested += 1
             figures.urgent_taken += bool(row.took_urgency)
