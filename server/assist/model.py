@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SEED_PATH = DATA_DIR / "seed.csv"
 HELDOUT_PATH = DATA_DIR / "heldout.csv"
-# Bumped when the pickled layout changes: an older file is retrained, never half-read.
-FORMAT = 2
+# Bumped when the pickled layout or the words (text.py) change: an older file is retrained,
+# never half-read or read with other words.
+FORMAT = 3
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ _EN_STOP = frozenset(
     of on or our she since that the their there this to was were with without who will
     would patient pt yo year years old please advice advise about any can could
     should we you your my me do does did how what which when after before despite
-    next step also still now then need needed reasonable appropriate worth""".split()
+    next step also still now then need needed reasonable appropriate worth both very
+    some""".split()
 )
 
 # Words of the request's form rather than its content ("자문 부탁드립니다").
