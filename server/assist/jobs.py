@@ -1,4 +1,5 @@
-"""The scheduled retrain: a loop in the app's lifespan (which first warms the assist up).
+"""The scheduled retrain: a loop in the app's lifespan; and the warm-up when a GP opens
+the request form.
 
 Every `assist_retrain_minutes` it counts the completed consults of consenting
 organisations; when `assist_retrain_min_new` have closed since the stored model was
@@ -12,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -34,14 +37,30 @@ def warm_up_once(engine: Engine, settings: Settings) -> bool:
         return service.warm_up(session, settings)
 
 
-async def retrain_loop(engine: Engine, settings: Settings) -> None:
-    # Loading the analyser and the model takes seconds: do it now, in a worker thread,
-    # rather than on the first GP's keystroke (not in tests, where apps come and go).
-    if not settings.testing:
+_warming = threading.Lock()
+_warmed: set[Path] = set()
+
+
+def start_warm_up(engine: Engine, settings: Settings) -> bool:
+    """Load the analyser and the model in a background thread, once per process and data
+    directory: a GP has opened the request form, and loading takes seconds that the first
+    suggestion should not wait for. False when it was already started."""
+    with _warming:
+        if settings.var_dir in _warmed:
+            return False
+        _warmed.add(settings.var_dir)
+
+    def run() -> None:
         try:
-            await asyncio.to_thread(warm_up_once, engine, settings)
+            warm_up_once(engine, settings)
         except Exception:
             log.exception("assist warm-up failed")
+
+    threading.Thread(target=run, name="assist-warm-up", daemon=True).start()
+    return True
+
+
+async def retrain_loop(engine: Engine, settings: Settings) -> None:
     while True:
         await asyncio.sleep(settings.assist_retrain_minutes * 60)
         try:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
-from server.assist import service
+from server.accounts.models import Role
+from server.assist import jobs, service
 from server.assist.schemas import (
     ReasonOut,
     SimilarOut,
     SpecialtyOut,
+    StatusOut,
     SuggestIn,
     SuggestOut,
     UrgencyOut,
@@ -52,6 +54,18 @@ def suggestion_out(suggestion: service.Suggestion, locale: str) -> SuggestOut:
         real_consults=suggestion.real_consults,
         needed=suggestion.needed,
     )
+
+
+@router.get("/status")
+def status(
+    request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> StatusOut:
+    """Whether the assist is on for this user; the request form asks as it opens, which
+    also starts loading the analyser and the model in the background."""
+    enabled = user.role == Role.GP and service.is_enabled(session, user.organisation_id)
+    if enabled:
+        jobs.start_warm_up(request.app.state.engine, settings)
+    return StatusOut(enabled=enabled)
 
 
 @router.post("/suggest")

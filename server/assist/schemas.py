@@ -9,6 +9,10 @@ from pydantic import BaseModel, Field
 from server.consults.models import Urgency
 
 
+class StatusOut(BaseModel):
+    enabled: bool
+
+
 class SuggestIn(BaseModel):
     text: str = Field(max_length=8000)
     # The urgency the GP has chosen so far: the suggestion never goes below it.

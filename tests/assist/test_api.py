@@ -219,3 +219,13 @@ def test_someone_elses_suggestion_id_is_ignored(client: TestClient, db: Session)
         select(AssistSuggestion).where(AssistSuggestion.public_id == body["suggestion_id"])
     ).one()
     assert row.consult_id is None
+
+
+def test_status_says_whether_the_assist_is_on(client: TestClient, db: Session) -> None:
+    _, on = _gp(db)
+    _, off = _gp(db, enabled=False)
+    login(client, off)  # type: ignore[arg-type]
+    assert client.get("/api/assist/status").json() == {"enabled": False}
+    client.post("/logout")
+    login(client, on)  # type: ignore[arg-type]
+    assert client.get("/api/assist/status").json() == {"enabled": True}

@@ -143,5 +143,13 @@ if (box && form && question) {
     });
   }
   window.addEventListener("pagehide", () => timers.clear());
-  if (question.value.trim()) schedule();
+  // Is the assist on for this GP? Asking also has the server load its model now, while
+  // the GP fills in the first fields, rather than on the first suggestion.
+  fetch(box.dataset.statusUrl, { credentials: "same-origin" })
+    .then((response) => (response.ok ? response.json() : { enabled: false }))
+    .then((body) => {
+      if (!body.enabled) off = true;
+      else if (question.value.trim()) schedule();
+    })
+    .catch(() => {});
 }
