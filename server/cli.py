@@ -51,14 +51,20 @@ def serve(
     except render.CatalogsNotCompiled as error:  # one line, not uvicorn's traceback
         typer.echo(f"dari: {error}", err=True)
         raise typer.Exit(1) from None
+    from server.ops import logs, readiness
+
     settings = get_settings()
+    refusal = readiness.workers_refusal(workers, settings)
+    if refusal:
+        raise fail(refusal)
     uvicorn.run(
         "server.main:app",
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
         proxy_headers=True,
-        log_level="info",
+        log_config=logs.logging_config(settings.log_level),
+        access_log=False,
     )
 
 
@@ -71,17 +77,23 @@ def signaling(
     import uvicorn
 
     from server.calls.gatekeeper import build_signaling
+    from server.ops import logs, metrics, readiness
+    from server.ops.middleware import ObservabilityMiddleware
     from signaling.app import standalone_app
 
     settings = get_settings()
     engine = engine_for(settings.resolved_database_url())
     service = build_signaling(settings, engine, settings.resolved_secret_key())
+    metrics.LIVE.attach(service)
     uvicorn.run(
-        standalone_app(service),
+        ObservabilityMiddleware(
+            standalone_app(service, readiness.standalone_routes(engine, settings))
+        ),
         host=host or settings.host,
         port=port or settings.signaling_port,
         proxy_headers=True,
-        log_level="info",
+        log_config=logs.logging_config(settings.log_level),
+        access_log=False,
     )
 
 

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # so a client that can still sign in can always catch up).
     notes_max_chars: int = 200_000
     notes_log_retention_hours: int = 13
+    # --- operations (docs/operations.md) ---
+    # Bearer token for /metrics; empty means the endpoint answers 404 (not exposed).
+    metrics_token: str = ""
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 

@@ -29,6 +29,7 @@ from server.accounts.security import (
 from server.audit import service as audit
 from server.clock import utcnow
 from server.errors import AppError, NotFound
+from server.ops import metrics
 from server.settings import Settings
 
 LOCALES = ("ko", "en")
@@ -185,6 +186,7 @@ def login(
             object_id=email,
             detail={"retry_after": retry_after},
         )
+        metrics.record_login_failure("throttled")
         raise TooManyAttempts(retry_after)
     user = session.exec(select(User).where(User.email == email)).first()
     ok = verify_password(user.password_hash if user else None, password)
@@ -199,6 +201,7 @@ def login(
             object_type="user",
             object_id=email,
         )
+        metrics.record_login_failure("invalid")
         raise InvalidCredentials()
     session.add(LoginAttempt(email=email, ip=ip, at=now, success=True))
     token = new_token()
