@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from server.ops import logs, metrics
 
 log = logging.getLogger("dari.request")
 UNMATCHED = "<unmatched>"
+PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # server.consults.models.new_public_id
 
 
 def route_template(scope: Scope) -> str:
@@ -40,10 +42,14 @@ def _user_id(scope: Scope) -> str | None:
     return None
 
 
-def _consult(scope: Scope) -> str | None:
+def _consult(scope: Scope, status: int | None = None) -> str | None:
+    """The consult's public id from the path, only when it has the shape of one and the
+    request succeeded: a path segment is user input and could be any text."""
+    if status is not None and status >= 400:
+        return None
     params: dict[str, Any] = scope.get("path_params") or {}
     value = params.get("public_id")
-    return str(value) if isinstance(value, str) and len(value) <= 32 else None
+    return value if isinstance(value, str) and PUBLIC_ID.match(value) else None
 
 
 class ObservabilityMiddleware:
@@ -93,7 +99,7 @@ class ObservabilityMiddleware:
             metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             metrics.HTTP_LATENCY.labels(method=method, route=route).observe(elapsed)
             if not route.startswith("/static/"):
-                logs.bind(user_id=_user_id(scope), consult=_consult(scope))
+                logs.bind(user_id=_user_id(scope), consult=_consult(scope, status))
                 log.info(
                     "request",
                     extra={
@@ -124,7 +130,7 @@ class ObservabilityMiddleware:
             if counted is not None:
                 metrics.SOCKETS_OPEN.labels(route=counted).dec()
             metrics.SOCKET_SESSIONS.labels(route=route).inc()
-            logs.bind(consult=_consult(scope))
+            logs.bind(consult=_consult(scope, None if close_code in (None, 1000, 1001) else 400))
             log.info(
                 "socket session",
                 extra={
