@@ -21,6 +21,7 @@ from server.calls.gatekeeper import build_signaling
 from server.consults import pages as consult_pages
 from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
+from server.equity import pages as equity_pages
 from server.errors import install_error_handlers
 from server.home import pages as home_pages
 from server.home import static as home_static
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_pages.router)
     app.include_router(home_pages.router)
     app.include_router(ops_router.router)
+    app.include_router(equity_pages.router)
     app.include_router(call_pages.router)
     app.include_router(home_static.router)
     app.include_router(calls_router.router)

@@ -14,6 +14,7 @@ from server.accounts.models import (
     LoginAttempt,
     LoginSession,
     Organisation,
+    OrgKind,
     Region,
     Role,
     Specialty,
@@ -70,6 +71,12 @@ def create_user(
             raise AppError("invalid_specialty", "a specialist needs a known specialty", 422)
     elif specialty_id is not None:
         raise AppError("invalid_specialty", "only specialists have a specialty", 422)
+    if (role == Role.REGION_AUTHORITY) != (organisation.kind == OrgKind.AUTHORITY):
+        raise AppError(
+            "invalid_organisation",
+            "regional-authority users, and only they, belong to an authority organisation",
+            422,
+        )
     problem = password_problem(password)
     if problem:
         raise AppError("weak_password", problem, 422)
