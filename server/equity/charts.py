@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import base64
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import pygal
 from pygal.style import Style
+
+# pygal appends a legacy import hook (for its map plugins, unused here) to sys.meta_path;
+# it has no find_spec, so every later failed import warns (ImportWarning). Take it out.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 # Our palette (web/static/app.css); no web font: the clinic's own fonts.
 STYLE = Style(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -140,7 +140,11 @@ def _charts(figures: Figures, labels: Labels, gettext: Any) -> list[dict[str, st
     weekly = charts.lines(
         str(gettext("Median hours to first response, by week")),
         week_names,
-        [(str(gettext("all regions")), [c.response_median_h for c in weeks])],
+        [
+            (name, [c.response_median_h for c in figures.region_weeks[cell.key]])
+            for name, cell in zip(region_names, regions, strict=True)
+        ]
+        + [(str(gettext("all regions")), [c.response_median_h for c in weeks])],
         reference=(reference, REFERENCE_MEDIAN_HOURS),
     )
     return [
@@ -202,7 +206,7 @@ def equity_page(
         reference_share=REFERENCE_RESOLVED_SHARE,
         reference_url=REFERENCE_URL,
         csv_url="/equity.csv" + (f"?{query}" if query else ""),
-        end_day=filters.end_at.date(),
+        end_day=filters.end_at.date() - timedelta(days=1),
     )
 
 

@@ -132,6 +132,8 @@ class Figures:
     filters: Filters
     overall: Cell
     by: dict[Dimension, list[Cell]] = field(default_factory=dict)
+    # Region → one cell per week of the period: is a region catching up, or falling behind?
+    region_weeks: dict[str, list[Cell]] = field(default_factory=dict)
 
 
 def _hours(seconds: int | None) -> float | None:
@@ -184,9 +186,7 @@ def figures(session: Session, filters: Filters) -> Figures:
     if filters.urgency is not None:
         query = query.where(col(f.urgency) == filters.urgency.value)
     cells: dict[tuple[int, int, str, int], _Acc] = {}
-    for region, specialty, urgency, requested, response, report, flags in session.execute(
-        query
-    ).tuples():
+    for region, specialty, urgency, requested, response, report, flags in session.execute(query):
         key = (region, specialty, urgency, (requested - start) // WEEK_SECONDS)
         acc = cells.get(key)
         if acc is None:
@@ -210,6 +210,13 @@ def figures(session: Session, filters: Filters) -> Figures:
         result.by[dimension] = [_rollup(k, parts) for k, parts in sorted(groups.items())]
     weeks = {cell.key: cell for cell in result.by[Dimension.WEEK]}
     result.by[Dimension.WEEK] = [weeks.get(str(w), Cell(str(w))) for w in range(filters.weeks)]
+    pairs: dict[tuple[str, str], list[_Acc]] = {}
+    for key, acc in cells.items():
+        pairs.setdefault((str(key[0]), str(key[3])), []).append(acc)
+    for region in (cell.key for cell in result.by[Dimension.REGION]):
+        result.region_weeks[region] = [
+            _rollup(str(w), pairs.get((region, str(w)), [])) for w in range(filters.weeks)
+        ]
     return result
 
 
