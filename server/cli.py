@@ -103,7 +103,7 @@ def signaling(
 def create_user(
     email: Annotated[str, typer.Option()],
     name: Annotated[str, typer.Option()],
-    role: Annotated[str, typer.Option(help="gp, specialist or admin")],
+    role: Annotated[str, typer.Option(help="gp, specialist, admin or region_authority")],
     org: Annotated[str, typer.Option(help="organisation id or exact name")],
     specialty: Annotated[str | None, typer.Option(help="for specialists: code, name or id")] = None,
     password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,

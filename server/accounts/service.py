@@ -60,7 +60,11 @@ def create_user(
     if not name.strip():
         raise AppError("invalid_name", "name must not be empty", 422)
     if role not in {r.value for r in Role}:
-        raise AppError("invalid_role", f"unknown role {role!r}; use gp, specialist or admin", 422)
+        raise AppError(
+            "invalid_role",
+            f"unknown role {role!r}; use gp, specialist, admin or region_authority",
+            422,
+        )
     if locale not in LOCALES:
         raise AppError("invalid_locale", f"locale must be one of {', '.join(LOCALES)}", 422)
     organisation = session.get(Organisation, organisation_id)

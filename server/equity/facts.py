@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -62,35 +62,32 @@ def refresh(session: Session) -> int:
     open_ids = select(col(EquityFact.consult_id)).where(col(EquityFact.final).is_(False))
     c = ConsultRequest
     # Only the columns the figures need: never the clinical text.
-    query = (
-        select(
-            col(c.id),
-            col(c.requested_at),
-            col(c.first_response_at),
-            col(c.report_signed_at),
-            col(c.escalated_at),
-            col(c.outcome),
-            col(c.mode),
-            col(c.status),
-            col(c.urgency),
-            col(c.specialty_id),
-            col(Organisation.region_id),
-        )
-        .join(Organisation, col(Organisation.id) == col(ConsultRequest.organisation_id))
-        .where(or_(col(ConsultRequest.id) > last, col(ConsultRequest.id).in_(open_ids)))
-        .order_by(col(ConsultRequest.id))
-        .execution_options(yield_per=BATCH)
-    )
+    base = select(
+        col(c.id),
+        col(c.requested_at),
+        col(c.first_response_at),
+        col(c.report_signed_at),
+        col(c.escalated_at),
+        col(c.outcome),
+        col(c.mode),
+        col(c.status),
+        col(c.urgency),
+        col(c.specialty_id),
+        col(Organisation.region_id),
+    ).join(Organisation, col(Organisation.id) == col(c.organisation_id))
     done = 0
-    batch: list[dict[str, Any]] = []
-    for row in session.execute(query):
-        batch.append(fact_of(row, row.region_id))
-        if len(batch) >= BATCH:
-            done += _store(session, batch)
-            batch = []
-    if batch:
-        done += _store(session, batch)
-    return done
+    # The open ones (few), then the new ones in id order, a batch at a time (the first
+    # refresh of a large deployment never holds every row in memory).
+    rows = session.execute(base.where(col(c.id).in_(open_ids), col(c.id) <= last)).all()
+    if rows:
+        done += _store(session, [fact_of(row, row.region_id) for row in rows])
+    after = last
+    while True:
+        rows = session.execute(base.where(col(c.id) > after).order_by(col(c.id)).limit(BATCH)).all()
+        if not rows:
+            return done
+        done += _store(session, [fact_of(row, row.region_id) for row in rows])
+        after = rows[-1].id
 
 
 def _store(session: Session, rows: list[dict[str, Any]]) -> int:

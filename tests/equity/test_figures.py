@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import Session
 
 from server.consults.models import ConsultStatus, Outcome, Urgency
+from server.db import engine_for
 from server.equity import facts, service
 from server.equity.service import Cell, Dimension, Filters
 from tests.equity.fixtures import START, World, make_world
@@ -20,9 +21,14 @@ def world(db: Session) -> World:
 
 
 def _figures(db: Session, **filters: object) -> service.Figures:
-    facts.refresh(db)
-    db.commit()
-    return service.figures(db, Filters(start=START, weeks=2, **filters))  # type: ignore[arg-type]
+    """As a page computes them: refresh and aggregate in one transaction of the app's engine
+    (the test's own session commits every statement: no savepoint there)."""
+    url = db.get_bind().engine.url.render_as_string(hide_password=False)
+    with Session(engine_for(url)) as session:
+        facts.refresh(session)
+        figures = service.figures(session, Filters(start=START, weeks=2, **filters))  # type: ignore[arg-type]
+        session.commit()
+    return figures
 
 
 def _by(figures: service.Figures, dimension: Dimension, key: object) -> Cell:
