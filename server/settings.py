@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # --- operations (docs/operations.md) ---
     # Bearer token for /metrics; empty means the endpoint answers 404 (not exposed).
     metrics_token: str = ""
-    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_level: str = Field(default="INFO", pattern="(?i)^(debug|info|warning|error)$")
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import re
-import sys
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -85,6 +83,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     uvicorn's access log is off: its line holds the raw path and query string; the
     request middleware writes one line per request instead, with the route template.
     """
+    level = level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -103,14 +102,3 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
     }
-
-
-def configure(level: str = "INFO") -> None:
-    """Install JSON logging on the root logger (the command and server.main call this)."""
-    logging.config.dictConfig(logging_config(level))
-    logging.captureWarnings(True)
-    sys.excepthook = _log_uncaught
-
-
-def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-    logging.getLogger("dari").critical("uncaught exception", exc_info=(kind, value, tb))

@@ -75,8 +75,21 @@ def test_authority_never_reaches_a_record(client: TestClient, db: Session, world
         assert consult.public_id not in listed.text
         assert consult.public_id not in home.text
         assert consult.patient_chart_number not in home.text
-    # Administration is not theirs either.
+    # Administration is not theirs either, and no other page breaks for the new role.
     assert client.get("/admin/users").status_code in {403, 404}
+    for path in (
+        "/consults",
+        "/consults/new",
+        "/schedule/appointments",
+        "/schedule/roster",
+        "/admin/audit",
+        "/api/audit",
+        "/precall",
+    ):
+        response = client.get(path, headers={"Accept": "text/html"})
+        assert response.status_code < 500, (path, response.status_code)
+        for consult in world.consults.values():
+            assert consult.patient_chart_number not in response.text, path
 
 
 def test_admin_sees_every_region_and_others_see_nothing(
