@@ -22,7 +22,7 @@ from server.consults import access
 from server.consults.errors import ConsultNotFound
 from server.notifications import service as notifications
 from server.notifications.models import Notification
-from server.ops import metrics
+from server.ops import logs, metrics
 from server.settings import Settings
 from signaling import tokens
 from signaling.app import SignalingService
@@ -77,6 +77,13 @@ class ServerGatekeeper:
         return await self._db(resolve)
 
     async def admission(self, identity: Identity, room: str) -> Admission:
+        decided = await self._admission(identity, room)
+        # The socket's log line names who joined which consult: ids only, and the room
+        # only once admitted (before that it is whatever the client sent).
+        logs.bind(user_id=identity.user_id, consult=room if decided != Admission.DENY else None)
+        return decided
+
+    async def _admission(self, identity: Identity, room: str) -> Admission:
         if identity.room is not None:
             # A join token was issued for this room after the access check (or from
             # an invitation, which only ever leads to the lobby).
