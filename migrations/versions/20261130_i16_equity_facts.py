@@ -3,7 +3,7 @@ schema change (roles and organisation kinds are VARCHAR columns).
 
 Revision ID: i16
 Revises: 0006
-Create Date: 2026-11-30 14:03:28.186327
+Create Date: 2026-11-30 14:32:35.559922
 """
 from collections.abc import Sequence
 
@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.create_table('equityfact',
     sa.Column('consult_id', sa.Integer(), nullable=False),
     sa.Column('requested_s', sa.BigInteger(), nullable=True),
+    sa.Column('week', sa.Integer(), nullable=True),
     sa.Column('region_id', sa.Integer(), nullable=False),
     sa.Column('specialty_id', sa.Integer(), nullable=False),
     sa.Column('urgency', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
@@ -35,7 +36,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('equityfact', schema=None) as batch_op:
         batch_op.create_index('ix_equityfact_final', ['final'], unique=False)
-        batch_op.create_index('ix_equityfact_scan', ['requested_s', 'region_id', 'specialty_id', 'urgency', 'response_s', 'report_s', 'flags'], unique=False)
+        batch_op.create_index('ix_equityfact_scan', ['week', 'region_id', 'specialty_id', 'urgency', 'response_s', 'report_s', 'flags'], unique=False)
 
     # ### end Alembic commands ###
 

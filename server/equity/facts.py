@@ -41,6 +41,7 @@ def fact_of(consult: Any, region_id: int) -> dict[str, Any]:
     return {
         "consult_id": consult.id,
         "requested_s": requested,
+        "week": (requested - m.FIRST_MONDAY_S) // m.WEEK_SECONDS if requested is not None else None,
         "region_id": region_id,
         "specialty_id": consult.specialty_id,
         "urgency": str(consult.urgency),

@@ -11,11 +11,13 @@ Definitions (docs/equity.md):
   with an outcome; written = mode "async"; declined = status "declined";
   escalated = escalated_at set.
 
-The database does the selecting (an index-only range scan of `equityfact`, filtered by
-region, specialty and urgency); one pass here groups the rows by their finest cell
-(region × specialty × urgency × week) and the breakdowns are rolled up from those cells.
-SQLite has no percentile aggregate, and ten window-function sorts cost more than this
-one pass (bench/equity.py). Only aggregates leave this module: no consult, no patient.
+The database does the work per consult: one index-only range scan of `equityfact`
+(filtered by region, specialty and urgency) grouped by the finest cell (region ×
+specialty × urgency × week), with the counts summed and each cell's durations joined
+into one string. Here each breakdown is rolled up from those cells and its medians and
+p90s taken from the sorted durations: SQLite has no percentile aggregate, ten
+window-function sorts cost several times more, and a row per consult through Python
+costs more still (bench/equity.py). Only aggregates leave this module.
 """
 
 from __future__ import annotations
@@ -25,14 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlalchemy import text
+from sqlmodel import Session
 
 from server.consults.models import Urgency
 from server.equity import models as m
-from server.equity.models import EquityFact
 
-WEEK_SECONDS = 7 * 86400
 MAX_WEEKS = 52
 DEFAULT_WEEKS = 12
 
@@ -61,6 +61,12 @@ class Filters:
     @property
     def end_at(self) -> datetime:
         return self.start_at + timedelta(weeks=self.weeks)
+
+
+def week_number(monday: date) -> int:
+    """The absolute week number of `equityfact.week` for the week starting `monday`."""
+    seconds = int(datetime.combine(monday, time(0), UTC).timestamp())
+    return (seconds - m.FIRST_MONDAY_S) // m.WEEK_SECONDS
 
 
 def default_start(today: date, weeks: int = DEFAULT_WEEKS) -> date:
@@ -163,45 +169,66 @@ def _rollup(key: str, parts: Iterable[_Acc]) -> Cell:
     return cell
 
 
+def _cells_query(dialect: str, filters: Filters) -> tuple[str, dict[str, object]]:
+    """One GROUP BY over the finest cell: counts in SQL, durations as comma lists."""
+    if dialect == "postgresql":
+        joined = "string_agg(CAST({0} AS TEXT), ',')"
+    else:
+        joined = "group_concat({0})"
+    first = week_number(filters.start)
+    where = ["week >= :first", "week < :last"]
+    params: dict[str, object] = {"first": first, "last": first + filters.weeks}
+    if filters.region_id is not None:
+        where.append("region_id = :region")
+        params["region"] = filters.region_id
+    if filters.specialty_id is not None:
+        where.append("specialty_id = :specialty")
+        params["specialty"] = filters.specialty_id
+    if filters.urgency is not None:
+        where.append("urgency = :urgency")
+        params["urgency"] = filters.urgency.value
+    sql = f"""
+        SELECT week, region_id, specialty_id, urgency,
+               count(*),
+               sum((flags & {m.HAS_OUTCOME}) / {m.HAS_OUTCOME}),
+               sum(flags & {m.RESOLVED}),
+               sum((flags & {m.WRITTEN}) / {m.WRITTEN}),
+               sum((flags & {m.DECLINED}) / {m.DECLINED}),
+               sum((flags & {m.ESCALATED}) / {m.ESCALATED}),
+               {joined.format("response_s")},
+               {joined.format("report_s")}
+        FROM equityfact
+        WHERE {" AND ".join(where)}
+        GROUP BY week, region_id, specialty_id, urgency
+    """
+    return sql, params
+
+
+def _ints(joined: str | None) -> list[int]:
+    """A cell's durations, sorted: a roll-up then sorts a concatenation of sorted runs,
+    which Timsort merges in far fewer steps than it sorts the same values shuffled."""
+    return sorted(map(int, joined.split(","))) if joined else []
+
+
 def figures(session: Session, filters: Filters) -> Figures:
     """Every figure of the dashboard for these filters (facts must be fresh: facts.refresh)."""
-    f = EquityFact
-    start = int(filters.start_at.timestamp())
-    query = select(
-        col(f.region_id),
-        col(f.specialty_id),
-        col(f.urgency),
-        col(f.requested_s),
-        col(f.response_s),
-        col(f.report_s),
-        col(f.flags),
-    ).where(
-        col(f.requested_s) >= start,
-        col(f.requested_s) < int(filters.end_at.timestamp()),
-    )
-    if filters.region_id is not None:
-        query = query.where(col(f.region_id) == filters.region_id)
-    if filters.specialty_id is not None:
-        query = query.where(col(f.specialty_id) == filters.specialty_id)
-    if filters.urgency is not None:
-        query = query.where(col(f.urgency) == filters.urgency.value)
+    sql, params = _cells_query(session.get_bind().dialect.name, filters)
+    first = week_number(filters.start)
     cells: dict[tuple[int, int, str, int], _Acc] = {}
-    for region, specialty, urgency, requested, response, report, flags in session.execute(query):
-        key = (region, specialty, urgency, (requested - start) // WEEK_SECONDS)
-        acc = cells.get(key)
-        if acc is None:
-            acc = cells[key] = _Acc()
-        acc.n += 1
-        if flags:
-            acc.with_outcome += (flags & m.HAS_OUTCOME) >> 1
-            acc.resolved += flags & m.RESOLVED
-            acc.written += (flags & m.WRITTEN) >> 2
-            acc.declined += (flags & m.DECLINED) >> 3
-            acc.escalated += (flags & m.ESCALATED) >> 4
-        if response is not None:
-            acc.responses.append(response)
-        if report is not None:
-            acc.reports.append(report)
+    for row in session.execute(text(sql), params):
+        week, region, specialty, urgency, n, outcome, resolved, written, declined, escalated = row[
+            :10
+        ]
+        cells[(int(region), int(specialty), str(urgency), int(week) - first)] = _Acc(
+            n=int(n),
+            with_outcome=int(outcome),
+            resolved=int(resolved),
+            written=int(written),
+            declined=int(declined),
+            escalated=int(escalated),
+            responses=_ints(row[10]),
+            reports=_ints(row[11]),
+        )
     result = Figures(filters, _rollup("all", cells.values()))
     for index, dimension in enumerate(Dimension):
         groups: dict[str, list[_Acc]] = {}
