@@ -6,6 +6,8 @@ Nearest-rank percentiles: the p-th of n sorted values is the one at rank ceil(pÂ
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import Session
 
 from server.consults.models import ConsultStatus, Outcome, Urgency
@@ -42,6 +44,15 @@ def test_nearest_rank() -> None:
     assert service.nearest_rank([1, 2, 3, 10], 0.9) == 10
     assert service.nearest_rank(list(range(1, 11)), 0.9) == 9
     assert service.nearest_rank(list(range(1, 11)), 0.5) == 5
+
+
+@given(st.lists(st.lists(st.integers(0, 10**6), min_size=1, max_size=30), min_size=1, max_size=20))
+def test_selection_across_cells_is_nearest_rank(runs: list[list[int]]) -> None:
+    runs = [sorted(run) for run in runs]
+    merged = sorted(value for run in runs for value in run)
+    for p in (0.5, 0.9):
+        rank = -(-int(p * 100) * len(merged) // 100)
+        assert service.kth_smallest(runs, rank) == service.nearest_rank(merged, p)
 
 
 def test_overall_figures(db: Session, world: World) -> None:
