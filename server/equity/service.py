@@ -179,7 +179,9 @@ def _percentiles(runs: list[list[int]]) -> tuple[int, float | None, float | None
     )
 
 
-def _rollup(key: str, parts: Iterable[_Acc]) -> Cell:
+def _rollup(key: str, parts: Iterable[_Acc], *, full: bool = True) -> Cell:
+    """One group's figures from its cells (`full=False`: counts and the response median
+    only, for the region-by-week chart)."""
     cell = Cell(key)
     responses: list[list[int]] = []
     reports: list[list[int]] = []
@@ -192,6 +194,12 @@ def _rollup(key: str, parts: Iterable[_Acc]) -> Cell:
         cell.escalated += part.escalated
         responses.append(part.responses)
         reports.append(part.reports)
+    if not full:
+        runs = [run for run in responses if run]
+        cell.responded = sum(map(len, runs))
+        if runs:
+            cell.response_median_h = kth_smallest(runs, _rank(0.5, cell.responded)) / 3600.0
+        return cell
     cell.responded, cell.response_median_h, cell.response_p90_h = _percentiles(responses)
     cell.reported, cell.report_median_h, cell.report_p90_h = _percentiles(reports)
     return cell
@@ -269,7 +277,8 @@ def figures(session: Session, filters: Filters) -> Figures:
         pairs.setdefault((str(key[0]), str(key[3])), []).append(acc)
     for region in (cell.key for cell in result.by[Dimension.REGION]):
         result.region_weeks[region] = [
-            _rollup(str(w), pairs.get((region, str(w)), [])) for w in range(filters.weeks)
+            _rollup(str(w), pairs.get((region, str(w)), []), full=False)
+            for w in range(filters.weeks)
         ]
     return result
 
