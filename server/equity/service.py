@@ -157,6 +157,17 @@ def kth_smallest(runs: Sequence[list[int]], k: int) -> int:
     a binary search on the value, counting with bisect in each list (C loops)."""
     low = min(run[0] for run in runs)
     high = max(run[-1] for run in runs)
+    # A narrower start: each run's value at the same share of its length brackets the
+    # answer in practice; checked by two counts, and dropped when it does not.
+    share = k / sum(map(len, runs))
+    marks = [run[min(len(run) - 1, int(share * len(run)))] for run in runs]
+    below, above = min(marks) - 1, max(marks)
+    if (
+        below >= low
+        and sum(map(bisect_right, runs, repeat(below, len(runs)))) < k
+        and sum(map(bisect_right, runs, repeat(above, len(runs)))) >= k
+    ):
+        low, high = below + 1, above
     while low < high:
         middle = (low + high) // 2
         if sum(map(bisect_right, runs, repeat(middle, len(runs)))) >= k:

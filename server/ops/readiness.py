@@ -125,7 +125,9 @@ def standalone_routes(engine: Engine, settings: Settings) -> list[BaseRoute]:
 
 def workers_refusal(workers: int, settings: Settings) -> str | None:
     """Why `serve --workers N` must not start, or None when it may."""
-    if workers > 1 and not redis_url_of(settings):
+    # DARI_REDIS_URL itself: the shared notes fan out through it (the signaling broker
+    # alone, DARI_SIGNALING_BROKER_URL, would still leave notes split per process).
+    if workers > 1 and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         return (
             f"--workers {workers} needs Redis (DARI_REDIS_URL): without it each process "
             "keeps its own rooms and notes, and a call's two sides may never meet"
