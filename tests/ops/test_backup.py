@@ -88,9 +88,23 @@ def _check_restored(source: Settings, target: Settings) -> None:
         rows = session.exec(select(ConsultAttachment)).all()
     assert rows, "no attachment came back"
     root = target.resolved_attachments_dir()
+    source_root = source.resolved_attachments_dir()
+    checked = 0
     for row in rows:
+        # The session's database is shared: other tests' apps keep their files elsewhere.
+        if not store.stored_path(source_root, row.sha256).exists():
+            continue
         data = store.stored_path(root, row.sha256).read_bytes()
         assert hashlib.sha256(data).hexdigest() == row.sha256
+        checked += 1
+    assert checked >= 1
+    restored_files = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+    source_files = {
+        p.relative_to(source_root)
+        for p in source_root.rglob("*")
+        if p.is_file() and not p.name.startswith("upload-")
+    }
+    assert restored_files == source_files
     env = {
         **os.environ,
         "DARI_DATABASE_URL": target.resolved_database_url(),
