@@ -52,6 +52,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--runs", "3"],
         "full": [],
     },
+    "equity": {
+        "quick": ["--consults", "2000", "--runs", "3"],
+        "modest": ["--consults", "20000", "--runs", "10"],
+        "full": [],
+    },
     "notes": {
         "quick": ["--updates", "50"],
         "modest": ["--updates", "2000"],

@@ -24,13 +24,16 @@ from server.calls.gatekeeper import build_signaling
 from server.consults import pages as consult_pages
 from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
+from server.equity import pages as equity_pages
 from server.errors import install_error_handlers
 from server.home import pages as home_pages
 from server.home import static as home_static
 from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.ops import metrics as ops_metrics
 from server.ops import router as ops_router
+from server.ops.middleware import ObservabilityMiddleware
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
@@ -82,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
+    # Outermost: request id, one log line and the metrics for every request and socket.
+    app.add_middleware(ObservabilityMiddleware)
+    ops_metrics.LIVE.attach(app.state.signaling)
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_pages.router)
     app.include_router(home_pages.router)
     app.include_router(ops_router.router)
+    app.include_router(equity_pages.router)
     app.include_router(call_pages.router)
     app.include_router(home_static.router)
     app.include_router(calls_router.router)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,14 +53,20 @@ def serve(
     except render.CatalogsNotCompiled as error:  # one line, not uvicorn's traceback
         typer.echo(f"dari: {error}", err=True)
         raise typer.Exit(1) from None
+    from server.ops import logs, readiness
+
     settings = get_settings()
+    refusal = readiness.workers_refusal(workers, settings)
+    if refusal:
+        raise fail(refusal)
     uvicorn.run(
         "server.main:app",
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
         proxy_headers=True,
-        log_level="info",
+        log_config=logs.logging_config(settings.log_level),
+        access_log=False,
     )
 
 
@@ -71,17 +79,23 @@ def signaling(
     import uvicorn
 
     from server.calls.gatekeeper import build_signaling
+    from server.ops import logs, metrics, readiness
+    from server.ops.middleware import ObservabilityMiddleware
     from signaling.app import standalone_app
 
     settings = get_settings()
     engine = engine_for(settings.resolved_database_url())
     service = build_signaling(settings, engine, settings.resolved_secret_key())
+    metrics.LIVE.attach(service)
     uvicorn.run(
-        standalone_app(service),
+        ObservabilityMiddleware(
+            standalone_app(service, readiness.standalone_routes(engine, settings))
+        ),
         host=host or settings.host,
         port=port or settings.signaling_port,
         proxy_headers=True,
-        log_level="info",
+        log_config=logs.logging_config(settings.log_level),
+        access_log=False,
     )
 
 
@@ -89,7 +103,7 @@ def signaling(
 def create_user(
     email: Annotated[str, typer.Option()],
     name: Annotated[str, typer.Option()],
-    role: Annotated[str, typer.Option(help="gp, specialist or admin")],
+    role: Annotated[str, typer.Option(help="gp, specialist, admin or region_authority")],
     org: Annotated[str, typer.Option(help="organisation id or exact name")],
     specialty: Annotated[str | None, typer.Option(help="for specialists: code, name or id")] = None,
     password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
@@ -142,6 +156,50 @@ def demo() -> None:
     typer.echo(f"demo logins (password for all: {DEMO_PASSWORD}):")
     for role, email, organisation in demo_logins():
         typer.echo(f"  {role:<10} {email:<32} {organisation}")
+
+
+@app.command("backup")
+def backup_command(
+    out: Annotated[Path, typer.Option(help="folder to write the backup into")] = Path("backups"),
+    new_key: Annotated[bool, typer.Option(help="print a new encryption key and stop")] = False,
+) -> None:
+    """Back up the database and attachments (encrypted when DARI_BACKUP_KEY is set)."""
+    from server.ops import backup
+
+    if new_key:
+        typer.echo(backup.new_key())
+        return
+    try:
+        written = backup.backup(get_settings(), out, os.environ.get("DARI_BACKUP_KEY"))
+    except backup.BackupError as error:
+        raise fail(str(error)) from None
+    files = len(written.manifest["files"])
+    state = "encrypted" if written.manifest["encrypted"] else "not encrypted"
+    typer.echo(f"backup written to {written.path} ({files} files, {state})")
+
+
+@app.command("restore")
+def restore_command(
+    folder: Annotated[Path, typer.Argument(help="a folder written by `dari backup`")],
+) -> None:
+    """Restore a backup into an empty deployment, then check hashes, counts and the audit log."""
+    from server.ops import backup
+
+    try:
+        restored = backup.restore(get_settings(), folder, os.environ.get("DARI_BACKUP_KEY"))
+    except backup.BackupError as error:
+        raise fail(str(error)) from None
+    rows = sum(restored.row_counts.values())
+    typer.echo(
+        f"restored {rows} rows in {len(restored.row_counts)} tables, "
+        f"{restored.attachments} attachment files; every hash and count checked"
+    )
+    if restored.audit_problems:
+        typer.echo(
+            f"audit log: {restored.audit_problems} problem(s); run `dari audit verify`", err=True
+        )
+        raise typer.Exit(code=1)
+    typer.echo("audit log intact")
 
 
 audit_app = typer.Typer(help="The audit log", no_args_is_help=True)

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from server.accounts import service as accounts
 from server.accounts.models import Organisation, OrgKind, Region, Role, Specialty, User
+from server.equity import demo_history as equity_demo
 from server.scheduling import demo as demo_rosters
 
 # Demo logins are printed by `make run`; the password is the same for all demo users.
@@ -196,9 +197,10 @@ def seed_demo(session: Session) -> bool:
             specialist_ids.append(user.id or 0)
     # Weekday consult hours and on-call, so slot search and urgent rings work at once.
     demo_rosters.seed_demo_rosters(session, only=specialist_ids)
+    equity_demo.seed_equity_demo(session, DEMO_PASSWORD)
     return True
 
 
 def demo_logins() -> list[tuple[str, str, str]]:
     """(role, email, organisation) of one demo user per role and place, for printing."""
-    return [(p.role.value, p.email, p.organisation) for p in USERS]
+    return [(p.role.value, p.email, p.organisation) for p in USERS] + equity_demo.authority_logins()

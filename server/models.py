@@ -9,6 +9,7 @@ def import_all_models() -> None:
     import server.audit.models  # noqa: F401
     import server.calls.models  # noqa: F401
     import server.consults.models  # noqa: F401
+    import server.equity.models  # noqa: F401
     import server.notes.models  # noqa: F401
     import server.notifications.models  # noqa: F401
     import server.scheduling.models  # noqa: F401

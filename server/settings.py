@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # how many newly completed consults make it retrain.
     assist_retrain_minutes: int = 60
     assist_retrain_min_new: int = 10
+    # --- operations (docs/operations.md) ---
+    # Bearer token for /metrics; empty means the endpoint answers 404 (not exposed).
+    metrics_token: str = ""
+    log_level: str = Field(default="INFO", pattern="(?i)^(debug|info|warning|error)$")
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 

@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signaling import protocol as p
@@ -135,6 +135,10 @@ class SignalingService:
         finally:
             self.sockets.clear()
             self._loop = None
+
+    def open_rooms(self) -> int:
+        """Rooms with a participant connected to this process (for the metrics)."""
+        return len(self._hub.local.rooms()) if self._hub is not None else 0
 
     def _serving(self) -> bool:
         return self._loop is asyncio.get_running_loop() and self._hub is not None
@@ -351,8 +355,9 @@ class SignalingService:
                 await self.refuse(websocket, close.code)
 
 
-def standalone_app(service: SignalingService) -> Starlette:
-    """`dari signaling`: the same endpoints at /ws, on a port of their own."""
+def standalone_app(service: SignalingService, extra: Sequence[BaseRoute] = ()) -> Starlette:
+    """`dari signaling`: the same endpoints at /ws, on a port of their own (with `extra`
+    routes beside them: the server's /healthz, /readyz and /metrics)."""
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -362,4 +367,4 @@ def standalone_app(service: SignalingService) -> Starlette:
         finally:
             await service.stop()
 
-    return Starlette(routes=[Mount("/ws", app=service.app())], lifespan=lifespan)
+    return Starlette(routes=[*extra, Mount("/ws", app=service.app())], lifespan=lifespan)

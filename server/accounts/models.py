@@ -16,12 +16,17 @@ class OrgKind(StrEnum):
     CLINIC = "clinic"
     HEALTH_CENTRE = "health_centre"
     HOSPITAL = "hospital"
+    # A provincial or national health authority: its users see aggregates, never records.
+    AUTHORITY = "authority"
 
 
 class Role(StrEnum):
     GP = "gp"
     SPECIALIST = "specialist"
     ADMIN = "admin"
+    # Read-only: the equity view's aggregates of its own region, no patient record (16 chars
+    # at most: the column is VARCHAR(16)).
+    REGION_AUTHORITY = "region_authority"
 
 
 class Region(SQLModel, table=True):

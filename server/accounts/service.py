@@ -14,6 +14,7 @@ from server.accounts.models import (
     LoginAttempt,
     LoginSession,
     Organisation,
+    OrgKind,
     Region,
     Role,
     Specialty,
@@ -29,6 +30,7 @@ from server.accounts.security import (
 from server.audit import service as audit
 from server.clock import utcnow
 from server.errors import AppError, NotFound
+from server.ops import metrics
 from server.settings import Settings
 
 LOCALES = ("ko", "en")
@@ -58,7 +60,11 @@ def create_user(
     if not name.strip():
         raise AppError("invalid_name", "name must not be empty", 422)
     if role not in {r.value for r in Role}:
-        raise AppError("invalid_role", f"unknown role {role!r}; use gp, specialist or admin", 422)
+        raise AppError(
+            "invalid_role",
+            f"unknown role {role!r}; use gp, specialist, admin or region_authority",
+            422,
+        )
     if locale not in LOCALES:
         raise AppError("invalid_locale", f"locale must be one of {', '.join(LOCALES)}", 422)
     organisation = session.get(Organisation, organisation_id)
@@ -69,6 +75,12 @@ def create_user(
             raise AppError("invalid_specialty", "a specialist needs a known specialty", 422)
     elif specialty_id is not None:
         raise AppError("invalid_specialty", "only specialists have a specialty", 422)
+    if (role == Role.REGION_AUTHORITY) != (organisation.kind == OrgKind.AUTHORITY):
+        raise AppError(
+            "invalid_organisation",
+            "regional-authority users, and only they, belong to an authority organisation",
+            422,
+        )
     problem = password_problem(password)
     if problem:
         raise AppError("weak_password", problem, 422)
@@ -185,6 +197,7 @@ def login(
             object_id=email,
             detail={"retry_after": retry_after},
         )
+        metrics.record_login_failure("throttled")
         raise TooManyAttempts(retry_after)
     user = session.exec(select(User).where(User.email == email)).first()
     ok = verify_password(user.password_hash if user else None, password)
@@ -199,6 +212,7 @@ def login(
             object_type="user",
             object_id=email,
         )
+        metrics.record_login_failure("invalid")
         raise InvalidCredentials()
     session.add(LoginAttempt(email=email, ip=ip, at=now, success=True))
     token = new_token()

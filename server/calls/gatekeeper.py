@@ -17,10 +17,12 @@ from sqlmodel import Session, col, select
 from server.accounts import service as accounts
 from server.accounts.models import User
 from server.calls import service as calls
+from server.clock import utcnow
 from server.consults import access
 from server.consults.errors import ConsultNotFound
 from server.notifications import service as notifications
 from server.notifications.models import Notification
+from server.ops import logs, metrics
 from server.settings import Settings
 from signaling import tokens
 from signaling.app import SignalingService
@@ -75,6 +77,13 @@ class ServerGatekeeper:
         return await self._db(resolve)
 
     async def admission(self, identity: Identity, room: str) -> Admission:
+        decided = await self._admission(identity, room)
+        # The socket's log line names who joined which consult: ids only, and the room
+        # only once admitted (before that it is whatever the client sent).
+        logs.bind(user_id=identity.user_id, consult=room if decided != Admission.DENY else None)
+        return decided
+
+    async def _admission(self, identity: Identity, room: str) -> Admission:
         if identity.room is not None:
             # A join token was issued for this room after the access check (or from
             # an invitation, which only ever leads to the lobby).
@@ -107,6 +116,7 @@ class ServerGatekeeper:
             log.exception("recording %s failed", what)
 
     async def call_joined(self, room: str, peer_id: str, identity: Identity) -> None:
+        metrics.record_call_join(identity.kind)
         await self._record(
             "a join",
             lambda session: calls.record_join(
@@ -126,6 +136,9 @@ class ServerGatekeeper:
         )
 
     async def call_quality(self, room: str, peer_id: str, report: QualityReport) -> None:
+        metrics.record_call_quality(
+            rtt_ms=report.rtt_ms, loss_pct=report.loss_pct, bitrate_kbps=report.bitrate_kbps
+        )
         await self._record(
             "quality",
             lambda session: calls.record_quality(
@@ -156,6 +169,8 @@ class ServerGatekeeper:
                 .order_by(col(Notification.id))
                 .limit(1000)
             ).all()
+            now = utcnow()
+            metrics.record_outbox_lag((now - row.created_at).total_seconds() for row in rows)
             return [(row.user_id, notifications.as_dict(row)) for row in rows]
 
         return await self._db(fetch)

@@ -10,6 +10,7 @@ from server.accounts.models import Role, User
 from server.consults import lifecycle
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.notifications import service as notifications
+from server.ops import metrics
 from server.settings import Settings, get_settings
 
 
@@ -93,4 +94,5 @@ def escalate_overdue(
             {"consult": consult.public_id, "urgency": consult.urgency},
         )
         escalated.append(consult)
+    metrics.record_escalation("overdue", len(escalated))
     return escalated

@@ -30,6 +30,7 @@ from server.db import SessionDep
 from server.errors import AppError
 from server.notes import service
 from server.notes.fanout import Fanout
+from server.ops import metrics
 from server.settings import Settings
 
 log = logging.getLogger("dari.notes")
@@ -341,6 +342,7 @@ async def _serve(
             if applied.duplicate:
                 connection.queue.put_nowait(applied.record)  # to this editor only
             else:
+                metrics.record_note_update()
                 await fanout.publish(note_id, applied.record)
         else:
             connection.queue.put_nowait({"type": "error", "code": "unknown_message"})

@@ -53,13 +53,14 @@ def test_demo_seeds_once_and_prints_logins(cli_db: tuple[str, Path]) -> None:
     assert "demo data created" in first.stdout
     assert "gp.jeongseon@dari.example" in first.stdout
     count = len(_users(cli_db[0]))
-    assert count == 17
+    # 17 people, 2 regional authorities, 3 inactive authors of the history (equity demo)
+    assert count == 17 + 2 + 3
     second = dari(cli_db, "demo")
     assert second.returncode == 0
     assert "already present" in second.stdout
     assert len(_users(cli_db[0])) == count
     roles = {u.role for u in _users(cli_db[0])}
-    assert roles == {"gp", "specialist", "admin"}
+    assert roles == {"gp", "specialist", "admin", "region_authority"}
     from server.scheduling.models import RosterRule
 
     with Session(engine_for(cli_db[0])) as session:
