@@ -31,6 +31,7 @@ from server.ops import router as ops_router
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
+from server.scheduling import urgent_pages
 from server.settings import Settings, get_settings
 from web import render
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router.router)
     app.include_router(scheduling_router.feeds)
     app.include_router(scheduling_pages.router)
+    app.include_router(urgent_pages.router)
     app.include_router(home_pages.router)
     app.include_router(ops_router.router)
     app.include_router(call_pages.router)

@@ -222,11 +222,13 @@ def change_status(session: Session, viewing: Viewing, to: str, reason: str) -> C
         # An urgent consult being rung is taken through the ring (first accept wins).
         taken = urgent_rings.accept_consult(session, viewing.user, viewing.consult, ip=viewing.ip)
         if taken is not None:
-            return session.exec(
+            event = session.exec(
                 select(ConsultEvent)
                 .where(ConsultEvent.consult_id == viewing.consult.id)
                 .order_by(col(ConsultEvent.id).desc())
-            ).one()
+            ).first()
+            assert event is not None  # the ring's accept has just written it
+            return event
     return lifecycle.transition(
         session, viewing.consult, target, actor=viewing.user, reason=reason, ip=viewing.ip
     )
