@@ -6,8 +6,10 @@ from datetime import timedelta
 
 from sqlmodel import Session, func, select
 
+from server.accounts.models import Region, Specialty
 from server.clock import utcnow
-from server.scheduling import search
+from server.demo import seed_demo
+from server.scheduling import search, urgent
 from server.scheduling.demo import seed_demo_rosters
 from server.scheduling.models import RosterRule
 from tests.factories import make_specialty
@@ -35,3 +37,21 @@ def test_seeded_rosters_offer_slots_and_seeding_is_idempotent(db: Session) -> No
         home_region_id=None,
     )
     assert found and all(s.candidate.specialist_id == specialist.id for s in found)
+
+
+def test_demo_gives_every_region_round_the_clock_on_call_cover(db: Session) -> None:
+    seed_demo(db)
+    db.commit()
+    regions = db.exec(select(Region)).all()
+    specialties = db.exec(select(Specialty)).all()
+    start = utcnow()
+    # Every hour of a week, every region has a regional on-call specialist of some specialty.
+    for hour in range(0, 7 * 24, 5):
+        at = start + timedelta(hours=hour, minutes=7)
+        for region in regions:
+            covered = [
+                s.code
+                for s in specialties
+                if any(o.regional for o in urgent.oncall_now(db, s.id or 0, at, region.id))
+            ]
+            assert covered, (region.code, at)

@@ -105,7 +105,7 @@ def urgent_of(db: Session, public_id: str) -> UrgentRequest:
 
 
 def test_the_page_rings_the_regions_on_call_roster_only(
-    client: TestClient, other_client: TestClient, db: Session
+    app: FastAPI, client: TestClient, other_client: TestClient, db: Session
 ) -> None:
     world = make_world(db)
     login(client, world.gp)
@@ -125,7 +125,7 @@ def test_the_page_rings_the_regions_on_call_roster_only(
     assert "ST elevation" not in panel and "pack-years" not in panel
     assert 'data-pool-count="1"' in panel
 
-    off = make_client(other_client.app)
+    off = make_client(app)
     login(off, world.offduty)
     panel = off.get("/urgent/panel").text
     assert "data-ring=" not in panel and 'data-ringing="0"' in panel
@@ -210,7 +210,7 @@ def test_pool_accept_of_an_urgent_consult_goes_through_the_ring(
 
 
 def test_escalation_alerts_the_hub_admin_who_rings_a_named_specialist(
-    client: TestClient, other_client: TestClient, db: Session
+    app: FastAPI, client: TestClient, other_client: TestClient, db: Session
 ) -> None:
     world = make_world(db)
     login(client, world.gp)
@@ -240,7 +240,7 @@ def test_escalation_alerts_the_hub_admin_who_rings_a_named_specialist(
     assert to_view.status_code == 303 and to_view.headers["location"].startswith("/admin/urgent")
 
     # Another region's administrator cannot act on it.
-    far = make_client(other_client.app)
+    far = make_client(app)
     login(far, world.far_admin)
     refused = far.post(
         f"/admin/urgent/{item.id}/ring",
@@ -263,7 +263,7 @@ def test_escalation_alerts_the_hub_admin_who_rings_a_named_specialist(
     progress = client.get(f"/consults/{public_id}/urgent-progress").text
     assert world.offduty.name in progress
 
-    taker = make_client(other_client.app)
+    taker = make_client(app)
     login(taker, world.offduty)
     assert f'data-ring="{public_id}"' in taker.get("/urgent/panel").text
     taken = taker.post(f"/urgent/{public_id}/accept", headers=HTML, follow_redirects=False)
@@ -305,9 +305,7 @@ def test_an_overdue_urgent_consult_alerts_the_hub_admin(
     db.expire_all()
     assert db.get(ConsultRequest, consult.id).status == ConsultStatus.ESCALATED  # type: ignore[union-attr]
     assert "urgent.escalated" in kinds_for(db, world.admin)
-    assert db.exec(
-        select(AuditEvent).where(AuditEvent.action == "urgent.overdue_alerted")
-    ).first()
+    assert db.exec(select(AuditEvent).where(AuditEvent.action == "urgent.overdue_alerted")).first()
 
 
 def test_strangers_get_404_and_the_api_reports_state(
