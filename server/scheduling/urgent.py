@@ -260,8 +260,10 @@ def accept(
             UrgentRing.urgent_request_id == urgent_id, UrgentRing.specialist_id == actor.id
         )
     ).first()
-    in_pool = pool_ok and actor.role == Role.SPECIALIST and (
-        urgent is not None and actor.specialty_id == urgent.specialty_id
+    in_pool = (
+        pool_ok
+        and actor.role == Role.SPECIALIST
+        and (urgent is not None and actor.specialty_id == urgent.specialty_id)
     )
     if urgent is None or (rung is None and not in_pool):
         raise NotFound("urgent request")
@@ -406,9 +408,7 @@ def widen(
     return rung
 
 
-def escalate_stale_rings(
-    session: Session, now: datetime, after_minutes: float = 10
-) -> list[int]:
+def escalate_stale_rings(session: Session, now: datetime, after_minutes: float = 10) -> list[int]:
     """Regional rings unanswered for `after_minutes` go to the national pool; admins are told."""
     cutoff = now - timedelta(minutes=after_minutes)
     stale = session.exec(

@@ -46,9 +46,7 @@ def _rung(session: Session, user: User, item: UrgentRequest) -> bool:
 
 
 @router.get("/urgent/{public_id}")
-def ring_page(
-    public_id: str, request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+def ring_page(public_id: str, request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """One urgent consult as the ring shows it: ringing with its accept button, or who
     took it. For those rung or of its specialty; never a 404 for the one who lost."""
     consult = find_consult(session, public_id)

@@ -52,6 +52,7 @@ function start(live) {
   let reads = 0;
   let reading = false;
   let readAgain = false;
+  let shown = "";
   try {
     lastId = parseInt(localStorage.getItem(KEY) || "0", 10) || 0;
   } catch (e) { /* private mode */ }
@@ -87,7 +88,11 @@ function start(live) {
     const doc = new DOMParser().parseFromString(html, "text/html");
     const body = doc.querySelector(".urgent-panel");
     if (!body) return;
-    panel.replaceChildren(document.importNode(body, true));
+    // Unchanged state leaves the panel alone: a button being pressed is not replaced.
+    if (html !== shown) {
+      shown = html;
+      panel.replaceChildren(document.importNode(body, true));
+    }
     ringingIds = Array.from(body.querySelectorAll("[data-ring]")).map((n) => n.dataset.ring);
     alerting = body.querySelectorAll("[data-alert]").length > 0;
     const counter = document.getElementById("pool-count");
