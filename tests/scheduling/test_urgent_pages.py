@@ -124,6 +124,11 @@ def test_the_page_rings_the_regions_on_call_roster_only(
     assert "58" in panel and "Crushing chest pain for 40 minutes" in panel
     assert "ST elevation" not in panel and "pack-years" not in panel
     assert 'data-pool-count="1"' in panel
+    # The API reads the same state.
+    state = other_client.get("/api/urgent/rings").json()
+    assert [r["consult_id"] for r in state["ringing"]] == [public_id]
+    assert state["ringing"][0]["question"] == "Crushing chest pain for 40 minutes"
+    assert state["pool_count"] == 1 and state["alerts"] == []
 
     off = make_client(app)
     login(off, world.offduty)
