@@ -27,6 +27,7 @@ from server.home import static as home_static
 from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.notifications import service as notifications
 from server.ops import router as ops_router
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
@@ -48,10 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Mounted sub-apps get no lifespan of their own: start signaling here.
         await app.state.signaling.start()
+        # Urgent notifications are delivered as soon as their transaction commits.
+        unwake = notifications.add_waker(app.state.signaling.wake_notifications)
         try:
             async with scheduling_urgent.escalation_task(app.state.engine, settings):
                 yield
         finally:
+            unwake()
             await app.state.signaling.stop()
             if getattr(app.state, "notes_fanout", None) is not None:
                 await app.state.notes_fanout.close()

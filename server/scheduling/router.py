@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from server.accounts.deps import (
     ClinicianUser,
@@ -39,7 +39,6 @@ from server.scheduling.schemas import (
     UrgentIn,
     UrgentOut,
 )
-from server.scheduling.urgent_pages import wake_after_commit
 
 router = APIRouter(prefix="/api", tags=["scheduling"])
 feeds = APIRouter(tags=["scheduling"])
@@ -291,14 +290,12 @@ def urgent_out(session: SessionDep, item: UrgentRequest) -> UrgentOut:
 def post_urgent(
     body: UrgentIn,
     request: Request,
-    tasks: BackgroundTasks,
     session: SessionDep,
     user: GPUser,
 ) -> UrgentOut:
     """Ring the on-call specialists for one of the clinic's consults."""
     consult = booking.consult_for_booking(session, user, body.consult_id)
     item = urgent.start_urgent(session, user, consult, ip=client_ip(request))
-    wake_after_commit(request, tasks)
     return urgent_out(session, item)
 
 
@@ -323,14 +320,12 @@ def get_urgent(urgent_id: int, session: SessionDep, user: ClinicianUser) -> Urge
 def accept_urgent(
     urgent_id: int,
     request: Request,
-    tasks: BackgroundTasks,
     session: SessionDep,
     user: SpecialistUser,
 ) -> UrgentOut:
     """Take the urgent consult (the same service as the inbox's button); 409 when another
     specialist was first."""
     item = urgent.accept(session, user, urgent_id, ip=client_ip(request))
-    wake_after_commit(request, tasks)
     return urgent_out(session, item)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
@@ -24,12 +24,6 @@ from server.scheduling.models import UrgentRequest
 from web.render import render
 
 router = APIRouter(include_in_schema=False)
-
-
-def wake_after_commit(request: Request, tasks: BackgroundTasks) -> None:
-    """Background tasks run after the response, so after the request's commit: the user
-    channel then polls at once instead of at its next tick (rings start and stop fast)."""
-    tasks.add_task(request.app.state.signaling.wake_notifications)
 
 
 @router.get("/urgent/panel")
@@ -75,7 +69,6 @@ def ring_page(public_id: str, request: Request, session: SessionDep, user: Curre
 def ring_accept(
     public_id: str,
     request: Request,
-    tasks: BackgroundTasks,
     session: SessionDep,
     user: SpecialistUser,
 ) -> Response:
@@ -92,7 +85,6 @@ def ring_accept(
         raise ConsultNotFound() from None
     if taken is None:
         raise ConsultNotFound()
-    wake_after_commit(request, tasks)
     return RedirectResponse(f"/consults/{public_id}", status_code=303)
 
 
@@ -144,7 +136,6 @@ def escalation_view(request: Request, session: SessionDep, admin: AdminUser) -> 
 def escalation_ring(
     urgent_id: int,
     request: Request,
-    tasks: BackgroundTasks,
     session: SessionDep,
     admin: AdminUser,
     specialist_id: Annotated[int, Form()],
@@ -155,7 +146,6 @@ def escalation_ring(
         urgent.ring_named(session, admin, urgent_id, specialist_id, ip=client_ip(request))
     except Conflict:
         return _back(urgent_id)  # taken meanwhile, or already rung: the view says which
-    wake_after_commit(request, tasks)
     return _back(urgent_id)
 
 
@@ -163,7 +153,6 @@ def escalation_ring(
 def escalation_widen(
     urgent_id: int,
     request: Request,
-    tasks: BackgroundTasks,
     session: SessionDep,
     admin: AdminUser,
 ) -> Response:
@@ -173,5 +162,4 @@ def escalation_widen(
         urgent.widen(session, admin, urgent_id, ip=client_ip(request))
     except Conflict:
         return _back(urgent_id)
-    wake_after_commit(request, tasks)
     return _back(urgent_id)
