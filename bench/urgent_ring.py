@@ -34,6 +34,7 @@ from datetime import time as clock
 from pathlib import Path
 
 import httpx2 as httpx
+from sqlalchemy import Engine, text
 from sqlmodel import Session, create_engine
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -155,6 +156,30 @@ def seed(url: str, specialists: int, gps: int) -> World:
     return world
 
 
+BENCH_DB = "dari_bench_urgent"
+
+
+def _admin(server_url: str) -> Engine:
+    return create_engine(server_url, isolation_level="AUTOCOMMIT")
+
+
+def fresh_database(server_url: str) -> str:
+    """An empty database of our own on the PostgreSQL server; returns its URL."""
+    drop_database(server_url)
+    engine = _admin(server_url)
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {BENCH_DB}"))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + BENCH_DB
+
+
+def drop_database(server_url: str) -> None:
+    engine = _admin(server_url)
+    with engine.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
+    engine.dispose()
+
+
 def start_app(url: str, var_dir: str, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -262,11 +287,17 @@ async def wait_for(check: Callable[[], bool], within: float = 60) -> None:
 
 
 async def round_of(
-    http: httpx.AsyncClient, world: World, seen: Observed, count: int, offset: int
+    http: httpx.AsyncClient,
+    world: World,
+    seen: Observed,
+    count: int,
+    offset: int,
+    stored: list[float],
 ) -> tuple[list[float], list[float]]:
     """`count` urgent requests at once, then one accept each at once: latencies in ms."""
     gps = world.gps
     started: dict[str, float] = {}
+    answered: dict[str, float] = {}
 
     async def request(i: int) -> str:
         t0 = time.perf_counter()
@@ -274,11 +305,13 @@ async def round_of(
             http, gps[i % len(gps)], world.specialty_ids[i % SPECIALTIES], offset + i
         )
         started[public_id] = t0
+        answered[public_id] = time.perf_counter()
         return public_id
 
     consults = await asyncio.gather(*(request(i) for i in range(count)))
     await wait_for(lambda: all(c in seen.ring_on_screen for c in consults))
     to_ring = [(seen.ring_on_screen[c] - started[c]) * 1000 for c in consults]
+    stored.extend((answered[c] - started[c]) * 1000 for c in consults)
     # Every rung client has heard its ring before anyone accepts.
     await wait_for(lambda: all(len(seen.rung[c]) == ON_CALL_PER_SPECIALTY for c in consults))
     by_id = {p.user_id: p for p in world.specialists}
@@ -328,14 +361,16 @@ async def measure(base: str, world: World, requests: int, runs: int) -> None:
         base_stop: list[float] = []
         load_ring: list[float] = []
         load_stop: list[float] = []
+        base_saved: list[float] = []
+        load_saved: list[float] = []
         offset = 0
         for _ in range(runs):
             for _ in range(5):  # the baseline: one request in flight at a time
-                ring, stop = await round_of(http, world, seen, 1, offset)
+                ring, stop = await round_of(http, world, seen, 1, offset, base_saved)
                 offset += 1
                 base_ring += ring
                 base_stop += stop
-            ring, stop = await round_of(http, world, seen, requests, offset)
+            ring, stop = await round_of(http, world, seen, requests, offset, load_saved)
             offset += requests
             load_ring += ring
             load_stop += stop
@@ -344,6 +379,8 @@ async def measure(base: str, world: World, requests: int, runs: int) -> None:
         for listener in listeners:
             if listener.ws is not None:
                 await listener.ws.close()
+    print(summary("baseline, request → stored (the POST's answer)", base_saved))
+    print(summary(f"{requests} in flight, request → stored (the POST's answer)", load_saved))
     print(summary("baseline, request → first ring on screen", base_ring))
     print(summary(f"{requests} in flight, request → first ring on screen", load_ring))
     print(summary("baseline, accept → every other ring stopped", base_stop))
@@ -360,11 +397,19 @@ def main() -> None:
     parser.add_argument("--specialists", type=int, default=200)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--postgres",
+        default="",
+        help="a PostgreSQL server URL (…/postgres); the benchmark creates and drops its own"
+        " database there instead of using SQLite",
+    )
     args = parser.parse_args()
     if args.specialists < SPECIALTIES * ON_CALL_PER_SPECIALTY:
         parser.error(f"--specialists must be at least {SPECIALTIES * ON_CALL_PER_SPECIALTY}")
     with tempfile.TemporaryDirectory(prefix="dari-bench-urgent-") as tmp:
         url = f"sqlite:///{tmp}/dari.sqlite3"
+        if args.postgres:
+            url = fresh_database(args.postgres)
         migrate.upgrade(url)
         world = seed(url, args.specialists, gps=max(1, min(args.requests, 50)))
         port = free_port()
@@ -389,6 +434,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            if args.postgres:
+                drop_database(args.postgres)
 
 
 if __name__ == "__main__":
