@@ -221,7 +221,8 @@ def test_escalation_alerts_the_hub_admin_who_rings_a_named_specialist(
     login(client, world.gp)
     public_id = send_urgent(client, world)
     login(other_client, world.admin)
-    assert "data-alert=" not in other_client.get("/urgent/panel").text
+    alert = f'data-alert="{urgent_of(db, public_id).id}"'
+    assert alert not in other_client.get("/urgent/panel").text  # not yet escalated
     assert urgent.escalate_stale_rings(db, utcnow() + timedelta(minutes=11)) != []
     db.commit()
     item = urgent_of(db, public_id)
@@ -231,7 +232,7 @@ def test_escalation_alerts_the_hub_admin_who_rings_a_named_specialist(
     assert "urgent.escalated" not in kinds_for(db, world.far_admin)
 
     panel = other_client.get("/urgent/panel").text
-    assert f'data-alert="{item.id}"' in panel and "/admin/urgent#u-" in panel
+    assert alert in panel and "/admin/urgent#u-" in panel
     view = other_client.get("/admin/urgent", headers=HTML)
     assert view.status_code == 200
     assert f'id="u-{item.id}"' in view.text
@@ -274,7 +275,7 @@ def test_escalation_alerts_the_hub_admin_who_rings_a_named_specialist(
     taken = taker.post(f"/urgent/{public_id}/accept", headers=HTML, follow_redirects=False)
     assert taken.headers["location"] == f"/consults/{public_id}"
     # The alert clears; the view shows who took it.
-    assert "data-alert=" not in other_client.get("/urgent/panel").text
+    assert alert not in other_client.get("/urgent/panel").text
     assert "urgent.taken" in kinds_for(db, world.admin)
     assert world.offduty.name in other_client.get("/admin/urgent", headers=HTML).text
     taker.close()
