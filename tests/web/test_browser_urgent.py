@@ -4,7 +4,9 @@ colleague does not) → nobody answers → at the (shortened) escalation time th
 pool rings and the hub's administrator is alerted → the administrator rings a named
 specialist from the escalation view → that one accepts → every other ring stops within
 1 s → both join the call → report → close. And five specialists pressing accept at once:
-one wins, four see who took it, nobody gets an error page, not even after a refresh."""
+one wins, the four others see who took it (on the page their press led to, or in their
+inbox when the ring stopped before their press landed), nobody gets an error page, not
+even after a refresh."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datetime import time as clock
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlmodel import Session, select
 
 from server import migrate
@@ -288,19 +291,27 @@ def test_five_specialists_accept_at_once(
     for page in pages:
         wait_ringing(page, 3)
     # All five press accept at once: the clicks are dispatched back to back, none
-    # waiting for its page to navigate (a press lands before any ring has stopped).
+    # waiting for its page to navigate. On a loaded machine the first accept may stop the
+    # last pages' rings before their press lands: then that page has nothing to press and
+    # already shows who took it, which is what it must show.
     buttons = [p.locator(f"[data-ring='{public_id}'] .ring-accept button") for p in pages]
     for button in buttons:
         button.wait_for()
-    for button in buttons:
-        button.dispatch_event("click")
+    pressed = []
+    for page, button in zip(pages, buttons, strict=True):
+        try:
+            button.dispatch_event("click", timeout=1000)
+            pressed.append(page)
+        except PlaywrightTimeout:
+            pass
+    assert len(pressed) >= 2, "no race: the first accept stopped every other ring first"
     # Playwright's page.url moves only while Playwright runs: wait through it.
-    for page in pages:
+    for page in pressed:
         page.wait_for_url(re.compile(f"/(urgent|consults)/{re.escape(public_id)}$"))
         page.wait_for_load_state()
-    winners = [p for p in pages if p.url.endswith(f"/consults/{public_id}")]
-    losers = [p for p in pages if p.url.endswith(f"/urgent/{public_id}")]
-    assert len(winners) == 1 and len(losers) == 4, [p.url for p in pages]
+    winners = [p for p in pressed if p.url.endswith(f"/consults/{public_id}")]
+    losers = [p for p in pressed if p.url.endswith(f"/urgent/{public_id}")]
+    assert len(winners) == 1 and len(losers) == len(pressed) - 1, [p.url for p in pressed]
     consult = udb.exec(select(ConsultRequest).where(ConsultRequest.public_id == public_id)).one()
     udb.refresh(consult)
     winner = udb.get(User, consult.assigned_specialist_id)
@@ -312,6 +323,13 @@ def test_five_specialists_accept_at_once(
             assert taken in text and winner.name in text
             assert page.locator("html").get_attribute("lang") == lang
             page.reload()
+    for page in pages:
+        if page in pressed:
+            continue
+        card = page.locator(f"[data-taken='{public_id}']")
+        card.wait_for()
+        assert taken in card.inner_text() and winner.name in card.inner_text()
+        assert ringing(page) == 0
     shot(losers[0], f"urgent-taken.{lang}")
     for page in [*pages, gp]:
         assert csp_violations(page) == []
