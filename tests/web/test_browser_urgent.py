@@ -198,6 +198,13 @@ def test_urgent_ring_escalation_admin_accept_call_report_close(
     # The ring is state: a reload brings it back, still ringing.
     pages["oncall"].reload()
     wait_ringing(pages["oncall"], 3)
+    # ... and so does a dropped connection: the reconnect reads the state again.
+    reads = pages["oncall"].evaluate("() => window.dariInbox.reads()")
+    pages["oncall"].evaluate("() => window.dariInbox.client.drop()")
+    pages["oncall"].wait_for_function(
+        f"() => window.dariInbox.client.isOpen() && window.dariInbox.reads() > {reads}"
+    )
+    assert ringing(pages["oncall"]) == 1
     shot(pages["oncall"], f"urgent-ring.{lang}", guide=lang == "ko")
 
     # Nobody answers: at the escalation time the national pool rings, the admin is alerted.
