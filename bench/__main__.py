@@ -57,6 +57,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--consults", "20000", "--runs", "10"],
         "full": [],
     },
+    "urgent_ring": {
+        "quick": ["--specialists", "40", "--requests", "5"],
+        "modest": ["--specialists", "200", "--requests", "50"],
+        "full": [],
+    },
     "notes": {
         "quick": ["--updates", "50"],
         "modest": ["--updates", "2000"],

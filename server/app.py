@@ -31,12 +31,14 @@ from server.home import static as home_static
 from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.notifications import service as notifications
 from server.ops import metrics as ops_metrics
 from server.ops import router as ops_router
 from server.ops.middleware import ObservabilityMiddleware
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
+from server.scheduling import urgent_pages
 from server.settings import Settings, get_settings
 from web import render
 
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Mounted sub-apps get no lifespan of their own: start signaling here.
         await app.state.signaling.start()
+        # Urgent notifications are delivered as soon as their transaction commits.
+        unwake = notifications.add_waker(app.state.signaling.wake_notifications)
         try:
             async with (
                 scheduling_urgent.escalation_task(app.state.engine, settings),
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ):
                 yield
         finally:
+            unwake()
             await app.state.signaling.stop()
             if getattr(app.state, "notes_fanout", None) is not None:
                 await app.state.notes_fanout.close()
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router.router)
     app.include_router(scheduling_router.feeds)
     app.include_router(scheduling_pages.router)
+    app.include_router(urgent_pages.router)
     app.include_router(home_pages.router)
     app.include_router(ops_router.router)
     app.include_router(equity_pages.router)

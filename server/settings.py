@@ -40,11 +40,12 @@ class Settings(BaseSettings):
     # Scheduling: "regional_first" puts the GP's own region's hub hospitals first,
     # "earliest" ranks every slot by time alone (see docs/scheduling.md).
     routing_policy: str = Field(default="regional_first", pattern="^(regional_first|earliest)$")
-    # An unanswered urgent ring escalates to the national pool after this long.
-    urgent_escalate_minutes: int = 10
+    # An unanswered urgent ring escalates to the national pool (and the regional hub's
+    # administrators are alerted) after this long; a fraction for tests (0.1 = 6 s).
+    urgent_escalate_minutes: float = Field(default=10, gt=0)
     # How often the app checks for rings to escalate and consults past their response
     # target (server.scheduling.urgent.escalation_task; 0 turns the background task off).
-    urgent_check_seconds: int = 30
+    urgent_check_seconds: float = 30
     # Longest slot-search window, in days (a year-long search is refused).
     slot_search_max_days: int = 31
     # --- signaling and calls (docs/signaling.md) ---

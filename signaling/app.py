@@ -116,6 +116,15 @@ class SignalingService:
         await self._hub.start()
         await self._users.start()
 
+    def wake_notifications(self) -> None:
+        """Ask the user channel to poll the outbox now (from any thread): called once a
+        transaction whose notifications must not wait a poll period has committed."""
+        loop, users = self._loop, self._users
+        if loop is None or users is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has just closed
+            loop.call_soon_threadsafe(users.wake)
+
     async def stop(self) -> None:
         """Close everything: rooms first (they announce), then the rest."""
         if self._loop is not asyncio.get_running_loop():

@@ -47,6 +47,7 @@ class UserChannel:
         self.subscriptions: dict[int, set[Subscription]] = {}
         self.high_water = 0
         self._poller: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     async def start(self) -> None:
         self._poller = asyncio.create_task(self._poll_loop(), name="notification-poller")
@@ -101,9 +102,16 @@ class UserChannel:
             for subscription in list(self.subscriptions.get(user_id, ())):
                 await self._send(subscription, row)
 
+    def wake(self) -> None:
+        """Poll now rather than at the next tick (called on this process's event loop
+        after a commit whose notifications must not wait: an urgent ring, its end)."""
+        self._wake.set()
+
     async def _poll_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.notification_poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.notification_poll_seconds)
+            self._wake.clear()
             try:
                 await self.poll_once()
             except Exception:

@@ -31,11 +31,13 @@ from server.consults.models import (
     ConsultRequest,
     ConsultStatus,
     GPDecision,
+    Urgency,
 )
 from server.consults.privacy import refuse_registration_numbers
 from server.consults.schemas import CloseIn, ConsultIn, DecisionIn, DraftPatch
 from server.errors import AppError, Conflict, Forbidden, NotFound
 from server.notifications import service as notifications
+from server.scheduling import urgent as urgent_rings
 
 S = ConsultStatus
 FREE_TEXT = ("patient_chart_number", "clinical_question", "history", "medication", "vital_signs")
@@ -194,6 +196,9 @@ def submit(session: Session, viewing: Viewing, reason: str = "") -> ConsultEvent
         "consult.requested",
         {"consult": consult.public_id, "urgency": consult.urgency},
     )
+    if consult.urgency == Urgency.URGENT:
+        # The one urgent path (page and API alike): ring the on-call specialists by roster.
+        urgent_rings.start_urgent(session, viewing.user, consult, ip=viewing.ip)
     return event
 
 
@@ -213,6 +218,17 @@ def change_status(session: Session, viewing: Viewing, to: str, reason: str) -> C
         raise Forbidden("administrators may read consults, not act in them")
     if target == S.REQUESTED and viewing.consult.status == S.DRAFT:
         return submit(session, viewing, reason)  # also tells the specialty's pool
+    if target == S.ACCEPTED and viewing.user.role == Role.SPECIALIST:
+        # An urgent consult being rung is taken through the ring (first accept wins).
+        taken = urgent_rings.accept_consult(session, viewing.user, viewing.consult, ip=viewing.ip)
+        if taken is not None:
+            event = session.exec(
+                select(ConsultEvent)
+                .where(ConsultEvent.consult_id == viewing.consult.id)
+                .order_by(col(ConsultEvent.id).desc())
+            ).first()
+            assert event is not None  # the ring's accept has just written it
+            return event
     return lifecycle.transition(
         session, viewing.consult, target, actor=viewing.user, reason=reason, ip=viewing.ip
     )

@@ -21,14 +21,16 @@ KINDS: dict[str, str] = {
     "appointment.cancelled": "the other side cancelled an appointment",
     "appointment.rescheduled": "the other side moved an appointment",
     "urgent.ring": "an urgent consult is ringing the on-call specialist",
-    "urgent.escalated": "an urgent ring went unanswered regionally (administrators)",
+    "urgent.escalated": "an urgent ring went unanswered regionally, or an urgent consult"
+    " passed its response target (the regional hub's administrators)",
     "urgent.taken": "another specialist accepted the urgent consult this one was rung for",
     "urgent.accepted": "a specialist accepted the GP's urgent consult",
 }
 
-# The inbox rings (banner and sound) for these kinds ...
+# The ring itself is state (/urgent/panel, server/scheduling/urgent_views.py): the inbox
+# reads it again on every notification. These kinds may start a ring ...
 RING_ALWAYS = frozenset({"urgent.ring", "urgent.escalated"})
-# ... for these when the payload says the consult is urgent ...
+# ... these when the payload says the consult is urgent ...
 RING_IF_URGENT = frozenset({"consult.requested", "consult.overdue"})
-# ... and stops ringing for the consult named by these (someone else has it).
+# ... and these may end one (someone has taken the consult).
 STOP_RING = frozenset({"urgent.taken", "urgent.accepted"})

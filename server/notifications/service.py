@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from server.clock import utcnow
 from server.notifications.models import Notification
+
+# Called after a commit that wrote an urgent notification: the app registers its user
+# channel's wake-up, so an urgent ring (or its end) is delivered at once rather than at
+# the next outbox poll. Other processes still see it at their next poll.
+_wakers: list[Callable[[], None]] = []
+URGENT_PREFIX = "urgent."
+
+
+def add_waker(waker: Callable[[], None]) -> Callable[[], None]:
+    """Register a wake-up; returns the function that removes it (the app's shutdown)."""
+    _wakers.append(waker)
+    return lambda: _wakers.remove(waker) if waker in _wakers else None
+
+
+def _wake_after_commit(session: Session) -> None:
+    if session.info.get("dari_wake"):
+        return
+    session.info["dari_wake"] = True
+
+    def fire(committed: Session) -> None:
+        committed.info.pop("dari_wake", None)
+        for waker in list(_wakers):
+            waker()
+
+    event.listen(session, "after_commit", fire, once=True)
 
 
 def notify(session: Session, user_id: int, kind: str, payload: dict[str, Any]) -> Notification:
@@ -17,6 +43,8 @@ def notify(session: Session, user_id: int, kind: str, payload: dict[str, Any]) -
     notification = Notification(user_id=user_id, kind=kind, payload=json.dumps(payload))
     session.add(notification)
     session.flush()
+    if kind.startswith(URGENT_PREFIX):
+        _wake_after_commit(session)
     return notification
 
 

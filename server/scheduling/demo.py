@@ -1,4 +1,6 @@
-"""Demo rosters: weekday consult hours and on-call for every demo specialist.
+"""Demo rosters: weekday consult hours and on-call for every demo specialist, and
+round-the-clock on-call cover in every region: the first specialist of each specialty in
+a region is on call every day, all day, so an urgent request can be tried at any hour.
 
 `dari demo` (server/demo.py) calls `seed_demo_rosters` for the demo specialists.
 """
@@ -10,7 +12,7 @@ from datetime import date, time, timedelta
 
 from sqlmodel import Session, col, select
 
-from server.accounts.models import Role, User
+from server.accounts.models import Organisation, Role, User
 from server.clock import utcnow
 from server.scheduling.models import RosterRule, RuleKind
 
@@ -26,10 +28,21 @@ def seed_demo_rosters(
     if only is not None:
         query = query.where(col(User.id).in_(list(only)))
     specialists = session.exec(query.order_by(col(User.id))).all()
+    covered = set(
+        session.exec(
+            select(Organisation.region_id, User.specialty_id)
+            .join(User, col(User.organisation_id) == col(Organisation.id))
+            .where(col(User.id).in_(with_rules))
+        ).all()
+    )
     seeded = 0
     for index, specialist in enumerate(specialists):
         if specialist.id in with_rules:
             continue
+        organisation = session.get(Organisation, specialist.organisation_id)
+        cover = (organisation.region_id if organisation else 0, specialist.specialty_id)
+        round_the_clock = cover not in covered
+        covered.add(cover)
         # Mornings for some, afternoons for others, so the demo search shows variety.
         hours = (time(9, 0), time(12, 0)) if index % 2 == 0 else (time(14, 0), time(17, 0))
         for weekday in range(5):
@@ -44,8 +57,10 @@ def seed_demo_rosters(
                     valid_from=valid_from,
                 )
             )
-        # Each specialist is on call one weekday, all day, plus the weekend for the first.
-        oncall_days = [index % 5] + ([5, 6] if index == 0 else [])
+        # The region's first of a specialty every day; the others one weekday, all day.
+        oncall_days = (
+            list(range(7)) if round_the_clock else [index % 5] + ([5, 6] if index == 0 else [])
+        )
         for weekday in oncall_days:
             session.add(
                 RosterRule(

@@ -32,6 +32,7 @@ class AppointmentStatus(StrEnum):
 class RingLevel(StrEnum):
     REGIONAL = "regional"
     NATIONAL = "national"
+    DIRECT = "direct"  # an administrator rang this specialist by name
 
 
 class UrgentStatus(StrEnum):

@@ -20,7 +20,7 @@ from server.clock import utcnow
 from server.consults.models import ConsultRequest
 from server.db import SessionDep
 from server.errors import NotFound
-from server.scheduling import booking, calendar, rosters, search, urgent
+from server.scheduling import booking, calendar, rosters, search, urgent, urgent_views
 from server.scheduling.models import Appointment, RosterException, RosterRule, UrgentRequest
 from server.scheduling.schemas import (
     AppointmentOut,
@@ -31,6 +31,8 @@ from server.scheduling.schemas import (
     FeedOut,
     OnCallOut,
     RescheduleIn,
+    RingOut,
+    RingsOut,
     RuleIn,
     RuleOut,
     SlotOut,
@@ -242,6 +244,35 @@ def get_oncall(
     ]
 
 
+def ring_out(item: urgent_views.Card) -> RingOut:
+    return RingOut(
+        urgent_id=item.urgent.id or 0,
+        consult_id=item.consult.public_id,
+        urgency=item.consult.urgency,
+        patient_age=item.consult.patient_age,
+        patient_sex=item.consult.patient_sex,
+        question=item.question,
+        level=item.urgent.level,
+        started_at=item.urgent.started_at,
+        taken_by_id=item.urgent.accepted_by_id,
+        taken_by_name=item.taken_by.name if item.taken_by else None,
+        taken_at=item.urgent.accepted_at,
+    )
+
+
+@router.get("/urgent/rings", response_model=RingsOut)
+def get_rings(session: SessionDep, user: CurrentUser) -> RingsOut:
+    """What rings for the caller now (state, as the home page's panel shows it)."""
+    panel = urgent_views.panel_for(session, user, utcnow())
+    return RingsOut(
+        ringing=[ring_out(c) for c in panel.ringing],
+        taken=[ring_out(c) for c in panel.taken],
+        mine=[ring_out(c) for c in panel.mine],
+        alerts=[ring_out(c) for c in panel.alerts],
+        pool_count=panel.pool_count,
+    )
+
+
 def urgent_out(session: SessionDep, item: UrgentRequest) -> UrgentOut:
     consult = session.get(ConsultRequest, item.consult_request_id)
     assert consult is not None
@@ -256,7 +287,12 @@ def urgent_out(session: SessionDep, item: UrgentRequest) -> UrgentOut:
 
 
 @router.post("/urgent", response_model=UrgentOut, status_code=201)
-def post_urgent(body: UrgentIn, request: Request, session: SessionDep, user: GPUser) -> UrgentOut:
+def post_urgent(
+    body: UrgentIn,
+    request: Request,
+    session: SessionDep,
+    user: GPUser,
+) -> UrgentOut:
     """Ring the on-call specialists for one of the clinic's consults."""
     consult = booking.consult_for_booking(session, user, body.consult_id)
     item = urgent.start_urgent(session, user, consult, ip=client_ip(request))
@@ -282,9 +318,13 @@ def get_urgent(urgent_id: int, session: SessionDep, user: ClinicianUser) -> Urge
 
 @router.post("/urgent/{urgent_id}/accept", response_model=UrgentOut)
 def accept_urgent(
-    urgent_id: int, request: Request, session: SessionDep, user: SpecialistUser
+    urgent_id: int,
+    request: Request,
+    session: SessionDep,
+    user: SpecialistUser,
 ) -> UrgentOut:
-    """Take the urgent consult; 409 when another specialist was first."""
+    """Take the urgent consult (the same service as the inbox's button); 409 when another
+    specialist was first."""
     item = urgent.accept(session, user, urgent_id, ip=client_ip(request))
     return urgent_out(session, item)
 

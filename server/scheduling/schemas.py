@@ -95,6 +95,32 @@ class UrgentOut(BaseModel):
     accepted_by_id: int | None
 
 
+class RingOut(BaseModel):
+    """One urgent consult as the ring shows it (triage only)."""
+
+    urgent_id: int
+    consult_id: str
+    urgency: str
+    patient_age: int
+    patient_sex: str
+    question: str
+    level: str
+    started_at: datetime
+    taken_by_id: int | None
+    taken_by_name: str | None
+    taken_at: datetime | None
+
+
+class RingsOut(BaseModel):
+    """The caller's ring state (GET /api/urgent/rings): the same as the home page's panel."""
+
+    ringing: list[RingOut]
+    taken: list[RingOut]
+    mine: list[RingOut]
+    alerts: list[RingOut]
+    pool_count: int | None
+
+
 class OnCallOut(BaseModel):
     specialist_id: int
     specialist_name: str

@@ -19,7 +19,7 @@ from server.clock import utcnow
 from server.consults import clocks, lifecycle
 from server.consults.lifecycle import OPEN_TO_POOL
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
-from server.errors import Conflict, NotFound
+from server.errors import AppError, Conflict, NotFound
 from server.notifications import service as notifications
 from server.scheduling import slots as grid
 from server.scheduling.models import (
@@ -149,25 +149,28 @@ def _national_pool(session: Session, specialty_id: int, at: datetime) -> list[Us
     )
 
 
-def _alert_admins(session: Session, urgent: UrgentRequest, consult: ConsultRequest) -> list[int]:
-    admins = list(
-        session.exec(
-            select(User.id)
-            .join(Organisation, col(Organisation.id) == col(User.organisation_id))
-            .where(
-                User.role == Role.ADMIN,
-                col(User.active).is_(True),
-                Organisation.region_id == urgent.region_id,
-            )
-        ).all()
+def hub_admins(session: Session, region_id: int) -> list[int]:
+    """Who is alerted when a region's urgent ring escalates: the administrators of the
+    region's hub hospital(s); failing those, any administrator in the region; failing
+    those, every administrator (someone must hear of it)."""
+    base = (
+        select(User.id)
+        .join(Organisation, col(Organisation.id) == col(User.organisation_id))
+        .where(User.role == Role.ADMIN, col(User.active).is_(True))
     )
-    if not admins:  # no administrator in the region: the national ones
-        admins = list(
-            session.exec(
-                select(User.id).where(User.role == Role.ADMIN, col(User.active).is_(True))
-            ).all()
-        )
-    ids = [a for a in admins if a is not None]
+    for query in (
+        base.where(Organisation.region_id == region_id, col(Organisation.is_hub).is_(True)),
+        base.where(Organisation.region_id == region_id),
+        base,
+    ):
+        ids = [i for i in session.exec(query.order_by(col(User.id))).all() if i is not None]
+        if ids:
+            return ids
+    return []
+
+
+def _alert_admins(session: Session, urgent: UrgentRequest, consult: ConsultRequest) -> list[int]:
+    ids = hub_admins(session, urgent.region_id)
     notifications.notify_many(
         session,
         ids,
@@ -239,9 +242,17 @@ def start_urgent(
 
 
 def accept(
-    session: Session, actor: User, urgent_id: int, *, now: datetime | None = None, ip: str = ""
+    session: Session,
+    actor: User,
+    urgent_id: int,
+    *,
+    now: datetime | None = None,
+    ip: str = "",
+    pool_ok: bool = False,
 ) -> UrgentRequest:
-    """The first specialist to accept takes the consult; the others see it taken (409)."""
+    """The first specialist to accept takes the consult; the others see it taken (409).
+    Those rung may accept; with `pool_ok`, so may any specialist of the specialty (the
+    pool sees the consult in its list and may take it from there)."""
     now = now or utcnow()
     urgent = session.get(UrgentRequest, urgent_id)
     rung = session.exec(
@@ -249,7 +260,12 @@ def accept(
             UrgentRing.urgent_request_id == urgent_id, UrgentRing.specialist_id == actor.id
         )
     ).first()
-    if urgent is None or rung is None:
+    in_pool = (
+        pool_ok
+        and actor.role == Role.SPECIALIST
+        and (urgent is not None and actor.specialty_id == urgent.specialty_id)
+    )
+    if urgent is None or (rung is None and not in_pool):
         raise NotFound("urgent request")
     # One conditional UPDATE decides the race in the database: on PostgreSQL the second
     # writer waits for the first and then matches no row; SQLite serialises writers.
@@ -269,6 +285,7 @@ def accept(
     consult = session.get(ConsultRequest, urgent.consult_request_id)
     if consult is None:  # pragma: no cover - foreign key
         raise NotFound("consult")
+    admins_alerted = urgent.level != RingLevel.REGIONAL or consult.status == ConsultStatus.ESCALATED
     _mark_urgent_accepted(session, consult, actor)
     others = session.exec(
         select(UrgentRing.specialist_id).where(
@@ -277,6 +294,11 @@ def accept(
     ).all()
     payload = {"urgent_id": urgent_id, "consult_id": consult.public_id, "accepted_by": actor.id}
     notifications.notify_many(session, others, "urgent.taken", payload)
+    # Administrators alerted for it: their alert clears (the panel reads the state).
+    if admins_alerted:
+        notifications.notify_many(
+            session, hub_admins(session, urgent.region_id), "urgent.taken", payload
+        )
     notifications.notify(session, consult.requester_id, "urgent.accepted", payload)
     audit.record(
         session,
@@ -290,7 +312,103 @@ def accept(
     return urgent
 
 
-def escalate_stale_rings(session: Session, now: datetime, after_minutes: int = 10) -> list[int]:
+def accept_consult(
+    session: Session, actor: User, consult: ConsultRequest, *, ip: str = ""
+) -> UrgentRequest | None:
+    """Accept through the urgent path when the consult is being rung (the inbox's and the
+    consult page's "accept" and the API all end here); None when it is not urgent."""
+    urgent = for_consult(session, consult.id or 0)
+    if urgent is None:
+        return None
+    if urgent.status != UrgentStatus.RINGING:
+        raise Conflict("already_taken", "another specialist has taken this consult")
+    return accept(session, actor, urgent.id or 0, ip=ip, pool_ok=True)
+
+
+def for_consult(session: Session, consult_id: int) -> UrgentRequest | None:
+    return session.exec(
+        select(UrgentRequest).where(UrgentRequest.consult_request_id == consult_id)
+    ).first()
+
+
+def _ringing(session: Session, urgent_id: int) -> tuple[UrgentRequest, ConsultRequest]:
+    urgent = session.get(UrgentRequest, urgent_id)
+    if urgent is None:
+        raise NotFound("urgent request")
+    consult = session.get(ConsultRequest, urgent.consult_request_id)
+    if consult is None:  # pragma: no cover - foreign key
+        raise NotFound("consult")
+    if urgent.status != UrgentStatus.RINGING or consult.assigned_specialist_id is not None:
+        raise Conflict("already_taken", "another specialist has taken this consult")
+    return urgent, consult
+
+
+def ring_named(
+    session: Session, admin: User, urgent_id: int, specialist_id: int, *, ip: str = ""
+) -> list[int]:
+    """An administrator rings one specialist of the specialty by name (on call or not)."""
+    urgent, consult = _ringing(session, urgent_id)
+    person = session.get(User, specialist_id)
+    if (
+        person is None
+        or person.role != Role.SPECIALIST
+        or not person.active
+        or person.specialty_id != urgent.specialty_id
+    ):
+        raise AppError("not_in_specialty", "ring a specialist of the consult's specialty", 422)
+    rung = _ring(session, urgent, consult, [person], RingLevel.DIRECT)
+    if not rung:
+        raise Conflict("already_rung", "this specialist is already being rung")
+    audit.record(
+        session,
+        "urgent.ring_named",
+        actor_id=admin.id,
+        ip=ip,
+        object_type="urgentrequest",
+        object_id=urgent_id,
+        organisation_id=consult.organisation_id,
+        detail={"rung": rung},
+    )
+    return rung
+
+
+def widen(
+    session: Session, admin: User, urgent_id: int, *, now: datetime | None = None, ip: str = ""
+) -> list[int]:
+    """An administrator widens the ring: the national on-call pool, and when that is
+    already ringing, every active specialist of the specialty."""
+    now = now or utcnow()
+    urgent, consult = _ringing(session, urgent_id)
+    if urgent.level == RingLevel.REGIONAL:
+        urgent.level = RingLevel.NATIONAL
+        urgent.level_started_at = now
+        session.add(urgent)
+        people = _national_pool(session, urgent.specialty_id, now)
+    else:
+        people = list(
+            session.exec(
+                select(User).where(
+                    User.role == Role.SPECIALIST,
+                    User.specialty_id == urgent.specialty_id,
+                    col(User.active).is_(True),
+                )
+            ).all()
+        )
+    rung = _ring(session, urgent, consult, people, RingLevel.NATIONAL)
+    audit.record(
+        session,
+        "urgent.widened",
+        actor_id=admin.id,
+        ip=ip,
+        object_type="urgentrequest",
+        object_id=urgent_id,
+        organisation_id=consult.organisation_id,
+        detail={"rung": rung},
+    )
+    return rung
+
+
+def escalate_stale_rings(session: Session, now: datetime, after_minutes: float = 10) -> list[int]:
     """Regional rings unanswered for `after_minutes` go to the national pool; admins are told."""
     cutoff = now - timedelta(minutes=after_minutes)
     stale = session.exec(
@@ -330,7 +448,7 @@ def escalate_stale_rings(session: Session, now: datetime, after_minutes: int = 1
                 consult,
                 ConsultStatus.ESCALATED,
                 None,
-                f"no on-call answer within {after_minutes} minutes",
+                f"no on-call answer within {after_minutes:g} minutes",
             )
         rung = _ring(
             session,
@@ -353,7 +471,7 @@ def escalate_stale_rings(session: Session, now: datetime, after_minutes: int = 1
     return escalated
 
 
-def escalate_once(engine: Engine, after_minutes: int) -> int:
+def escalate_once(engine: Engine, after_minutes: float) -> int:
     """One short transaction of ring escalation (the background task calls this)."""
     with Session(engine, expire_on_commit=False) as session:
         count = len(escalate_stale_rings(session, utcnow(), after_minutes))
@@ -365,9 +483,37 @@ def escalate_overdue_consults_once(engine: Engine, settings: Settings) -> int:
     """One short transaction of the consults' response clocks (past-target requests are
     escalated and everyone concerned told), in the same background task."""
     with Session(engine, expire_on_commit=False) as session:
-        count = len(clocks.escalate_overdue(session, utcnow(), settings))
+        overdue = clocks.escalate_overdue(session, utcnow(), settings)
+        for consult in overdue:
+            if consult.urgency == Urgency.URGENT:
+                alert_overdue(session, consult)
         session.commit()
-    return count
+    return len(overdue)
+
+
+def alert_overdue(session: Session, consult: ConsultRequest) -> list[int]:
+    """An urgent consult past its response target: the regional hub's administrators are
+    alerted (the clinic's own, told by the clocks, may be nobody)."""
+    urgent = for_consult(session, consult.id or 0)
+    organisation = session.get(Organisation, consult.organisation_id)
+    region_id = urgent.region_id if urgent else (organisation.region_id if organisation else 0)
+    ids = hub_admins(session, region_id)
+    notifications.notify_many(
+        session,
+        ids,
+        "urgent.escalated",
+        {"urgent_id": urgent.id if urgent else None, "consult_id": consult.public_id},
+    )
+    audit.record(
+        session,
+        "urgent.overdue_alerted",
+        actor_id=None,
+        object_type="consult",
+        object_id=consult.public_id,
+        organisation_id=consult.organisation_id,
+        detail={"admins": ids},
+    )
+    return ids
 
 
 async def escalation_loop(engine: Engine, settings: Settings) -> None:

@@ -12,6 +12,7 @@ from server.accounts.models import Role
 from server.clock import utcnow
 from server.consults.models import ConsultRequest, ConsultStatus, Sex, Urgency
 from server.notifications import service as notifications
+from server.scheduling import urgent
 from tests.factories import make_user
 from tests.web.browser_fixtures import browser_login, csp_violations, shot, wait_until
 from tests.web.support import make_call_case
@@ -51,12 +52,11 @@ def test_inbox_rings_for_an_urgent_consult(
     bdb.commit()
     wait_until(lambda: page.locator("#live").inner_text().strip() != "", timeout=15)
     assert page.get_attribute("#live", "class") == "live"
-    # Then the urgent ring.
-    notifications.notify(
-        bdb, case.specialist.id or 0, "urgent.ring", {"consult_id": case.consult.public_id}
-    )
+    # Then the urgent ring (nobody is on call: the whole specialty is rung).
+    urgent.start_urgent(bdb, case.gp, waiting)
     bdb.commit()
     wait_until(lambda: "is-ringing" in (page.get_attribute("#live", "class") or ""), timeout=15)
+    assert page.locator(f"[data-ring='{waiting.public_id}']").count() == 1
     assert page.locator("#live a").get_attribute("href") == "/"
     shot(page, f"inbox.{lang}", guide=True)
     assert csp_violations(page) == []

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
-from server.notifications import service as notifications
+from server.accounts.models import Role, Specialty
+from server.clock import utcnow
+from server.scheduling import urgent
+from tests.factories import make_consult_row, make_user
 from tests.web.browser_fixtures import browser_login, csp_violations, wait_until
 from tests.web.support import make_call_case
 
@@ -33,15 +36,21 @@ def test_inbox_rings_until_the_consult_is_taken(new_page: Callable[..., Any], bd
         )
         == "c1"
     )
-    specialist = case.specialist.id or 0
-    room = case.consult.public_id
-    notifications.notify(bdb, specialist, "urgent.ring", {"consult_id": room, "urgent_id": 1})
+    # A real ring (nobody on call: the whole specialty is rung), as the server writes it.
+    waiting = make_consult_row(
+        bdb, case.gp, case.consult.specialty_id, urgency="urgent", requested_at=utcnow()
+    )
+    item = urgent.start_urgent(bdb, case.gp, waiting)
     bdb.commit()
     wait_until(lambda: "is-ringing" in (page.get_attribute("#live", "class") or ""), timeout=15)
-    # Another specialist took it: the banner stops ringing but still offers a refresh.
-    notifications.notify(bdb, specialist, "urgent.taken", {"consult_id": room, "urgent_id": 1})
+    assert page.evaluate("() => window.dariInbox.ringing()") == [waiting.public_id]
+    # Another specialist took it: the banner stops ringing but still offers a refresh,
+    # and the panel says who took it.
+    other = make_user(bdb, Role.SPECIALIST, specialty=bdb.get(Specialty, waiting.specialty_id))
+    urgent.accept(bdb, other, item.id or 0, pool_ok=True)
     bdb.commit()
     wait_until(lambda: page.evaluate("() => window.dariInbox.ringing().length") == 0, timeout=15)
     assert "is-ringing" not in (page.get_attribute("#live", "class") or "")
     assert page.locator("#live a").count() == 1
+    assert other.name in page.inner_text(f"[data-taken='{waiting.public_id}']")
     assert csp_violations(page) == []

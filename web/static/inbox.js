@@ -1,16 +1,25 @@
 /* Dari inbox: live notifications from /ws/user (docs/signaling.md "User channel"), over
  * the shared client (lib/ws-client.js): it resumes from the last notification id seen.
- * An urgent consult rings (visibly, and audibly where the browser allows) until someone
- * takes it; any other news offers a refresh. The page itself is rendered by the server.
- * The kinds are listed in server/notifications/kinds.py (a test keeps the two in step). */
+ *
+ * The urgent ring is state, not an event: the panel (#urgent-panel) is read from the
+ * server (/urgent/panel, server/scheduling/urgent_views.py) when the page opens, on every
+ * (re)connect, on every notification and every few seconds, so it survives a reload and
+ * a reconnect and stops as soon as the server says someone took the consult. While
+ * something rings, a tone repeats (WebAudio) and the banner flashes. Any other news
+ * offers a refresh. The kinds are listed in server/notifications/kinds.py (a test keeps
+ * the two in step): those below make the inbox read the ring state at once. */
 
 import { onPageExit } from "./lib/page.js";
+import { Timers } from "./lib/timers.js";
+import { closeAudio, ringOnce } from "./lib/tone.js";
 import { connect } from "./lib/ws-client.js";
 
 const RING_ALWAYS = ["urgent.ring", "urgent.escalated"];
 const RING_IF_URGENT = ["consult.requested", "consult.overdue"];
 const STOP_RING = ["urgent.taken", "urgent.accepted"];
 const KEY = "dari.notifications.last";
+const TONE_EVERY_MS = 2500;
+const STATE_EVERY_MS = 15000;
 
 /** The consult a notification is about: consults say "consult", scheduling "consult_id". */
 function consultOf(n) {
@@ -18,52 +27,103 @@ function consultOf(n) {
   return String(p.consult_id || p.consult || "");
 }
 
-/** True for a notification that should ring (pure: tested). */
+/** True for a notification that may start a ring (pure: tested). */
 function rings(n) {
   if (RING_ALWAYS.indexOf(n.kind) >= 0) return true;
   return RING_IF_URGENT.indexOf(n.kind) >= 0 && !!n.payload && n.payload.urgency === "urgent";
 }
 
-/** True for a notification that ends the ringing for its consult (pure: tested). */
+/** True for a notification that may end a ring (pure: tested). */
 function stopsRinging(n) {
   return STOP_RING.indexOf(n.kind) >= 0;
 }
 
-function beep() {
-  try {
-    const ctx = new (window.AudioContext || window.webkitAudioContext)();
-    [0, 0.35].forEach((at) => {
-      const osc = ctx.createOscillator();
-      const gain = ctx.createGain();
-      osc.frequency.value = 880;
-      gain.gain.value = 0.2;
-      osc.connect(gain);
-      gain.connect(ctx.destination);
-      osc.start(ctx.currentTime + at);
-      osc.stop(ctx.currentTime + at + 0.2);
-    });
-  } catch (e) { /* no sound without a user gesture: the banner still rings */ }
-}
-
 function start(live) {
   const S = live.dataset;
+  const panel = document.getElementById("urgent-panel");
+  const timers = new Timers();
   const openedAt = Date.now();
-  const ringingFor = {}; // consult public id → true while it rings
   const received = [];
   let lastId = 0;
+  let ringingIds = [];
+  let alerting = false;
+  let toneTimer = null;
+  let tones = 0;
+  let reads = 0;
+  let reading = false;
+  let readAgain = false;
+  let shown = "";
   try {
     lastId = parseInt(localStorage.getItem(KEY) || "0", 10) || 0;
   } catch (e) { /* private mode */ }
 
-  function announce(ringing, newRing) {
+  function banner(text) {
     live.textContent = "";
-    live.appendChild(document.createTextNode((ringing ? S.ring : S.new) + " "));
+    live.appendChild(document.createTextNode(text + " "));
     const again = document.createElement("a");
     again.href = location.pathname;
     again.textContent = S.reload;
     live.appendChild(again);
-    live.classList.toggle("is-ringing", ringing);
-    if (newRing) beep();
+  }
+
+  function tone() {
+    if (ringOnce()) tones += 1;
+  }
+
+  function setRinging(on) {
+    const was = live.classList.contains("is-ringing");
+    live.classList.toggle("is-ringing", on);
+    if (on && !was) {
+      banner(S.ring);
+      tone();
+      toneTimer = timers.every(TONE_EVERY_MS, tone);
+    } else if (!on && was) {
+      timers.cancel(toneTimer);
+      toneTimer = null;
+      banner(S.new);
+    }
+  }
+
+  function show(html) {
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    const body = doc.querySelector(".urgent-panel");
+    if (!body) return;
+    // Unchanged state leaves the panel alone: a button being pressed is not replaced.
+    if (html !== shown) {
+      shown = html;
+      panel.replaceChildren(document.importNode(body, true));
+    }
+    ringingIds = Array.from(body.querySelectorAll("[data-ring]")).map((n) => n.dataset.ring);
+    alerting = body.querySelectorAll("[data-alert]").length > 0;
+    const counter = document.getElementById("pool-count");
+    if (counter && body.dataset.poolCount !== undefined) counter.textContent = body.dataset.poolCount;
+    setRinging(ringingIds.length > 0 || alerting);
+  }
+
+  /** Read the ring state; calls while a read is in flight fold into one more read. */
+  async function readState() {
+    if (!panel) return;
+    if (reading) {
+      readAgain = true;
+      return;
+    }
+    reading = true;
+    try {
+      const response = await fetch(panel.dataset.src, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "text/html" },
+      });
+      if (response.ok) {
+        show(await response.text());
+        reads += 1;
+      }
+    } catch (e) { /* offline: the next notification, reconnect or tick reads it again */ }
+    reading = false;
+    if (readAgain) {
+      readAgain = false;
+      readState();
+    }
   }
 
   function onNotification(n) {
@@ -73,19 +133,21 @@ function start(live) {
         localStorage.setItem(KEY, String(lastId));
       } catch (e) { /* ignore */ }
     }
+    // The ring and the counters are state: read them again whatever the news.
+    readState();
     // What happened before this page was drawn is already on it.
     const at = Date.parse(n.created_at);
     if (!isNaN(at) && at < openedAt - 30000) return;
     received.push(n);
-    const newRing = rings(n);
-    if (newRing) ringingFor[consultOf(n)] = true;
-    else if (stopsRinging(n)) delete ringingFor[consultOf(n)];
-    announce(Object.keys(ringingFor).length > 0, newRing);
+    if (!rings(n) && !stopsRinging(n) && !live.classList.contains("is-ringing")) banner(S.new);
   }
 
   const client = connect({
     path: S.ws,
-    hello: () => ({ v: 1, type: "subscribe", after_id: lastId }), // resume after the last one seen
+    hello: () => {
+      readState(); // a reconnect may have missed the end of a ring
+      return { v: 1, type: "subscribe", after_id: lastId }; // resume after the last one seen
+    },
     onFrame: (frame) => {
       if (frame.type === "notification") onNotification(frame);
     },
@@ -96,13 +158,23 @@ function start(live) {
     maxMs: 30000,
     finalCodes: [4403],
   });
-  onPageExit(() => client.close());
+  readState();
+  timers.every(STATE_EVERY_MS, readState);
+  onPageExit(() => {
+    client.close();
+    timers.clear();
+    closeAudio();
+  });
 
   window.dariInbox = {
     rings,
     stopsRinging,
     consultOf,
-    ringing: () => Object.keys(ringingFor),
+    ringing: () => ringingIds.slice(),
+    alerting: () => alerting,
+    tones: () => tones,
+    reads: () => reads,
+    readState,
     received,
     client,
   };
