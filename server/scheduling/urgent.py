@@ -21,6 +21,7 @@ from server.consults.lifecycle import OPEN_TO_POOL
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.errors import AppError, Conflict, NotFound
 from server.notifications import service as notifications
+from server.ops import metrics
 from server.scheduling import slots as grid
 from server.scheduling.models import (
     ExceptionKind,
@@ -476,6 +477,7 @@ def escalate_once(engine: Engine, after_minutes: float) -> int:
     with Session(engine, expire_on_commit=False) as session:
         count = len(escalate_stale_rings(session, utcnow(), after_minutes))
         session.commit()
+    metrics.record_escalation("urgent_ring", count)
     return count
 
 
