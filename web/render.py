@@ -40,6 +40,7 @@ __all__ = [
     "local_time",
     "render",
     "render_error_page",
+    "form_error",
     "require_compiled",
     "static_file",
     "static_url",
@@ -190,9 +191,48 @@ def render(
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
+GENERIC_REFUSAL = "This could not be done. Nothing was changed."
+
+
+def translate_message(
+    catalog: NullTranslations, message: str, params: dict[str, Any] | None = None
+) -> str:
+    """An error's English message in the page's language: the message is the msgid, the
+    values filled in are translated too when the catalog knows them (statuses, fields).
+    A message the catalog lacks becomes a generic sentence outside English, so that a
+    Korean page never shows an English one (the code is shown beside it)."""
+    translated = catalog.gettext(message)
+    if translated == message and not _is_source(catalog):
+        translated = catalog.gettext(GENERIC_REFUSAL)
+    values = {
+        name: catalog.gettext(value) if isinstance(value, str) and value else value
+        for name, value in (params or {}).items()
+    }
+    try:
+        return translated % values if values else translated
+    except (KeyError, TypeError, ValueError):
+        return translated
+
+
+def _is_source(catalog: NullTranslations) -> bool:
+    return catalog is i18n.translations(i18n.SOURCE_LOCALE)
+
+
+def form_error(request: Request, message: str, params: dict[str, Any] | None = None) -> str:
+    """An error's message translated for the page that shows it next to its field."""
+    locale = request_locale(request, viewer_of(request))
+    return translate_message(i18n.translations(locale), message, params)
+
+
 def render_error_page(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> HTMLResponse:
+    locale = request_locale(request, viewer_of(request))
     return render(
         request,
         "error.html",
@@ -200,5 +240,5 @@ def render_error_page(
         headers=headers,
         status_code=status,
         code=code,
-        message=message,
+        message=translate_message(i18n.translations(locale), message, params),
     )

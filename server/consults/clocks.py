@@ -11,6 +11,7 @@ from server.consults import lifecycle
 from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.notifications import service as notifications
 from server.settings import Settings, get_settings
+from web.render import N_
 
 
 def target_for(urgency: str, settings: Settings) -> timedelta:
@@ -71,7 +72,7 @@ def escalate_overdue(
             consult,
             ConsultStatus.ESCALATED,
             actor=None,
-            reason=f"no specialist response within {int(target.total_seconds() // 60)} minutes",
+            reason=N_("no specialist response in time"),
         )
         recipients = session.exec(
             select(User.id).where(

@@ -450,7 +450,7 @@ def close(session: Session, viewing: Viewing, data: CloseIn) -> ConsultEvent:
         consult,
         S.COMPLETED,
         actor=viewing.user,
-        reason=f"outcome: {data.outcome}",
+        reason=data.outcome.value,  # shown translated in the timeline
         ip=viewing.ip,
     )
     consult.outcome = data.outcome
