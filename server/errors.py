@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from web.render import render_error_page
@@ -42,6 +44,9 @@ class AppError(Exception):
         self.field = field
         self.headers = headers or {}
         self.extra = extra or {}
+        # A refusal worth an audit event of its own (a read refused to an outsider); it is
+        # written after the request's transaction has rolled back (install_error_handlers).
+        self.audit_denied: dict[str, Any] | None = None
 
 
 class NotFound(AppError):
@@ -106,9 +111,35 @@ def _render(
     )
 
 
+def _record_denied(request: Request, denied: dict[str, Any]) -> None:
+    """A refused read as an audit event, in a transaction of its own (the request's was
+    rolled back with the refusal, and nothing else of it may be kept)."""
+    from server.audit import service as audit  # the audit domain imports this module
+
+    detail = {key: value for key, value in denied.items() if key not in ("actor_id", "object_id")}
+    try:
+        with Session(request.app.state.engine) as session:
+            audit.record(
+                session,
+                str(denied.get("action", "access.denied")),
+                actor_id=denied.get("actor_id"),
+                ip=request.client.host if request.client else "",
+                object_type=str(denied.get("object_type", "")),
+                object_id=str(denied.get("object_id", "")),
+                organisation_id=denied.get("organisation_id"),
+                detail=detail,
+            )
+            session.commit()
+    except Exception:
+        # The refusal is answered whatever happens to its record.
+        log.exception("could not record a refused read")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
+        if exc.audit_denied is not None:
+            await run_in_threadpool(_record_denied, request, exc.audit_denied)
         return _render(
             request,
             exc.status,
