@@ -153,7 +153,9 @@ USERS = [
         "admin.jeongseon@dari.example", "문태윤", Role.ADMIN, "Jeongseon County Health Centre"
     ),
     DemoUser("admin.inje@dari.example", "유하린", Role.ADMIN, "Inje Girin Health Subcentre"),
-    DemoUser("admin.heuksan@dari.example", "남궁준", Role.ADMIN, "Sinan Heuksando Health Subcentre"),
+    DemoUser(
+        "admin.heuksan@dari.example", "남궁준", Role.ADMIN, "Sinan Heuksando Health Subcentre"
+    ),
     DemoUser("admin.cheongsan@dari.example", "임채원", Role.ADMIN, "Wando Cheongsan Clinic"),
     DemoUser(
         "admin.chonnam@dari.example", "노은서", Role.ADMIN, "Chonnam National University Hospital"

@@ -184,7 +184,7 @@ def install_error_handlers(app: FastAPI) -> None:
             code,
             str(exc.detail),
             template=texts.get(exc.status_code, str(exc.detail)),
-            headers=exc.headers,
+            headers=dict(exc.headers) if exc.headers else None,
         )
 
     @app.exception_handler(Exception)

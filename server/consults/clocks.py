@@ -66,7 +66,6 @@ def escalate_overdue(
         session.refresh(consult)
         if not is_overdue(consult, settings, now):
             continue
-        target = target_for(consult.urgency, settings)
         lifecycle.transition(
             session,
             consult,

@@ -3,15 +3,14 @@ issue polishes them). Every page goes through the same loader and visibility rul
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import contextlib
 import os
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import UploadFile as StarletteUpload
 from sqlmodel import Session, col, select
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.accounts.models import Organisation, Role, Specialty, User
@@ -21,7 +20,6 @@ from server.consults import clocks, lifecycle, reports, service, views
 from server.consults.access import Access, Viewing, load_consult
 from server.consults.deps import ConsultForUser, _read_upload
 from server.consults.errors import RegistrationNumberRefused
-from server.consults.privacy import refuse_registration_numbers, strip_registration_numbers
 from server.consults.models import (
     ConsultMode,
     ConsultRequest,
@@ -31,6 +29,7 @@ from server.consults.models import (
     Sex,
     Urgency,
 )
+from server.consults.privacy import refuse_registration_numbers, strip_registration_numbers
 from server.consults.schemas import CloseIn, ConsultIn, DecisionIn, ReportIn
 from server.db import SessionDep
 from server.errors import AppError

@@ -336,5 +336,4 @@ def cancel_submit(
     reason: Annotated[str, Form(max_length=500)],
 ) -> Response:
     booking.cancel(session, user, appointment_id, reason, ip=client_ip(request))
-    # Back to the consult, which confirms who, when and how to join.
-    return RedirectResponse(f"/consults/{record.public_id}?booked=1#appointment", status_code=303)
+    return RedirectResponse("/schedule/appointments", status_code=303)

@@ -53,7 +53,7 @@ def test_demo_seeds_once_and_prints_logins(cli_db: tuple[str, Path]) -> None:
     assert "demo data created" in first.stdout
     assert "gp.jeongseon@dari.example" in first.stdout
     count = len(_users(cli_db[0]))
-    assert count == 17
+    assert count == 23  # 16 GPs and specialists, an administrator per organisation (7)
     second = dari(cli_db, "demo")
     assert second.returncode == 0
     assert "already present" in second.stdout
