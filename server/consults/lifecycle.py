@@ -449,4 +449,12 @@ def stage_label(consult: ConsultRequest) -> str:
     the GP reads as the GP's part."""
     if consult.status == S.REPORT_PENDING and consult.report_signed_at is not None:
         return N_("awaiting the GP's decision")
-    return str(consult.status)
+    return STATUS_LABELS.get(ConsultStatus(consult.status), str(consult.status))
+
+
+# How a status reads (in English too: "in progress", not "in_progress").
+STATUS_LABELS: dict[ConsultStatus, str] = {
+    S.IN_PROGRESS: N_("in progress"),
+    S.REPORT_PENDING: N_("awaiting report"),
+    S.NO_SHOW: N_("missed appointment"),
+}
