@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, get_timezone_name
 from babel.support import NullTranslations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -176,6 +176,8 @@ def context_for(request: Request, **extra: Any) -> dict[str, Any]:
         "translations": i18n.translations(locale),
         "timezone": timezone,
         "when": lambda value, fmt="short": local_time(value, locale, timezone, fmt),
+        # A zone as people call it ("한국 시간", "Korean Time"), not its tz database name.
+        "zone_name": lambda zone: get_timezone_name(zone, locale=locale) if zone else "",
         # A calendar date (no time, no zone) in the same style as `when`.
         "day": lambda value: format_date(value, format="short", locale=locale) if value else "",
         **extra,

@@ -183,3 +183,166 @@ def test_video_journey(new_page: Callable[..., Any], bdb: Session, lang: str) ->
     ).one()
     assert stored.status == "completed" and stored.outcome == "resolved_without_referral"
     assert csp_violations(gp) == [] and csp_violations(specialist) == []
+
+
+def join_both(gp: Any, specialist: Any, consult_url: str) -> None:
+    gp.click("#join-call button")
+    specialist.click("#join-call button")
+    for page in (gp, specialist):
+        page.wait_for_url(f"**{consult_url}/call*")
+    gp.wait_for_selector("[data-notes-consult][data-state=saved]")
+
+
+@pytest.mark.parametrize("lang", ["ko", "en"])
+def test_written_journey(new_page: Callable[..., Any], bdb: Session, lang: str) -> None:
+    people = journey_people(bdb)
+    gp, specialist = new_page(lang), new_page(lang)
+    for page in (gp, specialist):
+        accept_dialogs(page)
+    browser_login(gp, people.gp)
+    browser_login(specialist, people.specialist)
+    chart = "C-0401" if lang == "ko" else "C-0402"
+    public_id = request_consult(gp, people.specialty_id, chart, lang, "async")
+    consult_url = f"/consults/{public_id}"
+
+    # The specialist finds it in the pool and accepts it; the GP's page follows.
+    specialist.goto("/")
+    specialist.click(f"#pool a[href='{consult_url}']")
+    specialist.wait_for_url(f"**{consult_url}")
+    no_english(specialist, lang)
+    specialist.click("#actions button[value=accepted]")
+    specialist.wait_for_url(f"**{consult_url}")
+    assert status_of(specialist) == TEXT[lang]["accepted"]
+    wait_until(lambda: status_of(gp) == TEXT[lang]["accepted"], timeout=15)
+
+    # A question to the clinic: it is on the GP's to-do list; the GP answers.
+    specialist.fill("#thread textarea[name=body]", TEXT[lang]["question_to_gp"])
+    specialist.click("#thread button[type=submit]")
+    specialist.wait_for_url(f"**{consult_url}*")
+    gp.goto("/")
+    gp.click(f"#tasks a[href='{consult_url}']")
+    gp.wait_for_url(f"**{consult_url}")
+    assert TEXT[lang]["question_to_gp"] in gp.locator("#thread").inner_text()
+    gp.fill("#thread textarea[name=body]", TEXT[lang]["answer"])
+    gp.click("#thread button[type=submit]")
+    gp.wait_for_url(f"**{consult_url}*")
+    no_english(gp, lang)
+
+    # The specialist's page shows the answer without a reload, then the report is signed.
+    wait_until(lambda: TEXT[lang]["answer"] in specialist.locator("#thread").inner_text())
+    specialist.fill("textarea[name=findings]", TEXT[lang]["answer"])
+    specialist.fill("textarea[name=assessment]", TEXT[lang]["assessment"])
+    specialist.click("button[name=action][value=sign]")
+    specialist.wait_for_url(f"**{consult_url}*")
+    assert status_of(specialist) == TEXT[lang]["gp_part"]
+    wait_until(lambda: status_of(gp) == TEXT[lang]["gp_part"], timeout=15)
+
+    # The GP wants to see the patient with the specialist after all: the same consult
+    # becomes a video consult and is booked, nothing typed again.
+    gp.click("#mode button[type=submit]")
+    gp.wait_for_url(f"**{consult_url}")
+    book_first_slot(gp, public_id, lang)
+    assert TEXT[lang]["question"] in gp.locator("#request").inner_text()
+    specialist.goto(consult_url)
+    join_both(gp, specialist, consult_url)
+    for page in (gp, specialist):
+        page.click("#btn-hangup")
+        page.wait_for_url(f"**{consult_url}")
+    assert status_of(specialist) == TEXT[lang]["in_progress"]
+    # The specialist ends the consultation by its verb; the GP decides and closes.
+    specialist.click("#actions button[value=report_pending]")
+    specialist.wait_for_url(f"**{consult_url}")
+    assert status_of(specialist) == TEXT[lang]["gp_part"]
+    gp.wait_for_selector("#close-form", timeout=15_000)
+    gp.select_option("#close-form select[name=outcome]", "referred")
+    gp.select_option("#close-form select[name=action]", "referred")
+    gp.click("#close-form button[type=submit]")
+    gp.wait_for_url(f"**{consult_url}")
+    assert status_of(gp) == TEXT[lang]["completed"]
+    no_english(gp, lang)
+    timeline = gp.locator("#timeline").inner_text()
+    assert TEXT[lang]["decided"] in timeline
+    assert csp_violations(gp) == [] and csp_violations(specialist) == []
+
+
+REFUSED = {
+    "ko": {"rrn": "주민등록번호", "type": "JPEG, PNG, PDF, DICOM 파일만", "size": "MB", "reason": "사유를 적어 주십시오", "overlap": "겹칩니다"},
+    "en": {"rrn": "resident registration number", "type": "Only JPEG, PNG, PDF and DICOM", "size": "larger than the limit", "reason": "Say why", "overlap": "overlap another rule"},
+}
+
+
+@pytest.mark.parametrize("lang", ["ko", "en"])
+def test_refused_input_comes_back_by_its_field(
+    new_page: Callable[..., Any], bdb: Session, lang: str
+) -> None:
+    people = journey_people(bdb)
+    gp, specialist = new_page(lang), new_page(lang)
+    for page in (gp, specialist):
+        accept_dialogs(page)
+    browser_login(gp, people.gp)
+    browser_login(specialist, people.specialist)
+    words = REFUSED[lang]
+    chart = "C-0501" if lang == "ko" else "C-0502"
+
+    def fill_form(history: str) -> None:
+        gp.goto("/consults/new")
+        gp.select_option("select[name=specialty_id]", str(people.specialty_id))
+        gp.fill("input[name=patient_chart_number]", chart)
+        gp.fill("input[name=patient_age]", "58")
+        gp.fill("textarea[name=clinical_question]", TEXT[lang]["question"])
+        gp.fill("textarea[name=history]", history)
+
+    def kept() -> None:
+        assert gp.locator("textarea[name=clinical_question]").input_value() == TEXT[lang]["question"]
+        assert gp.locator("input[name=patient_chart_number]").input_value() == chart
+        no_english(gp, lang)
+
+    # A resident registration number: the form comes back, the number alone taken out.
+    fill_form("고혈압 800101-1234567 10년")
+    gp.click("button[name=action][value=submit]")
+    gp.wait_for_selector("#history-error")
+    assert words["rrn"] in gp.locator("#history-error").inner_text()
+    assert gp.locator("textarea[name=history]").input_value() == "고혈압  10년"
+    assert gp.locator("textarea[name=history]").get_attribute("aria-invalid") == "true"
+    kept()
+    shot(gp, f"journey-refused-number.{lang}", guide=True)
+
+    # A disguised file (a web page named .png), then one over the size limit.
+    for name, content, word in (
+        ("scan.png", b"<html><script>alert(1)</script></html>", words["type"]),
+        ("big.png", png_bytes() + bytes(20 * 1024 * 1024), words["size"]),
+    ):
+        fill_form("고혈압 10년")
+        gp.set_input_files(
+            "input[name=file]", {"name": name, "mimeType": "image/png", "buffer": content}
+        )
+        gp.click("button[name=action][value=submit]")
+        gp.wait_for_selector("#file-error")
+        assert word in gp.locator("#file-error").inner_text()
+        assert gp.locator("textarea[name=history]").input_value() == "고혈압 10년"
+        kept()
+    bdb.expire_all()
+    assert bdb.exec(
+        select(ConsultRequest).where(ConsultRequest.patient_chart_number == chart)
+    ).first() is None
+
+    # Sent at last; the specialist declines without a reason: the page asks for one.
+    fill_form("고혈압 10년")
+    gp.click("button[name=action][value=submit]")
+    gp.wait_for_url("**/consults/*")
+    specialist.goto(gp.url)
+    specialist.click("#actions button[value=declined]")
+    specialist.wait_for_selector("#reason-error")
+    assert words["reason"] in specialist.locator("#reason-error").inner_text()
+    no_english(specialist, lang)
+
+    # An overlapping roster rule: the roster form comes back with what was typed.
+    specialist.goto("/schedule/roster")
+    specialist.fill("#start_time", "09:00")
+    specialist.fill("#end_time", "10:00")
+    specialist.fill("#valid_from", "2026-01-01")
+    specialist.click("#rule-form button[type=submit]")
+    specialist.wait_for_selector("#rule-error")
+    assert words["overlap"] in specialist.locator("#rule-error").inner_text()
+    assert specialist.locator("#start_time").input_value() == "09:00"
+    no_english(specialist, lang)
