@@ -160,7 +160,7 @@ def test_video_journey(new_page: Callable[..., Any], bdb: Session, lang: str) ->
     shot(specialist, f"journey-signed.{lang}", guide=True)
 
     # The GP's page follows without a reload: the decision-and-close form appears.
-    gp.wait_for_selector("#close-form", timeout=15_000)
+    gp.wait_for_selector("#close-form", timeout=30_000)
     assert status_of(gp) == TEXT[lang]["gp_part"]
     assert TEXT[lang]["assessment"] in gp.locator("#report").inner_text()
     no_english(gp, lang)
@@ -216,7 +216,7 @@ def test_written_journey(new_page: Callable[..., Any], bdb: Session, lang: str) 
     specialist.click("#actions button[value=accepted]")
     specialist.wait_for_url(f"**{consult_url}")
     assert status_of(specialist) == TEXT[lang]["accepted"]
-    wait_until(lambda: status_of(gp) == TEXT[lang]["accepted"], timeout=15)
+    wait_until(lambda: status_of(gp) == TEXT[lang]["accepted"], timeout=30)
 
     # A question to the clinic: it is on the GP's to-do list; the GP answers.
     specialist.fill("#thread textarea[name=body]", TEXT[lang]["question_to_gp"])
@@ -238,7 +238,7 @@ def test_written_journey(new_page: Callable[..., Any], bdb: Session, lang: str) 
     specialist.click("button[name=action][value=sign]")
     specialist.wait_for_url(f"**{consult_url}*")
     assert status_of(specialist) == TEXT[lang]["gp_part"]
-    wait_until(lambda: status_of(gp) == TEXT[lang]["gp_part"], timeout=15)
+    wait_until(lambda: status_of(gp) == TEXT[lang]["gp_part"], timeout=30)
 
     # The GP wants to see the patient with the specialist after all: the same consult
     # becomes a video consult and is booked, nothing typed again.
@@ -256,7 +256,7 @@ def test_written_journey(new_page: Callable[..., Any], bdb: Session, lang: str) 
     specialist.click("#actions button[value=report_pending]")
     specialist.wait_for_url(f"**{consult_url}")
     assert status_of(specialist) == TEXT[lang]["gp_part"]
-    gp.wait_for_selector("#close-form", timeout=15_000)
+    gp.wait_for_selector("#close-form", timeout=30_000)
     gp.select_option("#close-form select[name=outcome]", "referred")
     gp.select_option("#close-form select[name=action]", "referred")
     gp.click("#close-form button[type=submit]")
