@@ -183,3 +183,46 @@ def test_audit_page_takes_empty_fields_and_reads_as_sentences(
     assert page.status_code == 200, page.text
     assert f"{team.gp.name} 님이 {consult.patient_chart_number} 협진을 열람" in page.text
     assert "<details>" in page.text
+
+
+def test_the_consult_page_starts_the_report_from_the_note_beside_it(
+    client: TestClient, db: Session
+) -> None:
+    team = make_team(db)
+    consult = make_consult(db, team, S.IN_PROGRESS, mode=ConsultMode.VIDEO)
+    login(client, team.specialist)
+    page = client.get(f"/consults/{consult.public_id}", headers=HTML).text
+    assert 'data-notes-draft-target="report-findings"' in page
+    assert 'id="report-findings"' in page and "data-notes-draft" in page
+    # The call page's one click: the note's text lands in the draft's findings.
+    csrf = login(client, team.specialist)
+    started = client.post(
+        f"/api/consults/{consult.public_id}/report/from-note",
+        json={"text": "심방세동, 심박수 110"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert started.status_code == 200, started.text
+    assert started.json()["findings"] == "심방세동, 심박수 110"
+    again = client.post(
+        f"/api/consults/{consult.public_id}/report/from-note",
+        json={"text": "심부전 없음"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert again.json()["findings"] == "심방세동, 심박수 110\n\n심부전 없음"
+
+
+def test_the_gps_to_do_list_has_the_specialists_open_question(
+    client: TestClient, db: Session
+) -> None:
+    team = make_team(db)
+    consult = make_consult(db, team, S.ACCEPTED)
+    csrf = login(client, team.specialist)
+    asked = client.post(
+        f"/api/consults/{consult.public_id}/messages",
+        json={"body": "흡연 여부를 알려 주시겠어요?"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert asked.status_code == 201, asked.text
+    login(client, team.gp)
+    home = client.get("/", headers=HTML).text
+    assert "전문의가 질문했습니다" in home and f"/consults/{consult.public_id}" in home
