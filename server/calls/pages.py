@@ -44,7 +44,8 @@ def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
         switch_url=switch_url,
         bandwidth_choices=BANDWIDTH_CHOICES,
         # The assigned specialist starts the report from the note without leaving the call.
-        can_draft=viewing.access == Access.ASSIGNED,
+        # (Not once signed: the note is read-only then, amendments start on the consult page.)
+        can_draft=viewing.access == Access.ASSIGNED and consult.report_signed_at is None,
     )
 
 
