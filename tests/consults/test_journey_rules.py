@@ -160,7 +160,11 @@ def test_refused_reads_are_audited_for_the_consults_organisation(
     login(client, outsider)
     assert client.get(f"/consults/{consult.public_id}", headers=HTML).status_code == 404
     db.expire_all()
-    denied = db.exec(select(AuditEvent).where(AuditEvent.action == "consult.denied")).all()
+    denied = db.exec(
+        select(AuditEvent).where(
+            AuditEvent.action == "consult.denied", AuditEvent.object_id == consult.public_id
+        )
+    ).all()
     assert [(e.actor_id, e.object_id, e.organisation_id) for e in denied] == [
         (outsider.id, consult.public_id, consult.organisation_id)
     ]
