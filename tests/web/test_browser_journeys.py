@@ -157,6 +157,7 @@ def test_video_journey(new_page: Callable[..., Any], bdb: Session, lang: str) ->
     # The note stays beside the report, read-only now.
     specialist.wait_for_selector("[data-notes-consult][data-state=frozen]")
     assert specialist.locator("[data-notes-text]").get_attribute("readonly") is not None
+    specialist.locator("#report-and-note").scroll_into_view_if_needed()
     shot(specialist, f"journey-signed.{lang}", guide=True)
 
     # The GP's page follows without a reload: the decision-and-close form appears.
@@ -164,6 +165,7 @@ def test_video_journey(new_page: Callable[..., Any], bdb: Session, lang: str) ->
     assert status_of(gp) == TEXT[lang]["gp_part"]
     assert TEXT[lang]["assessment"] in gp.locator("#report").inner_text()
     no_english(gp, lang)
+    gp.locator("#close-form").scroll_into_view_if_needed()
     shot(gp, f"journey-decide.{lang}", guide=True)
     gp.select_option("#close-form select[name=action]", "treated_locally")
     gp.select_option("#close-form select[name=outcome]", "resolved_without_referral")
@@ -322,6 +324,7 @@ def test_refused_input_comes_back_by_its_field(
     assert gp.locator("textarea[name=history]").input_value() == "고혈압  10년"
     assert gp.locator("textarea[name=history]").get_attribute("aria-invalid") == "true"
     kept()
+    gp.locator("#history-error").scroll_into_view_if_needed()
     shot(gp, f"journey-refused-number.{lang}", guide=True)
 
     # A disguised file (a web page named .png), then one over the size limit.
