@@ -4,12 +4,14 @@ issue polishes them). Every page goes through the same loader and visibility rul
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
@@ -144,7 +146,21 @@ async def new_consult_submit(
         "vital_signs": vital_signs,
     }
     spooled: files.Spooled | None = None
-    try:
+    ip = client_ip(request)
+
+    def refused(refusal: AppError) -> Response:
+        _keep_typed(values, refusal)
+        return render(
+            request,
+            "consults/new.html",
+            status=refusal.status,
+            values=values,
+            errors=_field_errors(request, refusal),
+            **_form_context(session),
+        )
+
+    def create() -> Response:
+        # The database work runs in a worker thread, as in the sync routes.
         try:
             data = ConsultIn.model_validate({**values, "submit": action != "draft"})
             if user.role != Role.GP:
@@ -157,7 +173,21 @@ async def new_consult_submit(
                     for name in ("clinical_question", "history", "medication", "vital_signs")
                 }
             )
-            if file is not None and file.filename:
+            if spooled is not None:
+                files.check_kind(spooled)
+            consult = service.create_request(session, user, data, ip)
+            if spooled is not None:
+                viewing = load_consult(session, user, consult.public_id, ip=ip)
+                service.add_attachment(
+                    session, viewing, spooled, settings.resolved_attachments_dir()
+                )
+        except AppError as refusal:
+            return refused(refusal)
+        return _back(consult.public_id)
+
+    try:
+        if file is not None and file.filename:
+            try:
                 refuse_registration_numbers({"file": file.filename})
                 spooled = await files.spool(
                     _read_upload(file),
@@ -165,28 +195,13 @@ async def new_consult_submit(
                     settings.attachment_max_bytes,
                     file.filename,
                 )
-                files.check_kind(spooled)
-            consult = service.create_request(session, user, data, client_ip(request))
-            if spooled is not None:
-                viewing = load_consult(session, user, consult.public_id, ip=client_ip(request))
-                service.add_attachment(
-                    session, viewing, spooled, settings.resolved_attachments_dir()
-                )
-        except AppError as refusal:
-            _keep_typed(values, refusal)
-            return render(
-                request,
-                "consults/new.html",
-                status=refusal.status,
-                values=values,
-                errors=_field_errors(request, refusal),
-                **_form_context(session),
-            )
+            except AppError as refusal:
+                return await run_in_threadpool(refused, refusal)
+        return await run_in_threadpool(create)
     finally:
         if spooled is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spooled.path)
-    return _back(consult.public_id)
 
 
 @router.get("/consults/{public_id}")
@@ -339,16 +354,21 @@ async def page_attachment(
             settings.attachment_max_bytes,
             upload.filename,
         )
-        service.add_attachment(session, viewing, spooled, settings.resolved_attachments_dir())
+        await run_in_threadpool(
+            service.add_attachment, session, viewing, spooled, settings.resolved_attachments_dir()
+        )
     except AppError as refusal:
         refusal.field = "file"
-        return _detail(
-            request,
-            viewing,
-            session,
-            settings,
-            status=refusal.status,
-            errors=_field_errors(request, refusal),
+        return await run_in_threadpool(
+            functools.partial(
+                _detail,
+                request,
+                viewing,
+                session,
+                settings,
+                status=refusal.status,
+                errors=_field_errors(request, refusal),
+            )
         )
     finally:
         await form.close()
