@@ -114,16 +114,19 @@ def _render(
 def _record_denied(request: Request, denied: dict[str, Any]) -> None:
     """A refused read as an audit event, in a transaction of its own (the request's was
     rolled back with the refusal, and nothing else of it may be kept)."""
-    from server.audit import service as audit  # the audit domain imports this module
+    # Imported here: these domains import this module.
+    from server.accounts.deps import client_ip
+    from server.audit import service as audit
 
-    detail = {key: value for key, value in denied.items() if key not in ("actor_id", "object_id")}
+    named = ("action", "actor_id", "object_type", "object_id", "organisation_id")
+    detail = {key: value for key, value in denied.items() if key not in named}
     try:
         with Session(request.app.state.engine) as session:
             audit.record(
                 session,
                 str(denied.get("action", "access.denied")),
                 actor_id=denied.get("actor_id"),
-                ip=request.client.host if request.client else "",
+                ip=client_ip(request),
                 object_type=str(denied.get("object_type", "")),
                 object_id=str(denied.get("object_id", "")),
                 organisation_id=denied.get("organisation_id"),
