@@ -359,7 +359,13 @@ def end_live_appointment(session: Session, consult: ConsultRequest, actor: User 
     ).first()
     if appointment is None:
         return
-    held = session.exec(select(CallSession.id).where(CallSession.consult_id == consult.id)).first()
+    # A call since this appointment was booked (not an earlier one of the same consult).
+    held = session.exec(
+        select(CallSession.id).where(
+            CallSession.consult_id == consult.id,
+            col(CallSession.started_at) >= appointment.created_at,
+        )
+    ).first()
     appointment.status = AppointmentStatus.COMPLETED if held else AppointmentStatus.CANCELLED
     appointment.sequence += 1
     appointment.ended_at = utcnow()
