@@ -29,6 +29,7 @@ ALLOWED_WORDS = frozenset(
         "MB",
         "ECG",
         "kbps",
+        "ms",  # round-trip time on the call page
         "png",
         "jpg",
         "ecg",

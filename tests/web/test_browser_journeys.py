@@ -119,10 +119,7 @@ def test_video_journey(new_page: Callable[..., Any], bdb: Session, lang: str) ->
     specialist.wait_for_url(f"**{consult_url}")
     assert status_of(specialist) == TEXT[lang]["scheduled"]
     no_english(specialist, lang)
-    gp.click("#join-call button")
-    specialist.click("#join-call button")
-    for page in (gp, specialist):
-        page.wait_for_url(f"**{consult_url}/call*")
+    join_both(gp, specialist, consult_url)  # both in the call, each seeing the other
 
     # Chat and note.
     gp.fill("#chat-input", TEXT[lang]["chat"])
