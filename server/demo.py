@@ -148,6 +148,20 @@ USERS = [
     DemoUser(
         "admin.kangwon@dari.example", "배소윤", Role.ADMIN, "Kangwon National University Hospital"
     ),
+    # Every clinic and hospital has its administrator: the GP side's reads, prints,
+    # exports and decisions are audited for someone who can read them.
+    DemoUser(
+        "admin.jeongseon@dari.example", "문태윤", Role.ADMIN, "Jeongseon County Health Centre"
+    ),
+    DemoUser("admin.inje@dari.example", "유하린", Role.ADMIN, "Inje Girin Health Subcentre"),
+    DemoUser(
+        "admin.heuksan@dari.example", "남궁준", Role.ADMIN, "Sinan Heuksando Health Subcentre"
+    ),
+    DemoUser("admin.cheongsan@dari.example", "임채원", Role.ADMIN, "Wando Cheongsan Clinic"),
+    DemoUser(
+        "admin.chonnam@dari.example", "노은서", Role.ADMIN, "Chonnam National University Hospital"
+    ),
+    DemoUser("admin.seoul@dari.example", "하지훈", Role.ADMIN, "National Medical Center Seoul"),
 ]
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from web.render import render_error_page
@@ -16,7 +18,11 @@ log = logging.getLogger("dari.errors")
 
 
 class AppError(Exception):
-    """A refusal with a stable code, a human message and its HTTP status."""
+    """A refusal with a stable code, a human message and its HTTP status.
+
+    `message` is English and doubles as the catalog's msgid: pages show it translated
+    (`%(name)s` placeholders filled from `params` after translating); `field` names the
+    form or JSON field the refusal is about, so a page can mark it and keep the input."""
 
     def __init__(
         self,
@@ -24,20 +30,29 @@ class AppError(Exception):
         message: str,
         status: int = 400,
         *,
+        field: str | None = None,
+        params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
+        self.template = message
+        self.params = dict(params or {})
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
         self.code = code
-        self.message = message
         self.status = status
+        self.field = field
         self.headers = headers or {}
         self.extra = extra or {}
+        # A refusal worth an audit event of its own (a read refused to an outsider); it is
+        # written after the request's transaction has rolled back (install_error_handlers).
+        self.audit_denied: dict[str, Any] | None = None
 
 
 class NotFound(AppError):
     def __init__(self, what: str = "resource") -> None:
-        super().__init__("not_found", f"{what} not found", 404)
+        # One message whatever is missing: a 404 says no more than that (and is translated).
+        super().__init__("not_found", "not found", 404, extra={"what": what})
 
 
 class Forbidden(AppError):
@@ -46,8 +61,16 @@ class Forbidden(AppError):
 
 
 class Conflict(AppError):
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(code, message, 409, extra=extra)
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        params: dict[str, Any] | None = None,
+        field: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(code, message, 409, params=params, field=field, extra=extra)
 
 
 def wants_html(request: Request) -> bool:
@@ -57,23 +80,80 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The API's error shape: a stable code, the English message and, when the refusal is
+    about one field, its name (`field`), so that a client can mark it and translate."""
     body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
     body.update(extra)
     return {"error": body}
 
 
-def _render(request: Request, status: int, code: str, message: str, **extra: Any) -> Response:
-    headers = extra.pop("headers", None)
+def _render(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    template: str | None = None,
+    params: dict[str, Any] | None = None,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     if wants_html(request):
-        return render_error_page(request, status, code, message, headers=headers)
-    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+        return render_error_page(
+            request, status, code, template or message, headers=headers, params=params
+        )
+    return JSONResponse(
+        error_body(code, message, field, **extra), status_code=status, headers=headers
+    )
+
+
+def _record_denied(request: Request, denied: dict[str, Any]) -> None:
+    """A refused read as an audit event, in a transaction of its own (the request's was
+    rolled back with the refusal, and nothing else of it may be kept)."""
+    # Imported here: these domains import this module.
+    from server.accounts.deps import client_ip
+    from server.audit import service as audit
+
+    named = ("action", "actor_id", "object_type", "object_id", "organisation_id")
+    detail = {key: value for key, value in denied.items() if key not in named}
+    try:
+        with Session(request.app.state.engine) as session:
+            audit.record(
+                session,
+                str(denied.get("action", "access.denied")),
+                actor_id=denied.get("actor_id"),
+                ip=client_ip(request),
+                object_type=str(denied.get("object_type", "")),
+                object_id=str(denied.get("object_id", "")),
+                organisation_id=denied.get("organisation_id"),
+                detail=detail,
+            )
+            session.commit()
+    except Exception:
+        # The refusal is answered whatever happens to its record.
+        log.exception("could not record a refused read")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        return _render(request, exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+        if exc.audit_denied is not None:
+            await run_in_threadpool(_record_denied, request, exc.audit_denied)
+        return _render(
+            request,
+            exc.status,
+            exc.code,
+            exc.message,
+            template=exc.template,
+            params=exc.params,
+            field=exc.field,
+            headers=exc.headers,
+            **exc.extra,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -82,14 +162,33 @@ def install_error_handlers(app: FastAPI) -> None:
             location = [str(part) for part in err.get("loc", ()) if part not in ("body", "query")]
             fields.append({"field": ".".join(location), "message": err.get("msg", "invalid")})
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid input"
-        return _render(request, 422, "validation_error", summary, fields=fields)
+        first = fields[0]["field"] if fields else None
+        # Pages get one translated sentence (the field names are not for people); the API
+        # the detail, with the first field named as in every other refusal.
+        return _render(
+            request,
+            422,
+            "validation_error",
+            summary,
+            template="Some of what was entered is not valid; check the form and try again.",
+            field=first,
+            fields=fields,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(
             exc.status_code, "http_error"
         )
-        return _render(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+        texts = {404: "not found", 405: "method not allowed", 401: "please log in"}
+        return _render(
+            request,
+            exc.status_code,
+            code,
+            str(exc.detail),
+            template=texts.get(exc.status_code, str(exc.detail)),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -31,7 +31,6 @@ from web.assets import STATIC_DIR
 OWN_TIMERS = {
     "lib/timers.js": "the registry",
     "precall.js": "a one-shot test that clears its timers when it finishes",
-    "consults.js": "the report autosave's debounce, one timer replaced on each keystroke",
 }
 
 RULES: list[tuple[re.Pattern[str], str]] = [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime, get_timezone_name
 from babel.support import NullTranslations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -40,6 +40,7 @@ __all__ = [
     "local_time",
     "render",
     "render_error_page",
+    "form_error",
     "require_compiled",
     "static_file",
     "static_url",
@@ -175,6 +176,10 @@ def context_for(request: Request, **extra: Any) -> dict[str, Any]:
         "translations": i18n.translations(locale),
         "timezone": timezone,
         "when": lambda value, fmt="short": local_time(value, locale, timezone, fmt),
+        # A zone as people call it ("한국 시간", "Korean Time"), not its tz database name.
+        "zone_name": lambda zone: get_timezone_name(zone, locale=locale) if zone else "",
+        # A calendar date (no time, no zone) in the same style as `when`.
+        "day": lambda value: format_date(value, format="short", locale=locale) if value else "",
         **extra,
     }
 
@@ -190,9 +195,48 @@ def render(
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
+GENERIC_REFUSAL = N_("This could not be done. Nothing was changed.")
+
+
+def translate_message(
+    catalog: NullTranslations, message: str, params: dict[str, Any] | None = None
+) -> str:
+    """An error's English message in the page's language: the message is the msgid, the
+    values filled in are translated too when the catalog knows them (statuses, fields).
+    A message the catalog lacks becomes a generic sentence outside English, so that a
+    Korean page never shows an English one (the code is shown beside it)."""
+    translated = catalog.gettext(message)
+    if translated == message and not _is_source(catalog):
+        translated = catalog.gettext(GENERIC_REFUSAL)
+    values = {
+        name: catalog.gettext(value) if isinstance(value, str) and value else value
+        for name, value in (params or {}).items()
+    }
+    try:
+        return translated % values if values else translated
+    except (KeyError, TypeError, ValueError):
+        return translated
+
+
+def _is_source(catalog: NullTranslations) -> bool:
+    return catalog is i18n.translations(i18n.SOURCE_LOCALE)
+
+
+def form_error(request: Request, message: str, params: dict[str, Any] | None = None) -> str:
+    """An error's message translated for the page that shows it next to its field."""
+    locale = request_locale(request, viewer_of(request))
+    return translate_message(i18n.translations(locale), message, params)
+
+
 def render_error_page(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> HTMLResponse:
+    locale = request_locale(request, viewer_of(request))
     return render(
         request,
         "error.html",
@@ -200,5 +244,5 @@ def render_error_page(
         headers=headers,
         status_code=status,
         code=code,
-        message=message,
+        message=translate_message(i18n.translations(locale), message, params),
     )

@@ -18,7 +18,7 @@ from server.accounts import service as accounts
 from server.accounts.models import User
 from server.calls import service as calls
 from server.clock import utcnow
-from server.consults import access
+from server.consults import access, lifecycle
 from server.consults.errors import ConsultNotFound
 from server.notifications import service as notifications
 from server.notifications.models import Notification
@@ -98,9 +98,11 @@ class ServerGatekeeper:
             if user is None or not user.active:
                 return Admission.DENY
             try:
-                access.load_consult(session, user, room, need=access.Need.PARTICIPANT)
+                viewing = access.load_consult(session, user, room, need=access.Need.PARTICIPANT)
             except ConsultNotFound:
                 return Admission.DENY  # absent or not theirs: the same answer
+            if not lifecycle.call_joinable(viewing.consult):
+                return Admission.DENY  # the call is over (report pending, closed, written)
             return Admission.ALLOW
 
         return await self._db(decide)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from server.accounts.deps import CurrentUser, OptionalUser
+from server.consults import lifecycle
+from server.consults.access import Access
 from server.consults.deps import ConsultForParticipant
 from server.consults.models import ConsultMode
 from web.render import render
@@ -23,6 +25,10 @@ def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
     """The video call of a consult, for its participants only."""
     consult = viewing.consult
     consult_url = f"/consults/{consult.public_id}"
+    if not lifecycle.call_joinable(consult):
+        # A consult whose call is over (or that never had one) has no call page: its own
+        # page says what comes next.
+        return RedirectResponse(consult_url, status_code=303)
     # A live video consult switches to written with the same record (the consults'
     # mode route); one already written just opens the thread.
     switch_url = f"{consult_url}/mode" if consult.mode == ConsultMode.VIDEO else ""
@@ -37,6 +43,9 @@ def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
         thread_url=f"{consult_url}#thread",
         switch_url=switch_url,
         bandwidth_choices=BANDWIDTH_CHOICES,
+        # The assigned specialist starts the report from the note without leaving the call.
+        # (Not once signed: the note is read-only then, amendments start on the consult page.)
+        can_draft=viewing.access == Access.ASSIGNED and consult.report_signed_at is None,
     )
 
 

@@ -16,8 +16,8 @@ from server.accounts.models import User
 from server.audit import service as audit
 from server.calls.models import CallInvitation, CallParticipant, CallSession
 from server.clock import utcnow
-from server.consults import access
-from server.consults.models import ConsultRequest
+from server.consults import access, lifecycle
+from server.consults.models import ConsultRequest, ConsultStatus
 from server.errors import AppError, NotFound
 from server.settings import Settings
 from signaling import tokens
@@ -199,6 +199,13 @@ def record_join(
             organisation_id=consult.organisation_id,
             detail={"call_session_id": call.id},
         )
+        # The call moves the consult on: its timeline shows the call, and a booked (or
+        # accepted) video consult is now in progress.
+        lifecycle.record_call(session, consult, "call started")
+        if consult.status in (ConsultStatus.ACCEPTED, ConsultStatus.SCHEDULED):
+            lifecycle.transition(
+                session, consult, ConsultStatus.IN_PROGRESS, actor=None, reason="call started"
+            )
     participant = CallParticipant(
         call_session_id=call.id or 0,
         peer_id=peer_id,
@@ -267,6 +274,11 @@ def end_call(session: Session, call: CallSession) -> None:
     call.median_loss_pct = median([p.loss_pct for p in everyone])
     session.add(call)
     consult = session.get(ConsultRequest, call.consult_id)
+    if consult is not None:
+        # The appointment was kept: it is completed (FHIR "fulfilled"); the consult stays
+        # in progress (a dropped call may be joined again) until the report or "end call".
+        lifecycle.record_call(session, consult, "call ended", f"{call.duration_seconds}")
+        lifecycle.end_live_appointment(session, consult, None)
     audit.record(
         session,
         "call.end",

@@ -98,14 +98,26 @@ def load_consult(
     lock: bool = False,
 ) -> Viewing:
     """The consult if this user may see it as `need` requires; otherwise the same 404 as
-    for an unknown id (never 403: ids leak nothing). Refusals are not audited (nothing was
-    read); reads are audited by the services that show the record."""
+    for an unknown id (never 403: ids leak nothing). A refusal of an existing consult is
+    audited as "consult.denied" (by the error handler); reads are audited by the
+    services that show the record."""
     consult = find_consult(session, public_id, lock=lock)
     if consult is None:
         raise ConsultNotFound()
     access = access_of(user, consult)
     if not grants(access, need):
-        raise ConsultNotFound()
+        refused = ConsultNotFound()
+        # The outsider gets the same 404 as for an unknown id; the consult's organisation
+        # sees the attempt in its audit log (written after the request rolls back).
+        refused.audit_denied = {
+            "action": "consult.denied",
+            "actor_id": user.id,
+            "object_type": "consult",
+            "object_id": consult.public_id,
+            "organisation_id": consult.organisation_id,
+            "need": need.value,
+        }
+        raise refused
     return Viewing(consult, access, user, ip)
 
 

@@ -12,6 +12,7 @@ from server.consults.models import ConsultRequest, ConsultStatus, Urgency
 from server.notifications import service as notifications
 from server.ops import metrics
 from server.settings import Settings, get_settings
+from web.render import N_
 
 
 def target_for(urgency: str, settings: Settings) -> timedelta:
@@ -66,13 +67,12 @@ def escalate_overdue(
         session.refresh(consult)
         if not is_overdue(consult, settings, now):
             continue
-        target = target_for(consult.urgency, settings)
         lifecycle.transition(
             session,
             consult,
             ConsultStatus.ESCALATED,
             actor=None,
-            reason=f"no specialist response within {int(target.total_seconds() // 60)} minutes",
+            reason=N_("no specialist response in time"),
         )
         recipients = session.exec(
             select(User.id).where(

@@ -11,6 +11,7 @@ ConsultEvent (who, when, why), an audit event, and notifies the other side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from server.accounts.models import Role, User
 from server.audit import service as audit
+from server.calls.models import CallSession
 from server.clock import utcnow
 from server.consults.errors import TransitionNotAllowed
 from server.consults.models import (
@@ -30,6 +32,8 @@ from server.consults.models import (
 from server.consults.privacy import refuse_registration_numbers
 from server.errors import AppError, Conflict, Forbidden
 from server.notifications import service as notifications
+from server.scheduling.models import Appointment, AppointmentStatus
+from web.render import N_
 
 S = ConsultStatus
 
@@ -70,14 +74,15 @@ TRANSITIONS: dict[ConsultStatus, dict[ConsultStatus, frozenset[Party]]] = {
         S.CANCELLED: frozenset({C, SP}),
     },
     S.SCHEDULED: {
-        S.IN_PROGRESS: frozenset({C, SP, SY}),
+        S.IN_PROGRESS: frozenset({C, SP, SY}),  # the call starts (calls.service)
+        S.REPORT_PENDING: frozenset({SP, SY}),  # the report is signed without a call
         S.NO_SHOW: frozenset({C, SP, SY}),
         S.ACCEPTED: frozenset({C, SP, SY}),  # appointment withdrawn, specialist keeps it
         S.REQUESTED: frozenset({C, SP, SY}),  # appointment withdrawn, back to the pool
         S.CANCELLED: frozenset({C, SP}),
     },
     S.IN_PROGRESS: {
-        S.REPORT_PENDING: frozenset({SP, SY}),
+        S.REPORT_PENDING: frozenset({SP, SY}),  # the specialist ends the call, or signs
         S.SCHEDULED: frozenset({C, SP, SY}),  # a written consult escalated to a call
     },
     S.REPORT_PENDING: {
@@ -120,6 +125,9 @@ JOINABLE = frozenset({S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS})
 # also after the GP has closed it.
 REPORT_WRITABLE = frozenset({S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS, S.REPORT_PENDING, S.COMPLETED})
 NEEDS_REASON = frozenset({S.DECLINED, S.CANCELLED, S.NO_SHOW, S.ESCALATED})
+# Reaching these ends the consult's live appointment: the call is over (report pending)
+# or the case is (closed); a done consult keeps no "booked" appointment anywhere.
+ENDS_APPOINTMENT = frozenset({S.REPORT_PENDING, S.NO_SHOW, *TERMINAL})
 
 
 def call_joinable(consult: ConsultRequest) -> bool:
@@ -204,13 +212,26 @@ def transition(
         raise Forbidden(f"only the {who} may move a {current} consult to {target}")
     reason = reason.strip()
     if target in NEEDS_REASON and not reason:
-        raise AppError("reason_required", f"say why the consult becomes {target}", 422)
+        raise AppError(
+            "reason_required",
+            N_("Say why: a reason is needed for this step, and the other side reads it."),
+            422,
+            field="reason",
+            extra={"wanted": target.value},
+        )
     if len(reason) > 2000:
-        raise AppError("reason_too_long", "the reason is limited to 2000 characters", 422)
+        raise AppError(
+            "reason_too_long",
+            N_("The reason is limited to 2000 characters."),
+            422,
+            field="reason",
+        )
     if reason:
         refuse_registration_numbers({"reason": reason})
     if target == S.COMPLETED and not has_signed_report(session, consult):
-        raise Conflict("report_not_signed", "a consult is completed only after a signed report")
+        raise Conflict(
+            "report_not_signed", N_("A consult is closed only after the report is signed.")
+        )
     if target == S.SCHEDULED and current in UNASSIGNED:
         specialist = specialist or (actor if party == Party.SPECIALIST else None)
         if specialist is None or specialist.role != Role.SPECIALIST:
@@ -231,6 +252,8 @@ def transition(
     )
     session.add(event)
     session.flush()
+    if target in ENDS_APPOINTMENT:
+        end_live_appointment(session, consult, actor)
     audit.record(
         session,
         "consult.transition",
@@ -322,3 +345,122 @@ def allowed_for(actor: User | None, consult: ConsultRequest) -> list[str]:
         return []
     moves = TRANSITIONS[consult.status]
     return [str(target) for target, parties in moves.items() if party in parties]
+
+
+def end_live_appointment(session: Session, consult: ConsultRequest, actor: User | None) -> None:
+    """The consult's active appointment becomes completed (a call was held) or cancelled
+    (none was), with its calendar SEQUENCE raised: FHIR, the calendar feed and the pages
+    then agree with the consult."""
+    appointment = session.exec(
+        select(Appointment).where(
+            Appointment.consult_request_id == consult.id,
+            Appointment.status == AppointmentStatus.ACTIVE,
+        )
+    ).first()
+    if appointment is None:
+        return
+    # A call since this appointment was booked (not an earlier one of the same consult).
+    held = session.exec(
+        select(CallSession.id).where(
+            CallSession.consult_id == consult.id,
+            col(CallSession.started_at) >= appointment.created_at,
+        )
+    ).first()
+    appointment.status = AppointmentStatus.COMPLETED if held else AppointmentStatus.CANCELLED
+    appointment.sequence += 1
+    appointment.ended_at = utcnow()
+    appointment.ended_by_id = actor.id if actor else None
+    appointment.reason = appointment.reason or consult.status
+    session.add(appointment)
+    session.flush()
+
+
+def record_call(session: Session, consult: ConsultRequest, what: str, detail: str = "") -> None:
+    """A call started or ended: a line in the consult's timeline (kind "call")."""
+    session.add(
+        ConsultEvent(
+            consult_id=consult.id or 0,
+            kind="call",
+            from_value="",
+            to_value=what,
+            reason=detail,
+            actor_id=None,
+        )
+    )
+    session.flush()
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button on the consult page: a verb, the status it leads to, and whether it asks
+    for a reason and for confirmation (what cannot be undone)."""
+
+    to: str
+    label: str
+    needs_reason: bool = False
+    confirm: str = ""
+    danger: bool = False
+
+
+def actions_for(actor: User | None, consult: ConsultRequest) -> list[Action]:
+    """The moves this actor may make by hand now, as verbs. Moves that happen by
+    themselves (booking, the call starting, signing, closing with the outcome) are not
+    buttons: their own forms make them."""
+    allowed = set(allowed_for(actor, consult))
+    current = ConsultStatus(consult.status)
+    party = party_of(actor, consult)
+    actions: list[Action] = []
+
+    def offer(to: ConsultStatus, label: str, confirm: str = "", danger: bool = False) -> None:
+        if to.value in allowed:
+            actions.append(Action(to.value, label, to in NEEDS_REASON, confirm, danger))
+
+    if current == S.DRAFT:
+        offer(S.REQUESTED, N_("Send the request"))
+    if current in OPEN_TO_POOL and party == Party.SPECIALIST:
+        offer(S.ACCEPTED, N_("Accept"))
+        offer(
+            S.DECLINED,
+            N_("Decline"),
+            N_("Decline this consult? The clinic reads your reason; this cannot be undone."),
+            danger=True,
+        )
+    if current == S.IN_PROGRESS and consult.mode == ConsultMode.VIDEO:
+        offer(
+            S.REPORT_PENDING,
+            N_("End the call"),
+            N_("End the call for both of you and go on to the report?"),
+        )
+    if current == S.REPORT_PENDING:
+        offer(S.IN_PROGRESS, N_("Ask further questions"))
+    if current == S.ACCEPTED and party == Party.SPECIALIST:
+        offer(S.REQUESTED, N_("Hand back to the pool"))
+    if current == S.SCHEDULED:
+        offer(
+            S.NO_SHOW,
+            N_("Record a no-show"),
+            N_("Record that the appointment was missed? The appointment ends."),
+        )
+    offer(
+        S.CANCELLED,
+        N_("Cancel the consult"),
+        N_("Cancel this consult? This cannot be undone."),
+        danger=True,
+    )
+    return actions
+
+
+def stage_label(consult: ConsultRequest) -> str:
+    """What the consult's badge says: its status, except that a signed report pending
+    the GP reads as the GP's part."""
+    if consult.status == S.REPORT_PENDING and consult.report_signed_at is not None:
+        return N_("awaiting the GP's decision")
+    return STATUS_LABELS.get(ConsultStatus(consult.status), str(consult.status))
+
+
+# How a status reads (in English too: "in progress", not "in_progress").
+STATUS_LABELS: dict[ConsultStatus, str] = {
+    S.IN_PROGRESS: N_("in progress"),
+    S.REPORT_PENDING: N_("awaiting report"),
+    S.NO_SHOW: N_("missed appointment"),
+}

@@ -3,19 +3,25 @@ issue polishes them). Every page goes through the same loader and visibility rul
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.accounts.models import Organisation, Role, Specialty, User
 from server.assist import service as assist
 from server.clock import utcnow
+from server.consults import attachments as files
 from server.consults import clocks, lifecycle, reports, service, views
-from server.consults.access import Access
-from server.consults.deps import ConsultForUser, SpooledUpload
+from server.consults.access import Access, Viewing, load_consult
+from server.consults.deps import ConsultForUser, _read_upload
 from server.consults.errors import RegistrationNumberRefused
 from server.consults.models import (
     ConsultMode,
@@ -26,12 +32,13 @@ from server.consults.models import (
     Sex,
     Urgency,
 )
+from server.consults.privacy import refuse_registration_numbers, strip_registration_numbers
 from server.consults.schemas import CloseIn, ConsultIn, DecisionIn, ReportIn
 from server.db import SessionDep
 from server.errors import AppError
 from server.notes import service as notes
 from server.scheduling import booking
-from web.render import SUPPORTED, render, translations
+from web.render import SUPPORTED, form_error, render, translations
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,6 +47,20 @@ TextField = Annotated[str, Form(max_length=20_000)]
 
 def _back(public_id: str, anchor: str = "") -> RedirectResponse:
     return RedirectResponse(f"/consults/{public_id}{anchor}", status_code=303)
+
+
+def _field_errors(request: Request, refusal: AppError) -> dict[str, str]:
+    """The refusal's message, in the page's language, under the field it is about
+    ("form" when it is about none): the page shows it next to that field."""
+    return {refusal.field or "form": form_error(request, refusal.template, refusal.params)}
+
+
+def _keep_typed(values: dict[str, Any], refusal: AppError) -> None:
+    """Keep what was typed; a registration number alone is taken out (never echoed)."""
+    if isinstance(refusal, RegistrationNumberRefused) and refusal.field:
+        typed = values.get(refusal.field)
+        if isinstance(typed, str):
+            values[refusal.field] = strip_registration_numbers(typed)
 
 
 def _names(session: Session, consult: ConsultRequest) -> dict[str, Any]:
@@ -93,10 +114,11 @@ def new_consult_form(request: Request, session: SessionDep, user: CurrentUser) -
 
 
 @router.post("/consults/new")
-def new_consult_submit(
+async def new_consult_submit(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
+    settings: SettingsDep,
     specialty_id: Annotated[int, Form()],
     patient_chart_number: Annotated[str, Form(max_length=40)],
     patient_age: Annotated[int, Form(ge=0, le=130)],
@@ -108,10 +130,12 @@ def new_consult_submit(
     medication: TextField = "",
     vital_signs: TextField = "",
     action: Annotated[str, Form()] = "submit",
+    file: Annotated[UploadFile | None, File()] = None,
     assist_suggestion: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    """Create the request; on a refusal show the form again with the reason."""
-    values = {
+    """Create the request (with its first file, if one is chosen); on a refusal show the
+    form again with what was typed and the message next to its field."""
+    values: dict[str, Any] = {
         "specialty_id": specialty_id,
         "urgency": urgency,
         "mode": mode,
@@ -123,25 +147,65 @@ def new_consult_submit(
         "medication": medication,
         "vital_signs": vital_signs,
     }
-    try:
-        data = ConsultIn.model_validate({**values, "submit": action != "draft"})
-        consult = service.create_request(session, user, data, client_ip(request))
-        # The triage suggestion the GP saw last, and what they chose (server/assist).
-        assist.record_choice(session, user, assist_suggestion, consult, ip=client_ip(request))
-    except AppError as refusal:
-        # Nothing was written: every check runs before the first insert. The field that
-        # held a registration number is emptied, so the number is not even sent back.
-        if isinstance(refusal, RegistrationNumberRefused):
-            values[refusal.field] = ""
+    spooled: files.Spooled | None = None
+    ip = client_ip(request)
+
+    def refused(refusal: AppError) -> Response:
+        _keep_typed(values, refusal)
         return render(
             request,
             "consults/new.html",
             status=refusal.status,
             values=values,
-            error=refusal.message,
+            errors=_field_errors(request, refusal),
             **_form_context(session),
         )
-    return _back(consult.public_id)
+
+    def create() -> Response:
+        # The database work runs in a worker thread, as in the sync routes.
+        try:
+            data = ConsultIn.model_validate({**values, "submit": action != "draft"})
+            if user.role != Role.GP:
+                raise AppError("forbidden", "only GPs request consults", 403)
+            # Every check runs before the first insert (the file's too): a refusal leaves
+            # nothing behind, and the transaction stays empty.
+            refuse_registration_numbers(
+                {
+                    name: values[name]
+                    for name in ("clinical_question", "history", "medication", "vital_signs")
+                }
+            )
+            if spooled is not None:
+                files.check_kind(spooled)
+            consult = service.create_request(session, user, data, ip)
+            # The triage suggestion the GP saw last, and what they chose (server/assist).
+            assist.record_choice(session, user, assist_suggestion, consult, ip=ip)
+            if spooled is not None:
+                viewing = load_consult(session, user, consult.public_id, ip=ip)
+                service.add_attachment(
+                    session, viewing, spooled, settings.resolved_attachments_dir()
+                )
+        except AppError as refusal:
+            return refused(refusal)
+        return _back(consult.public_id)
+
+    try:
+        if file is not None and file.filename:
+            try:
+                refuse_registration_numbers({"file": file.filename})
+                spooled = await files.spool(
+                    _read_upload(file),
+                    settings.resolved_attachments_dir() / "tmp",
+                    settings.attachment_max_bytes,
+                    file.filename,
+                )
+            except AppError as refusal:
+                return await run_in_threadpool(refused, refusal)
+        return await run_in_threadpool(create)
+    finally:
+        if spooled is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spooled.path)
 
 
 @router.get("/consults/{public_id}")
@@ -149,6 +213,21 @@ def consult_page(
     request: Request, viewing: ConsultForUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """The consult: request, timeline, thread, attachments, report and the GP's part."""
+    return _detail(request, viewing, session, settings)
+
+
+def _detail(
+    request: Request,
+    viewing: Viewing,
+    session: Session,
+    settings: Any,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Response:
+    """The consult page; after a refused form, with its message by the field and what
+    was typed kept (`values`)."""
     record = views.read_record(session, viewing, settings)
     draft = reports.open_draft(session, viewing.consult.id or 0)
     consult = viewing.consult
@@ -161,13 +240,29 @@ def consult_page(
         and consult.status in lifecycle.BOOKABLE
         and consult.status != ConsultStatus.DRAFT
     )
+    participant = viewing.access in (Access.CLINIC, Access.ASSIGNED)
+    report_writable = consult.status in lifecycle.REPORT_WRITABLE
     return render(
         request,
         "consults/detail.html",
+        status=status,
+        errors=errors or {},
+        values=values or {},
         # The status rules the page applies, from the named sets (never a list of its own).
         closed=consult.status in lifecycle.CLOSED,
         join_call=lifecycle.call_joinable(consult),
-        report_writable=consult.status in lifecycle.REPORT_WRITABLE,
+        report_writable=report_writable,
+        stage=lifecycle.stage_label(consult),
+        actions=lifecycle.actions_for(viewing.user, consult)
+        if viewing.access != Access.ADMIN
+        else [],
+        # The GP's part: the decision and the close, in one form, once the report is signed.
+        can_close=viewing.access == Access.CLINIC
+        and consult.status == ConsultStatus.REPORT_PENDING
+        and consult.report_signed_at is not None,
+        # The shared note beside the report (read-only once the report is signed).
+        show_note=participant and record.full and consult.status != ConsultStatus.DRAFT,
+        can_draft=viewing.access == Access.ASSIGNED and report_writable,
         appointment=appointment,
         appointment_with=session.get(User, appointment.specialist_id) if appointment else None,
         can_book=can_book,
@@ -183,12 +278,28 @@ def consult_page(
 
 @router.post("/consults/{public_id}/transition")
 def page_transition(
+    request: Request,
     viewing: ConsultForUser,
     session: SessionDep,
+    settings: SettingsDep,
     to: Annotated[str, Form(max_length=20)],
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    service.change_status(session, viewing, to, reason)
+    try:
+        service.change_status(session, viewing, to, reason)
+    except AppError as refusal:
+        values: dict[str, Any] = {"reason": reason}
+        _keep_typed(values, refusal)
+        refusal.field = refusal.field or "reason"
+        return _detail(
+            request,
+            viewing,
+            session,
+            settings,
+            status=refusal.status,
+            errors=_field_errors(request, refusal),
+            values=values,
+        )
     return _back(viewing.consult.public_id)
 
 
@@ -205,27 +316,78 @@ def page_mode(
 
 @router.post("/consults/{public_id}/messages")
 def page_message(
+    request: Request,
     viewing: ConsultForUser,
     session: SessionDep,
+    settings: SettingsDep,
     body: TextField,
     reply_to_id: Annotated[int | None, Form()] = None,
 ) -> Response:
-    service.post_message(session, viewing, body, reply_to_id)
+    try:
+        service.post_message(session, viewing, body, reply_to_id)
+    except AppError as refusal:
+        refusal.field = "body"  # the form's one text field ("message" in the API)
+        values: dict[str, Any] = {"body": body}
+        _keep_typed(values, refusal)
+        return _detail(
+            request,
+            viewing,
+            session,
+            settings,
+            status=refusal.status,
+            errors=_field_errors(request, refusal),
+            values=values,
+        )
     return _back(viewing.consult.public_id, "#thread")
 
 
 @router.post("/consults/{public_id}/attachments")
-def page_attachment(
-    viewing: ConsultForUser, upload: SpooledUpload, session: SessionDep, settings: SettingsDep
+async def page_attachment(
+    request: Request, viewing: ConsultForUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    service.add_attachment(session, viewing, upload, settings.resolved_attachments_dir())
+    """Add a file; a refused one brings the page back with the message by the file field."""
+    spooled: files.Spooled | None = None
+    form = await request.form(max_files=1, max_fields=10)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUpload) or not upload.filename:
+            raise AppError("file_missing", "Choose a file to add.", 422, field="file")
+        spooled = await files.spool(
+            _read_upload(upload),
+            settings.resolved_attachments_dir() / "tmp",
+            settings.attachment_max_bytes,
+            upload.filename,
+        )
+        await run_in_threadpool(
+            service.add_attachment, session, viewing, spooled, settings.resolved_attachments_dir()
+        )
+    except AppError as refusal:
+        refusal.field = "file"
+        return await run_in_threadpool(
+            functools.partial(
+                _detail,
+                request,
+                viewing,
+                session,
+                settings,
+                status=refusal.status,
+                errors=_field_errors(request, refusal),
+            )
+        )
+    finally:
+        await form.close()
+        if spooled is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spooled.path)
     return _back(viewing.consult.public_id, "#attachments")
 
 
 @router.post("/consults/{public_id}/report")
 def page_report(
+    request: Request,
     viewing: ConsultForUser,
     session: SessionDep,
+    settings: SettingsDep,
     findings: TextField = "",
     assessment: TextField = "",
     recommendation: TextField = "",
@@ -245,9 +407,22 @@ def page_report(
             "referral_urgency": referral_urgency if referral_needed else "none",
         }
     )
-    reports.save_draft(session, viewing, data)
-    if action == "sign":
-        reports.sign(session, viewing)
+    try:
+        reports.save_draft(session, viewing, data)
+        if action == "sign":
+            reports.sign(session, viewing)
+    except AppError as refusal:
+        values = data.model_dump()
+        _keep_typed(values, refusal)
+        return _detail(
+            request,
+            viewing,
+            session,
+            settings,
+            status=refusal.status,
+            errors=_field_errors(request, refusal),
+            values=values,
+        )
     return _back(viewing.consult.public_id, "#report")
 
 
@@ -272,14 +447,43 @@ def page_decision(
 
 @router.post("/consults/{public_id}/close")
 def page_close(
+    request: Request,
     viewing: ConsultForUser,
     session: SessionDep,
+    settings: SettingsDep,
     outcome: Annotated[Outcome, Form()],
+    action: Annotated[GPAction | None, Form()] = None,
     usefulness: Annotated[str, Form()] = "",
     note: TextField = "",
 ) -> Response:
+    """The GP's part in one form: their decision (signed) and the close with its outcome."""
     rating = int(usefulness) if usefulness.isdigit() else None
-    service.close(session, viewing, CloseIn(outcome=outcome, usefulness=rating, note=note))
+    try:
+        refuse_registration_numbers({"note": note})
+        if ConsultStatus.COMPLETED.value not in lifecycle.allowed_for(
+            viewing.user, viewing.consult
+        ) or not lifecycle.has_signed_report(session, viewing.consult):
+            # Checked before the decision is written, so that a refusal stores nothing.
+            raise AppError(
+                "report_not_signed",
+                "A consult is closed only after the report is signed.",
+                409,
+            )
+        if action is not None:
+            service.record_decision(session, viewing, DecisionIn(action=action, note=note))
+        service.close(session, viewing, CloseIn(outcome=outcome, usefulness=rating, note=note))
+    except AppError as refusal:
+        values: dict[str, Any] = {"note": note, "outcome": outcome, "action": action}
+        _keep_typed(values, refusal)
+        return _detail(
+            request,
+            viewing,
+            session,
+            settings,
+            status=refusal.status,
+            errors=_field_errors(request, refusal),
+            values=values,
+        )
     return _back(viewing.consult.public_id)
 
 

@@ -62,3 +62,17 @@ def refuse_registration_numbers(fields: Mapping[str, str | None]) -> None:
     for name, value in fields.items():
         if value and contains_registration_number(value):
             raise RegistrationNumberRefused(name)
+
+
+def strip_registration_numbers(text: str) -> str:
+    """The text with every registration number taken out (the form comes back with what
+    was typed, minus the number, which is never sent back)."""
+    normalised = unicodedata.normalize("NFKC", text)
+    if normalised != text and not contains_registration_number(text):
+        return text
+
+    def cut(match: re.Match[str]) -> str:
+        yy, mm, dd, family, _rest = match.groups()
+        return "" if _is_birth_date(yy, mm, dd, family) else match.group(0)
+
+    return _CANDIDATE.sub(cut, normalised)

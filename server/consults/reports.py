@@ -15,6 +15,7 @@ from server.consults.schemas import ReportIn
 from server.consults.service import audit_consult, record_first_response, signature_hash
 from server.errors import AppError, Conflict, Forbidden, NotFound
 from server.notes import service as notes
+from web.render import N_
 
 S = ConsultStatus
 REPORT_TEXT = ("findings", "assessment", "recommendation", "follow_up")
@@ -136,13 +137,14 @@ def sign(session: Session, viewing: Viewing) -> ConsultReport:
     # The shared note becomes read-only with the first signature, in this same
     # transaction (idempotent: an amendment's signing finds it frozen already).
     notes.freeze(session, consult, actor_id=viewing.user.id)
-    if consult.status in (S.ACCEPTED, S.IN_PROGRESS):
+    if consult.status in (S.ACCEPTED, S.SCHEDULED, S.IN_PROGRESS):
+        # Signed: the case goes to the GP's part (decision and close).
         lifecycle.transition(
             session,
             consult,
             S.REPORT_PENDING,
             actor=viewing.user,
-            reason=f"report version {draft.version} signed",
+            reason=N_("report signed"),
             ip=viewing.ip,
         )
     audit_consult(
@@ -212,3 +214,19 @@ def read_versions(session: Session, viewing: Viewing) -> list[ConsultReport]:
         versions=[r.version for r in shown],
     )
     return shown
+
+
+def start_from_note(session: Session, viewing: Viewing, text: str) -> ConsultReport:
+    """Add the note (all of it or the selection the browser sent) to the draft's
+    findings, creating the draft if there is none: the report starts from the note in
+    one click, also from the call page, where no report editor is open."""
+    draft = open_draft(session, viewing.consult.id or 0)
+    text = text.strip()
+    fields = {name: getattr(draft, name) if draft else "" for name in REPORT_TEXT}
+    fields["findings"] = f"{fields['findings']}\n\n{text}".strip() if fields["findings"] else text
+    data = ReportIn(
+        **fields,
+        referral_needed=draft.referral_needed if draft else False,
+        referral_urgency=draft.referral_urgency if draft else "none",
+    )
+    return save_draft(session, viewing, data)

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.consults import export, reports, service, views
@@ -187,6 +188,18 @@ def list_reports(viewing: ConsultForUser, session: SessionDep) -> list[ReportOut
 def save_report_draft(body: ReportIn, viewing: ConsultForUser, session: SessionDep) -> ReportOut:
     """Autosave the open draft (creates it on first save); 409 once signed."""
     return views.report_out(reports.save_draft(session, viewing, body))
+
+
+class NoteExcerptIn(BaseModel):
+    text: str = Field(max_length=20_000)
+
+
+@router.post("/{public_id}/report/from-note", response_model=ReportOut)
+def report_from_note(
+    body: NoteExcerptIn, viewing: ConsultForUser, session: SessionDep
+) -> ReportOut:
+    """Start (or add to) the report draft's findings from the shared note's text."""
+    return views.report_out(reports.start_from_note(session, viewing, body.text))
 
 
 @router.post("/{public_id}/report/sign", response_model=ReportOut)

@@ -466,7 +466,7 @@ def close(session: Session, viewing: Viewing, data: CloseIn) -> ConsultEvent:
         consult,
         S.COMPLETED,
         actor=viewing.user,
-        reason=f"outcome: {data.outcome}",
+        reason=data.outcome.value,  # shown translated in the timeline
         ip=viewing.ip,
     )
     consult.outcome = data.outcome
@@ -476,3 +476,23 @@ def close(session: Session, viewing: Viewing, data: CloseIn) -> ConsultEvent:
     session.flush()
     audit_consult(session, "consult.close", viewing, outcome=str(data.outcome))
     return event
+
+
+def awaiting_clinic(session: Session, consults: list[ConsultRequest]) -> set[int]:
+    """Open consults whose latest message is the specialist's: a question for the clinic."""
+    open_ids = {c.id: c for c in consults if c.id and c.status not in lifecycle.CLOSED}
+    if not open_ids:
+        return set()
+    latest: dict[int, int] = {}
+    rows = session.exec(
+        select(ConsultMessage.consult_id, ConsultMessage.author_id)
+        .where(col(ConsultMessage.consult_id).in_(list(open_ids)))
+        .order_by(col(ConsultMessage.id))
+    ).all()
+    for consult_id, author_id in rows:
+        latest[consult_id] = author_id
+    return {
+        cid
+        for cid, author in latest.items()
+        if author == open_ids[cid].assigned_specialist_id and author is not None
+    }

@@ -37,7 +37,9 @@ def home(request: Request, session: SessionDep, user: OptionalUser) -> Response:
         # The list shows chart numbers: listing it is audited like the consult list.
         consults = consults_service.list_for(session, user, client_ip(request))
         if user.role == Role.GP:
-            context["home"] = views.gp_home(consults)
+            context["home"] = views.gp_home(
+                consults, consults_service.awaiting_clinic(session, consults)
+            )
         else:
             context["inbox"] = views.inbox(consults, user)
         context["can_join_call"] = lifecycle.call_joinable

@@ -61,10 +61,13 @@ def triage_order(consults: list[ConsultRequest]) -> list[ConsultRequest]:
     return sorted(consults, key=lambda c: (URGENCY_RANK.get(c.urgency, 3), _when(c)))
 
 
-def gp_task(consult: ConsultRequest) -> Task | None:
-    """What the clinic has to do next about this consult, if anything."""
+def gp_task(consult: ConsultRequest, asked: bool = False) -> Task | None:
+    """What the clinic has to do next about this consult, if anything (`asked`: the
+    specialist's message is the latest, a question waiting for the clinic)."""
     if consult.status == S.DRAFT:
         return Task(consult, N_("Finish and send the request"))
+    if asked and consult.report_signed_at is None:
+        return Task(consult, N_("The specialist asked a question: answer it"))
     if consult.report_signed_at is not None and consult.status not in lifecycle.CLOSED:
         return Task(consult, N_("Read the report and record your decision"))
     if lifecycle.call_joinable(consult) and consult.status == S.IN_PROGRESS:
@@ -72,11 +75,11 @@ def gp_task(consult: ConsultRequest) -> Task | None:
     return None
 
 
-def gp_home(consults: list[ConsultRequest]) -> GPHome:
+def gp_home(consults: list[ConsultRequest], asked: set[int] | None = None) -> GPHome:
     """A clinic's consults: what needs the GP, then the open ones by status, then the closed."""
     home = GPHome()
     for consult in triage_order(consults):
-        task = gp_task(consult)
+        task = gp_task(consult, consult.id in (asked or set()))
         if task is not None:
             home.tasks.append(task)
     for status in lifecycle.OPEN:

@@ -193,6 +193,7 @@ def _end(
     if len(reason.strip()) < 3:
         raise AppError("reason_required", "give a reason", 422)
     appointment.status = status
+    appointment.sequence += 1  # the calendar event changed (RFC 5545 SEQUENCE)
     appointment.reason = reason.strip()
     appointment.ended_by_id = actor.id
     appointment.ended_at = utcnow()
@@ -221,6 +222,11 @@ def reschedule(
     # specialist), so the consult's timeline shows the move and its reason.
     _mark_unscheduled(session, consult, actor, reason, ip)
     new = book(session, actor, consult, target, starts_at, policy=policy, ip=ip)
+    # The same calendar event, moved: its UID stays, its SEQUENCE goes up.
+    new.calendar_uid = old.calendar_uid or f"appointment-{old.id}@dari"
+    new.sequence = old.sequence + 1
+    session.add(new)
+    session.flush()
     audit.record(
         session,
         "appointment.rescheduled",

@@ -82,6 +82,11 @@ def specialist_for_token(session: Session, token: str) -> User | None:
     return session.get(User, feed.specialist_id) if feed is not None else None
 
 
+def calendar_uid(appointment: Appointment) -> str:
+    """The event's UID: kept across reschedules (the first appointment's)."""
+    return appointment.calendar_uid or f"appointment-{appointment.id}@dari"
+
+
 def feed_ics(
     session: Session, specialist: User, base_url: str, now: datetime | None = None
 ) -> bytes:
@@ -97,13 +102,17 @@ def feed_ics(
         .where(
             Appointment.specialist_id == specialist.id,
             col(Appointment.starts_at) >= now - timedelta(days=FEED_PAST_DAYS),
-            col(Appointment.status).in_([AppointmentStatus.ACTIVE, AppointmentStatus.CANCELLED]),
+            # A rescheduled appointment's event lives on in its successor (same UID).
+            col(Appointment.status).in_(
+                [AppointmentStatus.ACTIVE, AppointmentStatus.CANCELLED, AppointmentStatus.COMPLETED]
+            ),
         )
         .order_by(col(Appointment.starts_at))
     ).all()
     for appointment, consult in rows:
         event = Event()
-        event.add("uid", f"appointment-{appointment.id}@dari")
+        event.add("uid", calendar_uid(appointment))
+        event.add("sequence", appointment.sequence)
         event.add("dtstamp", now)
         event.add("dtstart", appointment.starts_at)
         event.add("dtend", appointment.ends_at)

@@ -120,6 +120,11 @@ class Appointment(SQLModel, table=True):
     reason: str = Field(default="", max_length=500)
     ended_by_id: int | None = Field(default=None, foreign_key="user.id")
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The calendar event this appointment is: a rescheduled appointment keeps the UID of
+    # the one it replaces and raises SEQUENCE (RFC 5545), so calendars move the event
+    # instead of showing two. Empty: the appointment's own id names it.
+    calendar_uid: str = Field(default="", max_length=80)
+    sequence: int = Field(default=0)
 
 
 class UrgentRequest(SQLModel, table=True):

@@ -19,7 +19,7 @@ from server.scheduling import booking, calendar, rosters, search
 from server.scheduling.errors import SlotTaken
 from server.scheduling.models import RosterException, RosterRule
 from server.scheduling.schemas import ExceptionIn, RuleIn
-from web.render import render
+from web.render import form_error, render
 
 router = APIRouter(prefix="/schedule", include_in_schema=False)
 
@@ -103,19 +103,31 @@ def add_rule(
     kind: Annotated[str, Form()] = "consult",
     valid_to: Annotated[str, Form()] = "",
 ) -> Response:
-    data = _validated(
-        RuleIn,
-        {
-            "weekday": weekday,
-            "start_time": start_time,
-            "end_time": end_time,
-            "slot_minutes": slot_minutes,
-            "kind": kind,
-            "valid_from": valid_from,
-            "valid_to": valid_to,
-        },
-    )
-    rosters.create_rule(session, user, specialist_id, data, ip=client_ip(request))
+    values = {
+        "weekday": weekday,
+        "start_time": start_time,
+        "end_time": end_time,
+        "slot_minutes": slot_minutes,
+        "kind": kind,
+        "valid_from": valid_from,
+        "valid_to": valid_to,
+    }
+    try:
+        data = _validated(RuleIn, values)
+        rosters.create_rule(session, user, specialist_id, data, ip=client_ip(request))
+    except AppError as refusal:
+        if refusal.status in (401, 403, 404):
+            raise
+        # The form comes back with what was typed and the reason, in the user's language.
+        specialist = rosters.roster_owner(session, user, specialist_id)
+        return render(
+            request,
+            "scheduling/roster.html",
+            status=refusal.status,
+            rule_values=values,
+            rule_error=form_error(request, refusal.template, refusal.params),
+            **_roster_context(session, user, specialist),
+        )
     return _back(specialist_id)
 
 
@@ -212,6 +224,10 @@ def book_page(
     return _book_view(request, session, settings, user, consult, _parse_day(start), days)
 
 
+# The slot list shows at most this many rows, and says so when it is cut.
+SLOT_LIST_LIMIT = 50
+
+
 def _book_view(
     request: Request,
     session: SessionDep,
@@ -226,6 +242,7 @@ def _book_view(
     slots: list[dict[str, Any]] | None = None,
 ) -> Response:
     consult = booking.consult_for_booking(session, user, consult_id)
+    cut = 0
     home = session.get(Organisation, user.organisation_id)
     tz = rosters.zone(home.timezone if home else settings.default_timezone)
     start, _ = rosters.local_day_bounds(day, tz)
@@ -237,10 +254,11 @@ def _book_view(
             end=start + timedelta(days=max(1, min(days, settings.slot_search_max_days))),
             home_region_id=home.region_id if home else None,
             policy=settings.routing_policy,
-            limit=50,
+            limit=SLOT_LIST_LIMIT,
             max_days=settings.slot_search_max_days,
         )
         slots = [s.as_dict() for s in found]
+        cut = SLOT_LIST_LIMIT if len(found) >= SLOT_LIST_LIMIT else 0
         if consult.assigned_specialist_id is not None:
             # An accepted consult can only be booked with its specialist: offer no others.
             slots = [s for s in slots if s["specialist_id"] == consult.assigned_specialist_id]
@@ -256,6 +274,7 @@ def _book_view(
         day=day,
         days=days,
         error=error,
+        slots_cut=cut,  # the list was cut at this many rows (0: it is complete)
     )
 
 
@@ -297,7 +316,8 @@ def book_submit(
             error="taken",
             slots=list(taken.extra.get("next_slots", [])),
         )
-    return RedirectResponse("/schedule/appointments", status_code=303)
+    # Back to the consult, which confirms who, when and how to join.
+    return RedirectResponse(f"/consults/{record.public_id}?booked=1#appointment", status_code=303)
 
 
 @router.get("/appointments")

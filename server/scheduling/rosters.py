@@ -15,6 +15,7 @@ from server.scheduling import slots as grid
 from server.scheduling.errors import InvalidRoster
 from server.scheduling.models import ExceptionKind, RosterException, RosterRule
 from server.scheduling.schemas import ExceptionIn, RuleIn
+from web.render import N_
 
 
 @lru_cache(maxsize=64)
@@ -72,7 +73,12 @@ def _check_rule(session: Session, specialist_id: int, data: RuleIn, skip_id: int
     mine = as_weekly(data)
     for other in others:
         if other.id != skip_id and grid.rules_overlap(mine, as_weekly(other)):
-            raise Conflict("overlapping_rule", "these hours overlap another rule", rule_id=other.id)
+            raise Conflict(
+                "overlapping_rule",
+                N_("These hours overlap another rule of the same kind; nothing was saved."),
+                field="start_time",
+                rule_id=other.id,
+            )
 
 
 def list_rules(session: Session, specialist_id: int) -> list[RosterRule]:

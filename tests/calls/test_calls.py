@@ -172,7 +172,8 @@ def test_call_session_records_participants_duration_and_quality(
         .where(AuditEvent.object_id == call.room)
         .order_by(col(AuditEvent.seq))
     ).all()
-    assert actions == ["call.start", "call.end"]
+    # The call moved the booked consult on (scheduled → in progress).
+    assert actions == ["call.start", "consult.transition", "call.end"]
 
     login(client, call.gp)
     listed = client.get(f"/api/consults/{call.room}/calls").json()["calls"]

@@ -82,7 +82,7 @@ def test_refused_and_unknown_look_the_same(db: Session) -> None:
             _refused(db, stranger, consult.public_id, need),
         ):
             answer = (refusal.status, refusal.code, refusal.message)
-            assert answer == (404, "not_found", "consult not found"), need
+            assert answer == (404, "not_found", "not found"), need
 
 
 def test_default_level_is_visible_and_the_lock_changes_nothing_else(db: Session) -> None:

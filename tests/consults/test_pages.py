@@ -32,9 +32,10 @@ def test_request_form_creates_and_refuses_registration_numbers(
         "/consults/new", data={**form, "history": "주민번호 800101-1234567"}, headers=HTML
     )
     assert refused.status_code == 422
-    assert "resident registration number" in refused.text
+    assert "주민등록번호" in refused.text and 'id="history-error"' in refused.text
     assert "800101-1234567" not in refused.text  # not even echoed back into the form
     assert "Palpitations" in refused.text  # the rest of the form is kept
+    assert "주민번호 </textarea>" in refused.text  # and the rest of the field itself
     assert (
         db.exec(select(ConsultRequest).where(ConsultRequest.patient_chart_number == "P-77")).first()
         is None

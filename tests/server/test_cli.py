@@ -53,8 +53,9 @@ def test_demo_seeds_once_and_prints_logins(cli_db: tuple[str, Path]) -> None:
     assert "demo data created" in first.stdout
     assert "gp.jeongseon@dari.example" in first.stdout
     count = len(_users(cli_db[0]))
-    # 17 people, 2 regional authorities, 3 inactive authors of the history (equity demo)
-    assert count == 17 + 2 + 3
+    # 16 GPs and specialists, an administrator per organisation (7), 2 regional
+    # authorities and 3 inactive authors of the equity demo's history
+    assert count == 23 + 2 + 3
     second = dari(cli_db, "demo")
     assert second.returncode == 0
     assert "already present" in second.stdout

@@ -47,7 +47,8 @@ def test_gp_books_and_specialist_sees_the_schedule(
     assert reason and ":" not in reason  # a translated reason, not a code
     shot(gp, f"consult-book.{lang}", guide=True)
     rows.first.locator("button[type=submit]").click()
-    gp.wait_for_url("**/schedule/appointments")
+    gp.wait_for_url(f"**/consults/{public_id}?booked=1*")  # the booking is confirmed there
+    gp.goto("/schedule/appointments")
     assert gp.locator(f"#appt-{public_id}").count() == 1
     gp.goto(f"/consults/{public_id}")
     assert gp.locator("#appointment").count() == 1 and gp.locator("#book").count() == 0

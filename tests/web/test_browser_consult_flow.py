@@ -61,7 +61,10 @@ def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Ses
     assert ours.first.locator("td.muted").inner_text().strip() != ""  # the reason
     shot(gp, "flow-consult-book.ko")
     ours.first.locator("button[type=submit]").click()
-    gp.wait_for_url("**/schedule/appointments")
+    # Booked: the consult page confirms who, when and how to join.
+    gp.wait_for_url(f"**/consults/{consult.public_id}?booked=1*")
+    assert gp.locator("#appointment h2").count() == 1
+    gp.goto("/schedule/appointments")
     assert gp.locator(f"#appt-{consult.public_id}").count() == 1
     bdb.refresh(consult)
     assert consult.status == "scheduled" and consult.assigned_specialist_id == people.specialist.id
@@ -97,6 +100,7 @@ def test_request_accept_call_report_print(new_page: Callable[..., Any], bdb: Ses
     specialist.fill("textarea[name=findings]", "Atrial fibrillation, rate 110, no heart failure.")
     specialist.fill("textarea[name=assessment]", "New-onset AF, CHA2DS2-VASc 3.")
     specialist.fill("textarea[name=recommendation]", "Start rate control; anticoagulation.")
+    specialist.on("dialog", lambda dialog: dialog.accept())  # "sign? it never changes"
     specialist.click("button[name=action][value=sign]")
 
     def signed() -> bool:

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from server.accounts.models import Role
-from server.consults.models import ConsultMode
+from server.consults.models import ConsultMode, ConsultStatus
 from tests.factories import login, make_specialty, make_user
 from tests.web.support import make_call_case
 
@@ -96,8 +96,23 @@ def test_continue_in_writing_switches_a_video_consult_and_opens_an_async_one(
     case.consult.mode = ConsultMode.ASYNC
     db.add(case.consult)
     db.commit()
-    written = client.get(url, headers=HTML)
-    assert 'data-switch-url=""' in written.text
+    # A written consult has no call page: the consult page (its thread) opens instead.
+    written = client.get(url, headers=HTML, follow_redirects=False)
+    assert written.status_code == 303
+    assert written.headers["location"] == f"/consults/{case.consult.public_id}"
+
+
+def test_a_consult_past_its_call_has_no_call_page(client: TestClient, db: Session) -> None:
+    case = make_call_case(db)
+    login(client, case.gp)
+    for status in (ConsultStatus.REPORT_PENDING, ConsultStatus.COMPLETED):
+        case.consult.status = status
+        db.add(case.consult)
+        db.commit()
+        answer = client.get(
+            f"/consults/{case.consult.public_id}/call", headers=HTML, follow_redirects=False
+        )
+        assert answer.status_code == 303, status
 
 
 def test_call_page_tells_the_script_the_clinic_time_zone(client: TestClient, db: Session) -> None:

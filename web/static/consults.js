@@ -1,11 +1,32 @@
-// Consult page: the report draft saves itself while the specialist types.
-"use strict";
-(() => {
-  const form = document.getElementById("report-form");
-  if (!form || !form.dataset.autosave) return;
+/* Consult page: a confirmation before what cannot be undone (buttons and forms with
+ * data-confirm, also in parts the page refreshes live), and the report draft saving
+ * itself while the specialist types, its time shown in the organisation's zone. */
+
+import { csrf } from "./lib/page.js";
+import { Timers } from "./lib/timers.js";
+
+document.addEventListener("submit", (event) => {
+  const button = event.submitter;
+  const question = (button && button.dataset.confirm) || event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
+
+function clockTime(status) {
+  try {
+    return new Intl.DateTimeFormat(status.dataset.locale || undefined, {
+      timeZone: status.dataset.timezone || undefined,
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    }).format(new Date());
+  } catch (e) {
+    return new Date().toISOString().slice(11, 19);
+  }
+}
+
+function autosave(form) {
   const status = document.getElementById("autosave-status");
-  const token = document.querySelector('meta[name="csrf-token"]').content;
-  let timer = null;
+  const timers = new Timers();
   let inFlight = false;
 
   function payload() {
@@ -27,30 +48,33 @@
     try {
       const response = await fetch(form.dataset.autosave, {
         method: "PUT",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": token },
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
         body: JSON.stringify(payload()),
         credentials: "same-origin",
       });
       if (response.ok) {
-        status.textContent = (document.documentElement.lang === "ko" ? "자동 저장됨 " : "Saved ") +
-          new Date().toLocaleTimeString();
+        status.textContent = (status.dataset.saved || "%(time)s").replace("%(time)s", clockTime(status));
+        // Written as the page was drawn: a live refresh does not count it as unsent.
+        form.querySelectorAll("textarea").forEach((t) => { t.defaultValue = t.value; });
       } else {
-        const body = await response.json().catch(() => ({}));
-        status.textContent = (body.error && body.error.message) || ("HTTP " + response.status);
+        status.textContent = status.dataset.failed || "";
       }
     } catch (error) {
-      status.textContent = document.documentElement.lang === "ko"
-        ? "저장하지 못했습니다 (연결 확인)" : "Not saved (check the connection)";
+      status.textContent = status.dataset.failed || "";
     } finally {
       inFlight = false;
     }
   }
 
   function schedule() {
-    clearTimeout(timer);
-    timer = setTimeout(save, 1500);
+    timers.clear();
+    timers.after(1500, save);
   }
 
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
-})();
+  addEventListener("pagehide", () => timers.clear());
+}
+
+const form = document.getElementById("report-form");
+if (form && form.dataset.autosave) autosave(form);
