@@ -11,6 +11,10 @@ stay identical to web/static/notes/ot.js, which the tests check in Chromium:
   (a', b') with apply(apply(doc, a), b') == apply(apply(doc, b), a'). When both
   insert at the same place, a's insertion goes first. Server and clients always
   pass the client's own (outstanding) operation as `a`, so they agree.
+- Non-interleaving (docs/notes.md): a remote insertion exactly at a caret goes after
+  the caret (`transform_caret`): the caret sticks to the character on its left, the
+  writer's own previous keystroke. With the tie-break above this keeps every run of
+  keystrokes typed concurrently at one place contiguous (tests/notes/test_interleaving.py).
 
 `Client` is the client state machine (synchronized / awaiting confirm /
 awaiting with buffer), used by the tests and the benchmark; notes/ot.js has the same.
@@ -287,6 +291,30 @@ def transform_against(op: TextOperation, history: Iterable[TextOperation]) -> Te
     return op
 
 
+def transform_caret(op: TextOperation, index: int, *, own: bool = False) -> int:
+    """Where a caret (code points) ends up after `op`.
+
+    A remote insertion exactly at the caret goes after it (`own=False`): the caret stays
+    with the character on its left, the writer's own last keystroke, so the writer's next
+    keystroke lands next to it and not after the other person's text. This agrees with
+    the tie-break of `transform` (docs/notes.md). `own=True` is for the caret of the
+    operation's author (their insertion pushes it).
+    """
+    pos, out = 0, index
+    for component in op.ops:
+        if pos > index:
+            break
+        if isinstance(component, str):
+            if pos < index or own:
+                out += len(component)
+        elif component > 0:
+            pos += component
+        else:
+            out -= min(index - pos, -component)
+            pos -= component
+    return out
+
+
 def diff(old: str, new: str) -> TextOperation:
     """The operation turning old into new (common prefix and suffix kept)."""
     limit = min(len(old), len(new))
@@ -315,6 +343,8 @@ class Client:
     outstanding_seq: int = 0
     buffer: TextOperation | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
+    applied: TextOperation | None = None
+    applied_client: str = ""
 
     @property
     def state(self) -> str:
@@ -325,6 +355,8 @@ class Client:
     def local(self, op: TextOperation) -> dict[str, Any] | None:
         """Apply a local edit; returns the message to send, if one may be sent now."""
         self.doc = op.apply(self.doc)
+        if op.is_noop():
+            return None
         if self.outstanding is None:
             return self._send(op)
         self.buffer = op if self.buffer is None else self.buffer.compose(op)
@@ -351,14 +383,30 @@ class Client:
         }
 
     def receive(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Process one server update in revision order; returns a message to send, if any."""
+        """Process one server update in revision order; returns a message to send, if any.
+
+        `applied` is then the operation applied to `doc` (None for an acknowledgement),
+        `applied_client` its author's client id: carets are moved with `transform_caret`.
+        """
+        self.applied = None
+        if message.get("type") == "ack":
+            # Our operation became empty (everything it deleted was deleted meanwhile):
+            # acknowledged at revision `rev` without a revision of its own.
+            if message.get("seq") != self.outstanding_seq or self.outstanding is None:
+                return None
+            if int(message["rev"]) > self.revision:
+                raise OTError(f"gap: have {self.revision}, ack at {message['rev']}")
+            if not self.outstanding.is_noop():
+                raise OTError("acknowledged as empty, but our operation is not")
+            return self._ack()
         rev = int(message["rev"])
         if rev <= self.revision:
             return None  # already seen (a duplicate after reconnect)
         if rev != self.revision + 1:
             raise OTError(f"gap: have {self.revision}, got {rev}")
         self.revision = rev
-        if message.get("client") == self.client_id and message.get("seq") == self.outstanding_seq:
+        author = str(message.get("client", ""))
+        if author == self.client_id and message.get("seq") == self.outstanding_seq:
             return self._ack()
         op = TextOperation.from_json(message["op"])
         if self.outstanding is not None:
@@ -366,11 +414,13 @@ class Client:
             if self.buffer is not None:
                 self.buffer, op = TextOperation.transform(self.buffer, op)
         self.doc = op.apply(self.doc)
+        self.applied, self.applied_client = op, author
         return None
 
     def _ack(self) -> dict[str, Any] | None:
         self.outstanding = None
         if self.buffer is not None:
             buffered, self.buffer = self.buffer, None
-            return self._send(buffered)
+            if not buffered.is_noop():
+                return self._send(buffered)
         return None

@@ -174,7 +174,12 @@ class Connection:
             if message is None:
                 return
             kind = message.get("type")
-            if kind == "op" or kind == "_upto":
+            if kind == "ack" and int(message["rev"]) > self.sent_rev:
+                # Everything up to the ack's revision goes first (the client needs it).
+                for record in await to_thread.run_sync(self._read, self.sent_rev, int(message["rev"])):
+                    await self.websocket.send_json(record)
+                    self.sent_rev = int(record["rev"])
+            elif kind == "op" or kind == "_upto":
                 rev = int(message["rev"])
                 if rev <= self.sent_rev:
                     continue  # already sent (a duplicate from the fan-out or a resend)
@@ -338,7 +343,7 @@ async def _serve(
                 )
                 continue
             connection.active = True
-            if applied.duplicate:
+            if applied.duplicate or applied.record["type"] == "ack":
                 connection.queue.put_nowait(applied.record)  # to this editor only
             else:
                 await fanout.publish(note_id, applied.record)

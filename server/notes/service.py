@@ -26,7 +26,10 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 @dataclass(frozen=True)
 class Applied:
-    """An acknowledged update as every client receives it; `duplicate` for a resend."""
+    """An acknowledged update as every client receives it; `duplicate` for a resend.
+
+    A record of type "ack" (an operation that turned out empty) is for its author only.
+    """
 
     record: dict[str, Any]
     duplicate: bool
@@ -144,6 +147,13 @@ def apply(
         raise InvalidOperation(str(error)) from error
     if len(text) > max_chars and len(text) > len(note.text):
         raise NoteTooLong(max_chars)
+    if op.is_noop():
+        # Nothing changes (e.g. both deleted the same word): no revision is stored; the
+        # author is told its operation is done as of the current revision.
+        return Applied(
+            {"type": "ack", "rev": note.revision, "seq": client_seq, "client": client_id},
+            duplicate=False,
+        )
     note.revision += 1
     note.text = text
     note.updated_at = utcnow()
