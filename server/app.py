@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import WebSocketRoute
 
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
@@ -27,11 +28,13 @@ from server.home import static as home_static
 from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.notes.gate import ServerNoteGate
 from server.ops import router as ops_router
 from server.scheduling import pages as scheduling_pages
 from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
 from server.settings import Settings, get_settings
+from signaling.notes import NotesService
 from web import render
 
 log = logging.getLogger("dari")
@@ -52,8 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await app.state.signaling.stop()
-            if getattr(app.state, "notes_fanout", None) is not None:
-                await app.state.notes_fanout.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -85,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(notes_router.router)
-    app.router.routes.extend(notes_router.websocket_routes)
+    # The shared notes' socket, on the signaling stack (signaling/notes.py).
+    app.state.notes = NotesService(app.state.signaling, ServerNoteGate(settings, app.state.engine))
+    app.router.routes.append(WebSocketRoute("/notes/ws/{public_id}", app.state.notes.endpoint))
     app.include_router(notes_pages.router)
     app.include_router(scheduling_router.router)
     app.include_router(scheduling_router.feeds)

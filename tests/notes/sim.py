@@ -72,7 +72,9 @@ class Network:
         message = self.clients[i].local(op)
         if caret is not None:
             self.carets[i] = caret
-        self.trace[i].append({"kind": "local", "op": op.to_json(), "out": message})
+        self.trace[i].append(
+            {"kind": "local", "op": op.to_json(), "out": message, "caret": self.carets[i]}
+        )
         if message is not None and self.connected[i]:
             self.up[i].append(message)
 
@@ -189,7 +191,9 @@ def type_runs(ids: list[str], starts: list[int], script: list[Step]) -> Runs:
             char = fresh_char(counter)
             counter += 1
             typed[i].append(char)
-            net.edit(i, TextOperation().retain(caret).insert(char).retain(len(doc) - caret), caret + 1)
+            net.edit(
+                i, TextOperation().retain(caret).insert(char).retain(len(doc) - caret), caret + 1
+            )
         elif action == "back":
             if caret > 0 and doc[caret - 1] in typed[i]:
                 deleted.add(doc[caret - 1])

@@ -50,7 +50,9 @@ def check(runs: Runs) -> None:
     starts=st.lists(st.integers(1, 3), min_size=2, max_size=2),
     script=scripts(2),
 )
-def test_two_writers_never_interleave(ids: list[str], starts: list[int], script: list[Step]) -> None:
+def test_two_writers_never_interleave(
+    ids: list[str], starts: list[int], script: list[Step]
+) -> None:
     check(type_runs(ids, starts, script))
 
 

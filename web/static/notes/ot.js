@@ -181,17 +181,24 @@ function diff(before, after) {
   return op.retain(cpLength(before.slice(before.length - end)));
 }
 
-// Where a position (code points) ends up after an operation (own inserts go before it).
-function transformIndex(op, index) {
+// Where a caret (code points) ends up after an operation. Someone else's insertion
+// exactly at the caret goes after it (own = false): the caret sticks to the character on
+// its left, the writer's own last keystroke, so concurrent runs never interleave
+// (docs/notes.md, "Non-interleaving"). own = true: the author's caret, pushed by it.
+function transformCaret(op, index, own) {
   var pos = 0, out = index;
   for (var k = 0; k < op.ops.length && pos <= index; k++) {
     var c = op.ops[k];
-    if (isRetain(c)) pos += c;
-    else if (isInsert(c)) out += cpLength(c);
+    if (isInsert(c)) { if (pos < index || own) out += cpLength(c); }
+    else if (isRetain(c)) pos += c;
     else { out -= Math.min(index - pos, -c); pos += -c; }
   }
   return out;
 }
+
+TextOperation.prototype.isNoop = function () {
+  return this.ops.length === 0 || (this.ops.length === 1 && isRetain(this.ops[0]));
+};
 
 /* The client state machine: synchronized, awaiting confirm, awaiting with buffer. */
 function Client(clientId, doc, revision) {
@@ -209,6 +216,7 @@ Client.prototype.state = function () {
 };
 Client.prototype.local = function (op) {
   this.doc = op.apply(this.doc);
+  if (op.isNoop()) return null;
   if (!this.outstanding) return this.send(op);
   this.buffer = this.buffer ? this.buffer.compose(op) : op;
   return null;
@@ -223,16 +231,26 @@ Client.prototype.pending = function () {
   if (!this.outstanding) return null;
   return { type: "op", rev: this.revision, seq: this.outstandingSeq, op: this.outstanding.toJSON() };
 };
-// Returns {send: message|null, applied: op|null} for one server update in order.
+Client.prototype.acked = function () {
+  this.outstanding = null;
+  var b = this.buffer;
+  this.buffer = null;
+  return b && !b.isNoop() ? this.send(b) : null;
+};
+// Returns {send: message|null, applied: op|null, author} for one server update in order.
+// An "ack" says our operation became empty (what it deleted was deleted meanwhile).
 Client.prototype.receive = function (m) {
+  if (m.type === "ack") {
+    if (!this.outstanding || m.seq !== this.outstandingSeq) return { send: null, applied: null };
+    if (m.rev > this.revision) throw new Error("gap in revisions");
+    if (!this.outstanding.isNoop()) throw new Error("acknowledged as empty, but it is not");
+    return { send: this.acked(), applied: null };
+  }
   if (m.rev <= this.revision) return { send: null, applied: null };
   if (m.rev !== this.revision + 1) throw new Error("gap in revisions");
   this.revision = m.rev;
   if (m.client === this.clientId && m.seq === this.outstandingSeq && this.outstanding) {
-    this.outstanding = null;
-    var next = null;
-    if (this.buffer) { var b = this.buffer; this.buffer = null; next = this.send(b); }
-    return { send: next, applied: null };
+    return { send: this.acked(), applied: null };
   }
   var op = TextOperation.fromJSON(m.op);
   if (this.outstanding) {
@@ -241,7 +259,7 @@ Client.prototype.receive = function (m) {
     if (this.buffer) { var q = TextOperation.transform(this.buffer, op); this.buffer = q[0]; op = q[1]; }
   }
   this.doc = op.apply(this.doc);
-  return { send: null, applied: op };
+  return { send: null, applied: op, author: m.client };
 };
 
-export { Client, TextOperation, advance, cpLength, diff, transformIndex };
+export { Client, TextOperation, advance, cpLength, diff, transformCaret };

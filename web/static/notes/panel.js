@@ -3,7 +3,7 @@
 
 import { Timers } from "../lib/timers.js";
 import { connect } from "../lib/ws-client.js";
-import { Client, advance, cpLength, diff, transformIndex } from "./ot.js";
+import { Client, advance, cpLength, diff, transformCaret } from "./ot.js";
 
 const RENDER_PEERS_MS = 5000; // "typing" fades after a few seconds of quiet
 
@@ -178,7 +178,7 @@ export class Panel {
     t.value = this.client.doc;
     if (focused) {
       const doc = this.client.doc;
-      t.setSelectionRange(advance(doc, 0, transformIndex(op, s)), advance(doc, 0, transformIndex(op, e)));
+      t.setSelectionRange(advance(doc, 0, transformCaret(op, s, false)), advance(doc, 0, transformCaret(op, e, false)));
     }
   }
 
