@@ -19,7 +19,7 @@ from server.consults.models import ConsultRequest
 from server.errors import AppError
 from server.notes.errors import InvalidOperation, NoteFrozen, NoteTooLong, RevisionTooOld
 from server.notes.models import NoteUpdate, SharedNote
-from server.notes.ot import OTError, TextOperation
+from server.notes.ot import OTError, TextOperation, transform_against
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -135,13 +135,16 @@ def apply(
     if base_revision < note.compacted_revision:
         raise RevisionTooOld(note.compacted_revision)
     late = session.exec(
-        select(NoteUpdate.op)
+        select(NoteUpdate.client_id, NoteUpdate.op)
         .where(NoteUpdate.note_id == note.id, col(NoteUpdate.revision) > base_revision)
         .order_by(col(NoteUpdate.revision))
     ).all()
     try:
-        for concurrent in late:
-            op = TextOperation.transform(op, TextOperation.from_json(json.loads(concurrent)))[0]
+        op = transform_against(
+            op,
+            client_id,
+            ((other, TextOperation.from_json(json.loads(raw))) for other, raw in late),
+        )
         text = op.apply(note.text)
     except OTError as error:
         raise InvalidOperation(str(error)) from error

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from server.notes.ot import Client, TextOperation, transform_against, transform_caret
+from server.notes.ot import Client, TextOperation, first, transform_against, transform_caret
 
 
 class SimServer:
@@ -22,8 +22,11 @@ class SimServer:
         if key in self.seen:
             return None  # a resend after reconnect: applied once already
         op = TextOperation.from_json(message["op"])
-        late = [TextOperation.from_json(h["op"]) for h in self.history[int(message["rev"]) :]]
-        op = transform_against(op, late)
+        late = [
+            (str(h["client"]), TextOperation.from_json(h["op"]))
+            for h in self.history[int(message["rev"]) :]
+        ]
+        op = transform_against(op, client_id, late)
         if op.is_noop():
             # Nothing to store (server.notes.service): acknowledged, no revision.
             return {"type": "ack", "rev": len(self.history), "seq": key[1]}
@@ -82,7 +85,8 @@ class Network:
         client = self.clients[i]
         reply = client.receive(record)
         if client.applied is not None:
-            self.carets[i] = transform_caret(client.applied, self.carets[i])
+            before = first(client.applied_client, client.client_id)
+            self.carets[i] = transform_caret(client.applied, self.carets[i], before=before)
         self.trace[i].append(
             {
                 "kind": "receive",

@@ -73,7 +73,8 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
     for _ in range(400):
         doc = _random_doc(rng)
         a, b = _random_op(rng, doc), _random_op(rng, doc)
-        a2, b2 = TextOperation.transform(a, b)
+        a_first = rng.random() < 0.5
+        a2, b2 = TextOperation.transform(a, b, a_first)
         after_a = a.apply(doc)
         c = _random_op(rng, after_a)
         cases.append(
@@ -82,6 +83,7 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
                 "a": a.to_json(),
                 "b": b.to_json(),
                 "c": c.to_json(),
+                "first": a_first,
                 "expect": {
                     "a2": a2.to_json(),
                     "b2": b2.to_json(),
@@ -95,7 +97,7 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
         """(cases) => cases.map((k) => {
             const T = DariOT.TextOperation;
             const a = T.fromJSON(k.a), b = T.fromJSON(k.b), c = T.fromJSON(k.c);
-            const [a2, b2] = T.transform(a, b);
+            const [a2, b2] = T.transform(a, b, k.first);
             return {a2: a2.toJSON(), b2: b2.toJSON(), ab: b2.apply(a.apply(k.doc)),
                     ac: a.compose(c).toJSON(), diff: DariOT.diff(k.doc, a.apply(k.doc)).toJSON()};
         })""",
@@ -133,7 +135,8 @@ def test_js_client_replays_the_interleaving_cases_like_python(js_page: Page, wri
                     } else if (e.kind === "receive") {
                         const r = c.receive(e.msg);
                         out = r.send;
-                        if (r.applied) caret = DariOT.transformCaret(r.applied, caret, false);
+                        if (r.applied) caret = DariOT.transformCaret(
+                            r.applied, caret, DariOT.first(String(e.msg.client), id));
                         doc = c.doc;
                         if (doc !== e.doc || caret !== e.caret) bad.push([n, i, step, "doc"]);
                     } else {

@@ -21,7 +21,7 @@ ACTIONS = ["type", "type", "type", "back", "up", "up", "down", "down", "drop", "
 
 def scripts(n: int) -> st.SearchStrategy[list[Step]]:
     step = st.tuples(st.sampled_from(ACTIONS), st.integers(0, n - 1), st.integers(0, 5))
-    return st.lists(step, min_size=5, max_size=120)
+    return st.lists(step, min_size=20, max_size=150)
 
 
 def check(runs: Runs) -> None:
@@ -98,15 +98,39 @@ def test_the_reported_garble_does_not_happen() -> None:
 
 
 @pytest.mark.parametrize(
-    ("op", "index", "own", "expect"),
+    ("ids", "script"),
     [
-        ([2, "xy", 1], 2, False, 2),  # someone else's insertion at the caret goes after it
-        ([2, "xy", 1], 2, True, 4),  # the author's own pushes it
+        # Found by the seeded cases of the browser test: the writer with the higher id
+        # backspaced over all of its run, its caret ended at the end of the other's run,
+        # and it typed there again while the other went on (tie-break by arrival order).
+        (
+            ["a7", "k2"],
+            [("type", 1, 0), ("up", 1, 0), ("type", 0, 0), ("up", 0, 0), ("down", 1, 0)]
+            + [("down", 1, 0), ("back", 1, 0), ("type", 1, 0), ("down", 0, 0), ("type", 0, 0)],
+        ),
+        # The caret stuck to the left of an insertion that goes before its writer's next
+        # keystroke (caret rule disagreeing with the tie-break).
+        (
+            ["a7", "k2", "x0"],
+            [("type", 1, 0), ("up", 1, 0), ("type", 2, 0), ("type", 1, 0), ("down", 1, 0)]
+            + [("up", 1, 0), ("down", 2, 0), ("back", 2, 0), ("down", 2, 0), ("type", 2, 0)],
+        ),
+    ],
+)
+def test_found_cases(ids: list[str], script: list[Step]) -> None:
+    check(type_runs(ids, [3] * len(ids), script))
+
+
+@pytest.mark.parametrize(
+    ("op", "index", "before", "expect"),
+    [
+        ([2, "xy", 1], 2, False, 2),  # an insertion that goes after my next keystroke
+        ([2, "xy", 1], 2, True, 4),  # one that goes before it (or my own)
         ([1, "xy", 2], 2, False, 4),
         ([3, "xy"], 2, False, 2),
         ([1, -2], 2, False, 1),
         ([-3], 2, False, 0),
     ],
 )
-def test_caret_rule(op: list[int | str], index: int, own: bool, expect: int) -> None:
-    assert transform_caret(TextOperation.from_json(op), index, own=own) == expect
+def test_caret_rule(op: list[int | str], index: int, before: bool, expect: int) -> None:
+    assert transform_caret(TextOperation.from_json(op), index, before=before) == expect

@@ -58,7 +58,7 @@ def test_late_operation_is_transformed_and_log_plus_snapshot_agree(
         db,
         consult.id or 0,
         author_id=gp.id or 0,
-        client_id="t2",
+        client_id="t0",  # a lower client id than t1's: its insertion goes first on a tie
         client_seq=1,
         base_revision=0,
         op_json=["> "],

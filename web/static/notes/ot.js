@@ -147,13 +147,21 @@ TextOperation.prototype.compose = function (other) {
   return r;
 };
 
-// [a', b'] for concurrent a and b; a's insertion goes first on a tie.
-TextOperation.transform = function (a, b) {
+// Whose insertion goes left when two clients insert at the same place: the lower id
+// (as server/notes/ot.py's `first`; ids are ASCII, so < compares as Python does).
+function first(client, other) { return client < other; }
+
+// [a', b'] for concurrent a and b; on a tie a's insertion goes first iff aFirst
+// (default true).
+TextOperation.transform = function (a, b, aFirst) {
+  if (aFirst === undefined) aFirst = true;
   if (a.baseLength !== b.baseLength) throw new Error("transform: different documents");
   var ap = new TextOperation(), bp = new TextOperation();
   var x = new Walker(a.ops), y = new Walker(b.ops);
   while (!(x.done() && y.done())) {
-    if (isInsert(x.cur())) { var s = x.takeStr(); ap.insert(s); bp.retain(cpLength(s)); continue; }
+    if (isInsert(x.cur()) && (aFirst || !isInsert(y.cur()))) {
+      var s = x.takeStr(); ap.insert(s); bp.retain(cpLength(s)); continue;
+    }
     if (isInsert(y.cur())) { var t = y.takeStr(); ap.retain(cpLength(t)); bp.insert(t); continue; }
     if (x.done() || y.done()) throw new Error("transform: operations do not fit");
     var n = Math.min(x.len(), y.len());
@@ -181,15 +189,16 @@ function diff(before, after) {
   return op.retain(cpLength(before.slice(before.length - end)));
 }
 
-// Where a caret (code points) ends up after an operation. Someone else's insertion
-// exactly at the caret goes after it (own = false): the caret sticks to the character on
-// its left, the writer's own last keystroke, so concurrent runs never interleave
-// (docs/notes.md, "Non-interleaving"). own = true: the author's caret, pushed by it.
-function transformCaret(op, index, own) {
+// Where a caret (code points) ends up after an operation. The caret is where its
+// writer's next keystroke goes, so an insertion exactly at the caret goes before it iff
+// `before` = first(op's author, caret's writer), as transform orders that keystroke
+// (true for the writer's own). Tie-break and caret agree: runs never interleave
+// (docs/notes.md, "Non-interleaving"); server/notes/ot.py's transform_caret.
+function transformCaret(op, index, before) {
   var pos = 0, out = index;
   for (var k = 0; k < op.ops.length && pos <= index; k++) {
     var c = op.ops[k];
-    if (isInsert(c)) { if (pos < index || own) out += cpLength(c); }
+    if (isInsert(c)) { if (pos < index || before) out += cpLength(c); }
     else if (isRetain(c)) pos += c;
     else { out -= Math.min(index - pos, -c); pos += -c; }
   }
@@ -252,14 +261,14 @@ Client.prototype.receive = function (m) {
   if (m.client === this.clientId && m.seq === this.outstandingSeq && this.outstanding) {
     return { send: this.acked(), applied: null };
   }
-  var op = TextOperation.fromJSON(m.op);
+  var op = TextOperation.fromJSON(m.op), mine = first(this.clientId, String(m.client));
   if (this.outstanding) {
-    var p = TextOperation.transform(this.outstanding, op);
+    var p = TextOperation.transform(this.outstanding, op, mine);
     this.outstanding = p[0]; op = p[1];
-    if (this.buffer) { var q = TextOperation.transform(this.buffer, op); this.buffer = q[0]; op = q[1]; }
+    if (this.buffer) { var q = TextOperation.transform(this.buffer, op, mine); this.buffer = q[0]; op = q[1]; }
   }
   this.doc = op.apply(this.doc);
   return { send: null, applied: op, author: m.client };
 };
 
-export { Client, TextOperation, advance, cpLength, diff, transformCaret };
+export { Client, TextOperation, advance, cpLength, diff, first, transformCaret };
