@@ -387,6 +387,7 @@ class NotesService:
                 ):
                     extra["cursor"] = cursor
                     extra["rev"] = frame["rev"]
+                    extra["sync"] = frame.get("sync") is True
                 await self.publish(editor.note, await self._here(editor, extra))
             elif kind == "op":
                 try:

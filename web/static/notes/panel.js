@@ -146,6 +146,7 @@ export class Panel {
       const r = this.client.receive(m);
       if (r.applied) this.applyRemote(r.applied, String(r.author));
       if (r.send) this.sendMsg(r.send);
+      if (!this.client.outstanding) this.presenceSoon();
       this.save();
       this.updateStatus();
       if (this.closing && !this.client.outstanding) this.stop();
@@ -158,9 +159,17 @@ export class Panel {
     } else if (m.type === "presence") {
       const old = this.peers[m.client];
       let cursor = old ? old.cursor : null;
-      // A cursor is meant at the sender's revision; one from a revision we have not
-      // reached yet is kept until the next presence.
-      if (m.cursor && (m.rev === undefined || m.rev <= this.client.revision)) cursor = m.cursor[1];
+      // A cursor is a position in the note at the sender's revision, if the sender had
+      // nothing unconfirmed (`sync`); placed in our text past our own unconfirmed edits.
+      // Otherwise the cursor we have (moved with every edit) stays.
+      if (m.cursor && m.sync && m.rev === this.client.revision) {
+        cursor = m.cursor[1];
+        const c = this.client;
+        const mine = c.outstanding && c.buffer ? c.outstanding.compose(c.buffer) : c.outstanding;
+        if (mine) cursor = transformCaret(mine, cursor, first(c.clientId, m.client));
+      } else if (m.cursor && cursor === null) {
+        cursor = m.cursor[1];
+      }
       this.peers[m.client] = { user: m.user, typing: !!m.typing, cursor, at: Date.now() };
       this.renderPeers();
     } else if (m.type === "leave") {
@@ -317,17 +326,29 @@ export class Panel {
 
   sendPresence(typing) {
     const now = Date.now();
-    if (!typing && now - (this.lastPresence || 0) < 300) return;
-    if (typing && now - (this.lastTypingSent || 0) < 1000) return;
+    if (!typing && now - (this.lastPresence || 0) < 300) return this.presenceSoon();
+    if (typing && now - (this.lastTypingSent || 0) < 1000) return this.presenceSoon();
     this.lastPresence = now;
     if (typing) this.lastTypingSent = now;
     const t = this.text;
     const v = t.value;
+    // `sync`: nothing of ours is unconfirmed, so the cursor is a position in the note at
+    // `rev` exactly, which the others can place in their own text.
     this.sendMsg({
-      type: "presence", typing, rev: this.client.revision,
+      type: "presence", typing, rev: this.client.revision, sync: !this.client.outstanding,
       cursor: [cpLength(v.slice(0, t.selectionStart)), cpLength(v.slice(0, t.selectionEnd))],
     });
   }
+
+  /* One more presence once things settle, so the others' view of our caret ends right. */
+  presenceSoon() {
+    if (this.presenceTimer) return;
+    this.presenceTimer = this.timers.after(400, () => {
+      this.presenceTimer = null;
+      if (document.activeElement === this.text) this.sendPresence(false);
+    });
+  }
+
 
   renderPeers() {
     const now = Date.now();
