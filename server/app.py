@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await app.state.signaling.stop()
+            app.state.notes_gate.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -87,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_pages.router)
     app.include_router(notes_router.router)
     # The shared notes' socket, on the signaling stack (signaling/notes.py).
-    app.state.notes = NotesService(app.state.signaling, ServerNoteGate(settings, app.state.engine))
+    app.state.notes_gate = ServerNoteGate(settings, app.state.engine)
+    app.state.notes = NotesService(app.state.signaling, app.state.notes_gate)
     app.router.routes.append(WebSocketRoute("/notes/ws/{public_id}", app.state.notes.endpoint))
     app.include_router(notes_pages.router)
     app.include_router(scheduling_router.router)
