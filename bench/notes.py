@@ -211,6 +211,12 @@ class _Writer:
         self.typed: list[str] = []
         self.deleted: set[str] = set()
 
+    async def heartbeat(self) -> None:
+        """Ping every 5 s, as the panel does: the server closes a silent socket (4408)."""
+        while True:
+            await asyncio.sleep(5)
+            await self.ws.send(json.dumps({"type": "ping"}))
+
     async def join(self) -> None:
         await self.ws.send(
             json.dumps({"type": "join", "client": self.client.client_id, "rev": None})
@@ -269,6 +275,7 @@ async def _ack_latency(ws_url: str, base: str, cookies: tuple[str, str], n: int)
         wa, wb = _Writer(a, "latencya"), _Writer(b, "latencyb")
         await wa.join()
         await wb.join()
+        beats = [asyncio.create_task(w.heartbeat()) for w in (wa, wb)]
         wa.caret = len(wa.client.doc)
         latencies: list[float] = []
         for char in _unique_chars(n, 0):
@@ -278,6 +285,8 @@ async def _ack_latency(ws_url: str, base: str, cookies: tuple[str, str], n: int)
             await a.send(json.dumps(message))
             await wa.pump()
             latencies.append(time.perf_counter() - started)
+        for beat in beats:
+            beat.cancel()
         return latencies
     finally:
         await a.close()
@@ -296,6 +305,7 @@ async def _two_writers(
             await w.join()
             w.caret = len(w.client.doc)
         start = len(writers[0].client.doc)
+        beats = [asyncio.create_task(w.heartbeat()) for w in writers]
 
         async def run(w: _Writer, chars: list[str]) -> None:
             for i, char in enumerate(chars):
@@ -311,6 +321,8 @@ async def _two_writers(
             run(writers[0], _unique_chars(n // 2, 2000)),
             run(writers[1], _unique_chars(n - n // 2, 2000 + n // 2)),
         )
+        for beat in beats:
+            beat.cancel()
         # Let each see the other's last keystrokes: a ping round trip after both are done.
         for w in writers:
             await w.ws.send(json.dumps({"type": "ping"}))
@@ -319,6 +331,13 @@ async def _two_writers(
                 m = json.loads(await w.ws.recv())
                 if m["type"] == "pong":
                     break
+                if m["type"] in ("op", "ack"):
+                    w.receive(m)
+        # (A pong of an earlier heartbeat may have come first: read on to the last revision.)
+        last = max(w.client.revision for w in writers)
+        for w in writers:
+            while w.client.revision < last:
+                m = json.loads(await w.ws.recv())
                 if m["type"] in ("op", "ack"):
                     w.receive(m)
         text = writers[0].client.doc
