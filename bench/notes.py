@@ -251,6 +251,8 @@ class _Writer:
         """Read until our operation is acknowledged."""
         while self.client.state != "synchronized":
             m = json.loads(await self.ws.recv())
+            if m["type"] == "error":
+                raise RuntimeError(f"the server refused an operation: {m}")
             if m["type"] in ("op", "ack"):
                 reply = self.receive(m)
                 if reply is not None:
@@ -258,8 +260,12 @@ class _Writer:
 
 
 def _unique_chars(n: int, offset: int) -> list[str]:
-    """Characters no other keystroke uses (Hangul syllables), to trace every survivor."""
-    return [chr(0xAC00 + offset + i) for i in range(n)]
+    """Characters no other keystroke uses, to trace every survivor: the 11,172 Hangul
+    syllables, then CJK ideographs (never a surrogate)."""
+    chars = []
+    for k in range(offset, offset + n):
+        chars.append(chr(0xAC00 + k) if k < 11172 else chr(0x4E00 + k - 11172))
+    return chars
 
 
 async def _connect(ws_url: str, base: str, cookie: str) -> Any:
@@ -294,7 +300,7 @@ async def _ack_latency(ws_url: str, base: str, cookies: tuple[str, str], n: int)
 
 
 async def _two_writers(
-    ws_url: str, base: str, cookies: tuple[str, str], n: int
+    ws_url: str, base: str, cookies: tuple[str, str], n: int, offset: int
 ) -> tuple[list[float], str, list[str]]:
     """Two writers at the end of the note, n keystrokes in all, as fast as acks allow."""
     a, b = await _connect(ws_url, base, cookies[0]), await _connect(ws_url, base, cookies[1])
@@ -318,8 +324,8 @@ async def _two_writers(
                 latencies.append(time.perf_counter() - started)
 
         await asyncio.gather(
-            run(writers[0], _unique_chars(n // 2, 2000)),
-            run(writers[1], _unique_chars(n - n // 2, 2000 + n // 2)),
+            run(writers[0], _unique_chars(n // 2, offset)),
+            run(writers[1], _unique_chars(n - n // 2, offset + n // 2)),
         )
         for beat in beats:
             beat.cancel()
@@ -396,7 +402,9 @@ def main() -> None:
             )
             ack_lat = asyncio.run(_ack_latency(ws_url, base, cookies, args.samples))
             t0 = time.perf_counter()
-            load_lat, text, runs = asyncio.run(_two_writers(ws_url, base, cookies, args.updates))
+            load_lat, text, runs = asyncio.run(
+                _two_writers(ws_url, base, cookies, args.updates, args.samples)
+            )
             load_wall = time.perf_counter() - t0
             loads = []
             with httpx2.Client(base_url=base, headers={"Cookie": cookies[0]}) as http:
