@@ -63,8 +63,8 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "full": [],
     },
     "notes": {
-        "quick": ["--updates", "50"],
-        "modest": ["--updates", "2000"],
+        "quick": ["--updates", "50", "--samples", "50"],
+        "modest": ["--updates", "2000", "--samples", "500"],
         "full": [],
     },
     "assist": {

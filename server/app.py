@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import WebSocketRoute
 
 from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
@@ -31,6 +32,7 @@ from server.home import static as home_static
 from server.middleware import RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
+from server.notes.gate import ServerNoteGate
 from server.notifications import service as notifications
 from server.ops import metrics as ops_metrics
 from server.ops import router as ops_router
@@ -40,6 +42,7 @@ from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
 from server.scheduling import urgent_pages
 from server.settings import Settings, get_settings
+from signaling.notes import NotesService
 from web import render
 
 log = logging.getLogger("dari")
@@ -66,8 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             unwake()
             await app.state.signaling.stop()
-            if getattr(app.state, "notes_fanout", None) is not None:
-                await app.state.notes_fanout.close()
+            app.state.notes_gate.close()
         # Close pooled connections so a stopped server leaves no open file or socket.
         app.state.engine.dispose()
 
@@ -102,7 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(notes_router.router)
-    app.router.routes.extend(notes_router.websocket_routes)
+    # The shared notes' socket, on the signaling stack (signaling/notes.py).
+    app.state.notes_gate = ServerNoteGate(settings, app.state.engine)
+    app.state.notes = NotesService(app.state.signaling, app.state.notes_gate)
+    app.router.routes.append(WebSocketRoute("/notes/ws/{public_id}", app.state.notes.endpoint))
     app.include_router(notes_pages.router)
     app.include_router(scheduling_router.router)
     app.include_router(scheduling_router.feeds)

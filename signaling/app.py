@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar, overload
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
@@ -29,6 +30,7 @@ from signaling.users import Subscription, UserChannel
 log = logging.getLogger("dari.signaling")
 
 SESSION_COOKIE = "dari_session"
+F = TypeVar("F")
 
 
 class Closed(Exception):
@@ -40,17 +42,45 @@ class Closed(Exception):
         self.reason = reason
 
 
-class FrameReader:
-    """Receives, size-checks, rate-limits and parses frames for one connection."""
+class FrameReader(Generic[F]):
+    """Receives, size-checks, rate-limits and parses frames for one connection.
 
-    def __init__(self, websocket: WebSocket, config: SignalingConfig) -> None:
+    Signaling's own frames by default; another protocol on the same stack (the shared
+    notes, signaling/notes.py) passes its own `parse` and frame size limit.
+    """
+
+    @overload
+    def __init__(
+        self: FrameReader[p.ClientFrame], websocket: WebSocket, config: SignalingConfig
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        websocket: WebSocket,
+        config: SignalingConfig,
+        *,
+        parse: Callable[[str | bytes], F],
+        max_bytes: int = p.MAX_FRAME_BYTES,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        config: SignalingConfig,
+        *,
+        parse: Callable[[str | bytes], Any] = p.parse_client,
+        max_bytes: int = p.MAX_FRAME_BYTES,
+    ) -> None:
         self.websocket = websocket
         self.config = config
+        self.parse = parse
+        self.max_bytes = max_bytes
         self.tokens = config.burst
         self.stamp = time.monotonic()
         self.bad = 0
 
-    async def next(self, wait: float) -> p.ClientFrame:
+    async def next(self, wait: float) -> F:
         """The next valid frame; error frames for bad ones; Closed when it must end."""
         while True:
             try:
@@ -61,7 +91,7 @@ class FrameReader:
                 raise Closed(None)
             text = message.get("text")
             data: str | bytes = text if text is not None else (message.get("bytes") or b"")
-            if len(data) > p.MAX_FRAME_BYTES:
+            if len(data) > self.max_bytes:
                 raise Closed(1009, "frame too large")
             now = time.monotonic()
             self.tokens = min(
@@ -76,7 +106,8 @@ class FrameReader:
                 await self.error("rate_limited", "too many frames; slow down")
                 continue
             try:
-                return p.parse_client(data)
+                frame: F = self.parse(data)
+                return frame
             except p.ProtocolError as error:
                 self.bad += 1
                 if self.bad > self.config.max_bad_frames:
@@ -148,6 +179,13 @@ class SignalingService:
     def open_rooms(self) -> int:
         """Rooms with a participant connected to this process (for the metrics)."""
         return len(self._hub.local.rooms()) if self._hub is not None else 0
+
+    @property
+    def running(self) -> bool:
+        """Started in some event loop (the shared notes use the broker from any loop of the
+        process: the memory broker has no loop of its own, and a process serving Redis
+        has one loop)."""
+        return self._hub is not None
 
     def _serving(self) -> bool:
         return self._loop is asyncio.get_running_loop() and self._hub is not None

@@ -7,10 +7,15 @@ stay identical to web/static/notes/ot.js, which the tests check in Chromium:
   characters, a string inserts itself, a negative int deletes that many.
 - Positions and lengths count Unicode code points (Python's `len(str)`); the
   JS side counts code points too, never UTF-16 code units.
-- `transform(a, b)` with a and b concurrent on the same document returns
+- `transform(a, b, a_first)` with a and b concurrent on the same document returns
   (a', b') with apply(apply(doc, a), b') == apply(apply(doc, b), a'). When both
-  insert at the same place, a's insertion goes first. Server and clients always
-  pass the client's own (outstanding) operation as `a`, so they agree.
+  insert at the same place, a's insertion goes first iff `a_first`. Server and
+  clients decide it the same way, `first(a's client id, b's client id)`: the lower
+  client id goes left, whatever the order of arrival.
+- Non-interleaving (docs/notes.md): a remote insertion exactly at a caret goes after
+  the caret (`transform_caret`): the caret sticks to the character on its left, the
+  writer's own previous keystroke. With the tie-break by client id this keeps every
+  run typed concurrently at one place contiguous (tests/notes/test_interleaving.py).
 
 `Client` is the client state machine (synchronized / awaiting confirm /
 awaiting with buffer), used by the tests and the benchmark; notes/ot.js has the same.
@@ -175,14 +180,16 @@ class TextOperation:
         return result
 
     @staticmethod
-    def transform(a: TextOperation, b: TextOperation) -> tuple[TextOperation, TextOperation]:
-        """(a', b') for concurrent a and b; a's insertion wins a tie."""
+    def transform(
+        a: TextOperation, b: TextOperation, a_first: bool = True
+    ) -> tuple[TextOperation, TextOperation]:
+        """(a', b') for concurrent a and b; on a tie a's insertion goes first iff a_first."""
         if a.base_length != b.base_length:
             raise OTError("transform: both operations must start from the same document")
         a_prime, b_prime = TextOperation(), TextOperation()
         x, y = _Cursor(a.ops), _Cursor(b.ops)
         while not (x.done() and y.done()):
-            if x.is_insert():
+            if x.is_insert() and (a_first or not y.is_insert()):
                 text = x.take_all_str()
                 a_prime.insert(text)
                 b_prime.retain(len(text))
@@ -280,11 +287,47 @@ class _Cursor:
         return len(c) if isinstance(c, str) else abs(c)
 
 
-def transform_against(op: TextOperation, history: Iterable[TextOperation]) -> TextOperation:
+def first(client: str, other: str) -> bool:
+    """Whose insertion goes left when two clients insert at the same place: the lower id.
+
+    Not the order of arrival: a writer who backspaced over all of their run and types
+    again sits at the end of the other's run, and must not get between that run and its
+    next keystroke (tests/notes/test_interleaving.py found that case).
+    """
+    return client < other
+
+
+def transform_against(
+    op: TextOperation, client: str, history: Iterable[tuple[str, TextOperation]]
+) -> TextOperation:
     """The server's step: bring a late operation past every operation it has not seen."""
-    for concurrent in history:
-        op = TextOperation.transform(op, concurrent)[0]
+    for other, concurrent in history:
+        op = TextOperation.transform(op, concurrent, first(client, other))[0]
     return op
+
+
+def transform_caret(op: TextOperation, index: int, *, before: bool) -> int:
+    """Where a caret (code points) ends up after `op`.
+
+    The caret is where its writer's next keystroke goes, so an insertion exactly at the
+    caret is ordered against it as `transform` would order that keystroke: it goes
+    before the caret iff `before`, i.e. `first(op's author, caret's writer)` (true for
+    the writer's own operations). Tie-break and caret agree, so a writer's keystrokes
+    stay together (docs/notes.md, "Non-interleaving").
+    """
+    pos, out = 0, index
+    for component in op.ops:
+        if pos > index:
+            break
+        if isinstance(component, str):
+            if pos < index or before:
+                out += len(component)
+        elif component > 0:
+            pos += component
+        else:
+            out -= min(index - pos, -component)
+            pos -= component
+    return out
 
 
 def diff(old: str, new: str) -> TextOperation:
@@ -315,6 +358,8 @@ class Client:
     outstanding_seq: int = 0
     buffer: TextOperation | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
+    applied: TextOperation | None = None
+    applied_client: str = ""
 
     @property
     def state(self) -> str:
@@ -325,6 +370,8 @@ class Client:
     def local(self, op: TextOperation) -> dict[str, Any] | None:
         """Apply a local edit; returns the message to send, if one may be sent now."""
         self.doc = op.apply(self.doc)
+        if op.is_noop():
+            return None
         if self.outstanding is None:
             return self._send(op)
         self.buffer = op if self.buffer is None else self.buffer.compose(op)
@@ -351,26 +398,45 @@ class Client:
         }
 
     def receive(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Process one server update in revision order; returns a message to send, if any."""
+        """Process one server update in revision order; returns a message to send, if any.
+
+        `applied` is then the operation applied to `doc` (None for an acknowledgement),
+        `applied_client` its author's client id: carets are moved with `transform_caret`.
+        """
+        self.applied = None
+        if message.get("type") == "ack":
+            # Our operation became empty (everything it deleted was deleted meanwhile):
+            # acknowledged at revision `rev` without a revision of its own.
+            if message.get("seq") != self.outstanding_seq or self.outstanding is None:
+                return None
+            if int(message["rev"]) > self.revision:
+                raise OTError(f"gap: have {self.revision}, ack at {message['rev']}")
+            if not self.outstanding.is_noop():
+                raise OTError("acknowledged as empty, but our operation is not")
+            return self._ack()
         rev = int(message["rev"])
         if rev <= self.revision:
             return None  # already seen (a duplicate after reconnect)
         if rev != self.revision + 1:
             raise OTError(f"gap: have {self.revision}, got {rev}")
         self.revision = rev
-        if message.get("client") == self.client_id and message.get("seq") == self.outstanding_seq:
+        author = str(message.get("client", ""))
+        if author == self.client_id and message.get("seq") == self.outstanding_seq:
             return self._ack()
         op = TextOperation.from_json(message["op"])
+        mine_first = first(self.client_id, author)
         if self.outstanding is not None:
-            self.outstanding, op = TextOperation.transform(self.outstanding, op)
+            self.outstanding, op = TextOperation.transform(self.outstanding, op, mine_first)
             if self.buffer is not None:
-                self.buffer, op = TextOperation.transform(self.buffer, op)
+                self.buffer, op = TextOperation.transform(self.buffer, op, mine_first)
         self.doc = op.apply(self.doc)
+        self.applied, self.applied_client = op, author
         return None
 
     def _ack(self) -> dict[str, Any] | None:
         self.outstanding = None
         if self.buffer is not None:
             buffered, self.buffer = self.buffer, None
-            return self._send(buffered)
+            if not buffered.is_noop():
+                return self._send(buffered)
         return None

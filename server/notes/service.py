@@ -4,32 +4,40 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import Connection, bindparam, delete, func, insert, update
+from sqlalchemy import select as core_select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from server.audit import service as audit
-from server.clock import utcnow
+from server.clock import UTCDateTime, utcnow
 from server.consults.models import ConsultRequest
 from server.errors import AppError
 from server.notes.errors import InvalidOperation, NoteFrozen, NoteTooLong, RevisionTooOld
 from server.notes.models import NoteUpdate, SharedNote
-from server.notes.ot import OTError, TextOperation
+from server.notes.ot import OTError, TextOperation, transform_against
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 @dataclass(frozen=True)
 class Applied:
-    """An acknowledged update as every client receives it; `duplicate` for a resend."""
+    """An acknowledged update as every client receives it; `duplicate` for a resend.
+
+    A record of type "ack" (an operation that turned out empty) is for its author only.
+    """
 
     record: dict[str, Any]
     duplicate: bool
+    # The note's text at `record["rev"]` when known (not for a resend's old record).
+    text: str | None = None
 
 
 def record_of(update: NoteUpdate) -> dict[str, Any]:
@@ -91,6 +99,31 @@ def state(session: Session, consult: ConsultRequest) -> dict[str, Any]:
     return {"rev": note.revision, "text": note.text, "frozen": note.frozen_at is not None}
 
 
+_notes, _updates = SharedNote.__table__, NoteUpdate.__table__  # type: ignore[attr-defined]
+_NOTE = core_select(
+    _notes.c.id, _notes.c.text, _notes.c.revision, _notes.c.compacted_revision, _notes.c.frozen_at
+).where(_notes.c.consult_id == bindparam("consult"))
+# Serialises writers of one note on PostgreSQL; SQLite serialises all writers (BEGIN IMMEDIATE).
+_NOTE_FOR_UPDATE = _NOTE.with_for_update()
+_LATE = (
+    core_select(
+        _updates.c.revision,
+        _updates.c.client_id,
+        _updates.c.client_seq,
+        _updates.c.op,
+        _updates.c.author_id,
+    )
+    .where(_updates.c.note_id == bindparam("note"), _updates.c.revision > bindparam("base"))
+    .order_by(_updates.c.revision)
+)
+_SET_NOTE = (
+    update(_notes)
+    .where(_notes.c.id == bindparam("note"))
+    .values(text=bindparam("text"), revision=bindparam("revision"), updated_at=bindparam("now"))
+)
+_ADD_UPDATE = insert(_updates)
+
+
 def apply(
     session: Session,
     consult_id: int,
@@ -107,58 +140,173 @@ def apply(
     The row and the new snapshot are written in the caller's transaction, which must
     commit before anyone is told: an acknowledged update is always on disk.
     """
+    op = _parse(client_id, client_seq, base_revision, op_json, max_chars)
+    # The hot path of every keystroke: statements built once (below), on the session's
+    # connection (no ORM unit of work), and no log query when the client is up to date.
+    connection = session.connection()
+    locking = connection.dialect.name == "postgresql"
+    row = connection.execute(
+        _NOTE_FOR_UPDATE if locking else _NOTE, {"consult": consult_id}
+    ).first()
+    if row is None:
+        raise InvalidOperation("the note does not exist yet; join first")
+    note_id, current, revision, compacted, frozen_at = row
+    late: Sequence[Any] = ()
+    if base_revision < revision:
+        # A resend of a stored operation was stored after its base: it is among these.
+        late = connection.execute(_LATE, {"note": note_id, "base": base_revision}).all()
+        for rev, other, seq, raw, author in late:
+            if other == client_id and seq == client_seq:
+                record = _record(rev, json.loads(raw), other, seq, author)
+                return Applied(record, duplicate=True)
+    if frozen_at is not None:
+        raise NoteFrozen()
+    if base_revision > revision:
+        raise InvalidOperation(f"revision {base_revision} is ahead of the note ({revision})")
+    if base_revision < compacted:
+        raise RevisionTooOld(compacted)
+    try:
+        op = transform_against(
+            op,
+            client_id,
+            ((other, TextOperation.from_json(json.loads(raw))) for _, other, _, raw, _ in late),
+        )
+        text = op.apply(current)
+    except OTError as error:
+        raise InvalidOperation(str(error)) from error
+    if len(text) > max_chars and len(text) > len(current):
+        raise NoteTooLong(max_chars)
+    if op.is_noop():
+        # Nothing changes (e.g. both deleted the same word): no revision is stored; the
+        # author is told its operation is done as of the current revision.
+        return Applied(
+            {"type": "ack", "rev": revision, "seq": client_seq, "client": client_id},
+            duplicate=False,
+            text=current,
+        )
+    now = utcnow()
+    components = op.to_json()
+    connection.execute(
+        _SET_NOTE, {"note": note_id, "text": text, "revision": revision + 1, "now": now}
+    )
+    connection.execute(
+        _ADD_UPDATE,
+        {
+            "note_id": note_id,
+            "revision": revision + 1,
+            "author_id": author_id,
+            "client_id": client_id,
+            "client_seq": client_seq,
+            "op": json.dumps(components, ensure_ascii=False, separators=(",", ":")),
+            "created_at": now,
+        },
+    )
+    return Applied(_record(revision + 1, components, client_id, client_seq, author_id), False, text)
+
+
+def _parse(
+    client_id: str, client_seq: int, base_revision: int, op_json: Any, max_chars: int
+) -> TextOperation:
     if not CLIENT_ID.match(client_id) or client_seq < 1 or base_revision < 0:
         raise InvalidOperation("client id, sequence number or revision is invalid")
     try:
-        op = TextOperation.from_json(op_json, max_insert=max_chars)
+        return TextOperation.from_json(op_json, max_insert=max_chars)
     except OTError as error:
         raise InvalidOperation(str(error)) from error
-    note = find_note(session, consult_id, lock=True)
-    if note is None:
-        raise InvalidOperation("the note does not exist yet; join first")
-    previous = session.exec(
-        select(NoteUpdate).where(
-            NoteUpdate.note_id == note.id,
-            NoteUpdate.client_id == client_id,
-            NoteUpdate.client_seq == client_seq,
-        )
-    ).first()
-    if previous is not None:
-        return Applied(record_of(previous), duplicate=True)
-    if note.frozen_at is not None:
-        raise NoteFrozen()
-    if base_revision > note.revision:
-        raise InvalidOperation(f"revision {base_revision} is ahead of the note ({note.revision})")
-    if base_revision < note.compacted_revision:
-        raise RevisionTooOld(note.compacted_revision)
-    late = session.exec(
-        select(NoteUpdate.op)
-        .where(NoteUpdate.note_id == note.id, col(NoteUpdate.revision) > base_revision)
-        .order_by(col(NoteUpdate.revision))
-    ).all()
-    try:
-        for concurrent in late:
-            op = TextOperation.transform(op, TextOperation.from_json(json.loads(concurrent)))[0]
-        text = op.apply(note.text)
-    except OTError as error:
-        raise InvalidOperation(str(error)) from error
-    if len(text) > max_chars and len(text) > len(note.text):
-        raise NoteTooLong(max_chars)
-    note.revision += 1
-    note.text = text
-    note.updated_at = utcnow()
-    update = NoteUpdate(
-        note_id=note.id or 0,
-        revision=note.revision,
-        author_id=author_id,
-        client_id=client_id,
-        client_seq=client_seq,
-        op=json.dumps(op.to_json(), ensure_ascii=False, separators=(",", ":")),
+
+
+# The fast path, when the client is up to date with the text this process last saw:
+# the update is written only if the note is still at that revision (and not signed).
+# PostgreSQL: one statement, so in autocommit one round trip, commit included.
+_FAST_POSTGRESQL = sql_text(
+    "WITH moved AS (UPDATE shared_note SET text = :text, revision = :next, updated_at = :now"
+    " WHERE id = :note AND revision = :rev AND frozen_at IS NULL RETURNING id)"
+    " INSERT INTO note_update (note_id, revision, author_id, client_id, client_seq, op,"
+    " created_at) SELECT id, :next, :author, :client, :seq, :op, :now FROM moved"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_FAST_MOVE = (
+    update(_notes)
+    .where(
+        _notes.c.id == bindparam("note"),
+        _notes.c.revision == bindparam("rev"),
+        _notes.c.frozen_at.is_(None),
     )
-    session.add(note)
-    session.add(update)
-    session.flush()
-    return Applied(record_of(update), duplicate=False)
+    .values(text=bindparam("text"), revision=bindparam("next"), updated_at=bindparam("now"))
+)
+
+
+def apply_known(
+    connection: Connection,
+    note_id: int,
+    known: tuple[int, str],
+    *,
+    author_id: int,
+    client_id: str,
+    client_seq: int,
+    base_revision: int,
+    op_json: Any,
+    max_chars: int,
+) -> Applied | None:
+    """`apply` for a client at `known` = (revision, text), the note as this process last
+    wrote or read it: None (nothing written) if the note has moved on or was signed
+    meanwhile, and the caller falls back to `apply`. The caller commits (SQLite) or runs
+    it in autocommit (PostgreSQL: the one statement is its own transaction)."""
+    revision, current = known
+    if base_revision != revision:
+        return None
+    op = _parse(client_id, client_seq, base_revision, op_json, max_chars)
+    try:
+        new_text = op.apply(current)
+    except OTError as error:
+        raise InvalidOperation(str(error)) from error
+    if len(new_text) > max_chars and len(new_text) > len(current):
+        raise NoteTooLong(max_chars)
+    if op.is_noop():
+        return None  # rare: the general path answers it
+    now = utcnow()
+    components = op.to_json()
+    values = {
+        "note": note_id,
+        "rev": revision,
+        "next": revision + 1,
+        "text": new_text,
+        "now": now,
+        "author": author_id,
+        "client": client_id,
+        "seq": client_seq,
+        "op": json.dumps(components, ensure_ascii=False, separators=(",", ":")),
+    }
+    if connection.dialect.name == "postgresql":
+        if connection.execute(_FAST_POSTGRESQL, values).rowcount != 1:
+            return None
+    else:
+        if connection.execute(_FAST_MOVE, values).rowcount != 1:
+            return None
+        connection.execute(
+            _ADD_UPDATE,
+            {
+                "note_id": note_id,
+                "revision": revision + 1,
+                "author_id": author_id,
+                "client_id": client_id,
+                "client_seq": client_seq,
+                "op": values["op"],
+                "created_at": now,
+            },
+        )
+    record = _record(revision + 1, components, client_id, client_seq, author_id)
+    return Applied(record, False, new_text)
+
+
+def _record(revision: int, op: Any, client_id: str, seq: int, author_id: int) -> dict[str, Any]:
+    return {
+        "type": "op",
+        "rev": revision,
+        "op": op,
+        "client": client_id,
+        "seq": seq,
+        "author": author_id,
+    }
 
 
 def updates_between(

@@ -14,6 +14,8 @@ from sqlmodel import Session
 from server.notes.ot import TextOperation, diff
 from tests.browser_support import logged_in_page
 from tests.notes.factories import consult_with_pair
+from tests.notes.sim import START, script_from, type_runs
+from tests.notes.test_interleaving import check
 
 pytestmark = pytest.mark.browser
 OT_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "notes" / "ot.js"
@@ -71,7 +73,8 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
     for _ in range(400):
         doc = _random_doc(rng)
         a, b = _random_op(rng, doc), _random_op(rng, doc)
-        a2, b2 = TextOperation.transform(a, b)
+        a_first = rng.random() < 0.5
+        a2, b2 = TextOperation.transform(a, b, a_first)
         after_a = a.apply(doc)
         c = _random_op(rng, after_a)
         cases.append(
@@ -80,6 +83,7 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
                 "a": a.to_json(),
                 "b": b.to_json(),
                 "c": c.to_json(),
+                "first": a_first,
                 "expect": {
                     "a2": a2.to_json(),
                     "b2": b2.to_json(),
@@ -93,7 +97,7 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
         """(cases) => cases.map((k) => {
             const T = DariOT.TextOperation;
             const a = T.fromJSON(k.a), b = T.fromJSON(k.b), c = T.fromJSON(k.c);
-            const [a2, b2] = T.transform(a, b);
+            const [a2, b2] = T.transform(a, b, k.first);
             return {a2: a2.toJSON(), b2: b2.toJSON(), ab: b2.apply(a.apply(k.doc)),
                     ac: a.compose(c).toJSON(), diff: DariOT.diff(k.doc, a.apply(k.doc)).toJSON()};
         })""",
@@ -101,6 +105,51 @@ def test_js_transform_compose_apply_match_python(js_page: Page) -> None:
     )
     for case, got in zip(cases, results, strict=True):
         assert got == case["expect"], json.dumps(case, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("writers", [2, 3])
+def test_js_client_replays_the_interleaving_cases_like_python(js_page: Page, writers: int) -> None:
+    """500 generated cases per writer count (tests/notes/test_interleaving.py's scripts, from
+    a seeded generator): every client's inputs go through notes/ot.js's Client and caret
+    rule, which must send, hold and show exactly what Python's did."""
+    rng = random.Random(1300 + writers)
+    cases = []
+    for _ in range(500):
+        ids = rng.sample(["a7", "k2", "x0"], writers)
+        starts = [rng.randint(1, 3) for _ in range(writers)]
+        runs = type_runs(ids, starts, script_from(rng, rng.randint(5, 120)))
+        check(runs)
+        cases.append({"ids": ids, "starts": starts, "traces": runs.net.trace})
+    mismatches = js_page.evaluate(
+        """([start, cases]) => {
+            const T = DariOT.TextOperation, bad = [];
+            const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+            cases.forEach((k, n) => k.ids.forEach((id, i) => {
+                const c = new DariOT.Client(id, start, 0);
+                let caret = k.starts[i];
+                k.traces[i].forEach((e, step) => {
+                    let out, doc = null;
+                    if (e.kind === "local") {
+                        out = c.local(T.fromJSON(e.op)) || null;
+                        caret = e.caret;
+                    } else if (e.kind === "receive") {
+                        const r = c.receive(e.msg);
+                        out = r.send;
+                        if (r.applied) caret = DariOT.transformCaret(
+                            r.applied, caret, DariOT.first(String(e.msg.client), id));
+                        doc = c.doc;
+                        if (doc !== e.doc || caret !== e.caret) bad.push([n, i, step, "doc"]);
+                    } else {
+                        out = c.pending();
+                    }
+                    if (!same(out, e.out)) bad.push([n, i, step, out, e.out]);
+                });
+            }));
+            return bad;
+        }""",
+        [START, cases],
+    )
+    assert mismatches == []
 
 
 def test_two_pages_typing_at_once_end_with_the_same_text(

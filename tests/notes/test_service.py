@@ -58,7 +58,7 @@ def test_late_operation_is_transformed_and_log_plus_snapshot_agree(
         db,
         consult.id or 0,
         author_id=gp.id or 0,
-        client_id="t2",
+        client_id="t0",  # a lower client id than t1's: its insertion goes first on a tie
         client_seq=1,
         base_revision=0,
         op_json=["> "],
@@ -70,6 +70,26 @@ def test_late_operation_is_transformed_and_log_plus_snapshot_agree(
     assert note.text == "> hello" and note.revision == 2
     ops = db.exec(select(NoteUpdate.op).where(NoteUpdate.note_id == note.id)).all()
     assert [json.loads(o) for o in ops] == [["hello"], ["> ", 5]]
+
+
+def test_empty_operations_are_acknowledged_but_not_stored(db: Session, tx: Session) -> None:
+    consult, gp, _ = consult_with_pair(db)
+    service.ensure_note(tx, consult.id or 0)
+    tx.commit()
+    _apply(tx, consult.id or 0, gp.id or 0, 1, 0, ["hello"])
+    # A bare retain, and a delete of what someone else deleted meanwhile: both empty.
+    assert _apply(tx, consult.id or 0, gp.id or 0, 2, 1, [5]) == {
+        "type": "ack",
+        "rev": 1,
+        "seq": 2,
+        "client": "t1",
+    }
+    _apply(tx, consult.id or 0, gp.id or 0, 3, 1, [4, -1])
+    late = _apply(tx, consult.id or 0, gp.id or 0, 4, 1, [4, -1])
+    assert late["type"] == "ack" and late["rev"] == 2
+    note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
+    assert note.text == "hell" and note.revision == 2
+    assert len(db.exec(select(NoteUpdate).where(NoteUpdate.note_id == note.id)).all()) == 2
 
 
 def test_freeze_makes_the_note_read_only_but_still_acks_a_resend(db: Session, tx: Session) -> None:

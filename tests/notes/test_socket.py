@@ -240,7 +240,8 @@ def test_signing_freezes_the_note_for_open_editors(
     client: TestClient, db: Session, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from server.db import engine_for
-    from server.notes import router, service
+    from server.notes import service
+    from signaling import notes as router
 
     monkeypatch.setattr(router, "RECHECK_SECONDS", 0.0)
 
@@ -267,7 +268,7 @@ def test_signing_freezes_the_note_for_open_editors(
 def test_logging_out_closes_the_open_note(
     client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from server.notes import router
+    from signaling import notes as router
 
     monkeypatch.setattr(router, "RECHECK_SECONDS", 0.0)
     consult, gp, _ = consult_with_pair(db)
@@ -318,3 +319,109 @@ def test_opening_a_note_compacts_its_old_log(client: TestClient, db: Session) ->
         "text": "old words ",
         "frozen": False,
     }
+
+
+def test_malformed_and_deep_json_get_an_error_frame_and_the_socket_lives_on(
+    client: TestClient, db: Session
+) -> None:
+    consult, gp, _ = consult_with_pair(db)
+    login(client, gp)
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        editor = Editor(ws, "gp11")
+        editor.join()
+        for raw, code in (
+            ("{not json", "bad_frame"),
+            ("[" * 100_000 + "]" * 100_000, "bad_frame"),  # a RecursionError in json.loads
+            ('{"a":' * 50 + "1" + "}" * 50, "bad_frame"),
+            ("[1, 2]", "bad_frame"),
+            ('{"type": "launch"}', "unknown_message"),
+        ):
+            ws.send_text(raw)
+            error = ws.receive_json()
+            assert error["type"] == "error" and error["code"] == code, raw[:20]
+        # Still an editor: an operation goes through.
+        editor.type(0, "still here")
+        editor.pump_until(lambda: editor.client.state == "synchronized")
+    assert client.get(f"/api/consults/{consult.public_id}/notes").json()["text"] == "still here"
+
+
+def test_a_flood_is_rate_limited_then_closed(client: TestClient, db: Session) -> None:
+    consult, gp, _ = consult_with_pair(db)
+    login(client, gp)
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        Editor(ws, "gp12").join()
+        codes: list[str] = []
+        with pytest.raises(WebSocketDisconnect) as closed:
+            for _ in range(1000):
+                ws.send_text('{"type": "presence", "typing": false}')
+            while True:
+                message = ws.receive_json()
+                if message["type"] == "error":
+                    codes.append(message["code"])
+    assert "rate_limited" in codes
+    assert closed.value.code == 1008
+
+
+def test_empty_operation_is_acknowledged_without_a_revision(
+    client: TestClient, db: Session
+) -> None:
+    consult, gp, _ = consult_with_pair(db)
+    login(client, gp)
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        editor = Editor(ws, "gp13")
+        editor.join()
+        editor.type(0, "abc")
+        editor.pump_until(lambda: editor.client.state == "synchronized")
+        ws.send_json({"type": "op", "rev": 1, "seq": 2, "op": [3]})
+        assert ws.receive_json() == {"type": "ack", "rev": 1, "seq": 2, "client": "gp13"}
+    assert client.get(f"/api/consults/{consult.public_id}/notes").json()["rev"] == 1
+
+
+def test_a_ghost_whose_process_died_is_announced_gone(
+    client: TestClient, other_client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor on a process that died leaves a presence entry nobody refreshes: the next
+    heartbeat of anyone on the note finds it expired and tells everyone it left."""
+    import asyncio
+
+    from signaling import notes
+
+    monkeypatch.setattr(notes, "RECHECK_SECONDS", 0.0)
+    consult, gp, specialist = consult_with_pair(db)
+    login(client, gp)
+    login(other_client, specialist)
+    url = ws_url(consult.public_id)
+    app = client.app
+    with client.websocket_connect(url, headers=ORIGIN) as ws_a:
+        Editor(ws_a, "gp14").join()
+        service: Any = app.state.notes  # type: ignore[attr-defined]
+        note_id = next(iter(service.editors))
+        broker = service.signaling.hub.broker
+        # The dead process's editor: its entry expired a moment ago.
+        record = {"type": "presence", "client": "ghost", "user": specialist.name}
+        asyncio.run(broker.presence_put(f"notes:{note_id}", "ghost", record, -1.0))
+        ws_a.send_json({"type": "ping"})
+        seen = []
+        while True:
+            message = ws_a.receive_json()
+            seen.append(message)
+            if message["type"] == "leave":
+                break
+        assert message == {"type": "leave", "client": "ghost"}
+        # And a newcomer is not told about the ghost.
+        with other_client.websocket_connect(url, headers=ORIGIN) as ws_b:
+            ws_b.send_json({"type": "join", "client": "sp14", "rev": None})
+            kinds = []
+            while True:
+                message = ws_b.receive_json()
+                kinds.append(message)
+                if message["type"] == "ready":
+                    break
+            assert all(m.get("client") != "ghost" for m in kinds)
+            assert any(m.get("client") == "gp14" and m["type"] == "presence" for m in kinds)
+        # The specialist closed the page: the GP hears that they left.
+        while True:
+            message = ws_a.receive_json()
+            if message["type"] == "leave":
+                break
+        assert message["client"] == "sp14"

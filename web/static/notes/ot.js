@@ -147,13 +147,21 @@ TextOperation.prototype.compose = function (other) {
   return r;
 };
 
-// [a', b'] for concurrent a and b; a's insertion goes first on a tie.
-TextOperation.transform = function (a, b) {
+// Whose insertion goes left when two clients insert at the same place: the lower id
+// (as server/notes/ot.py's `first`; ids are ASCII, so < compares as Python does).
+function first(client, other) { return client < other; }
+
+// [a', b'] for concurrent a and b; on a tie a's insertion goes first iff aFirst
+// (default true).
+TextOperation.transform = function (a, b, aFirst) {
+  if (aFirst === undefined) aFirst = true;
   if (a.baseLength !== b.baseLength) throw new Error("transform: different documents");
   var ap = new TextOperation(), bp = new TextOperation();
   var x = new Walker(a.ops), y = new Walker(b.ops);
   while (!(x.done() && y.done())) {
-    if (isInsert(x.cur())) { var s = x.takeStr(); ap.insert(s); bp.retain(cpLength(s)); continue; }
+    if (isInsert(x.cur()) && (aFirst || !isInsert(y.cur()))) {
+      var s = x.takeStr(); ap.insert(s); bp.retain(cpLength(s)); continue;
+    }
     if (isInsert(y.cur())) { var t = y.takeStr(); ap.retain(cpLength(t)); bp.insert(t); continue; }
     if (x.done() || y.done()) throw new Error("transform: operations do not fit");
     var n = Math.min(x.len(), y.len());
@@ -181,17 +189,25 @@ function diff(before, after) {
   return op.retain(cpLength(before.slice(before.length - end)));
 }
 
-// Where a position (code points) ends up after an operation (own inserts go before it).
-function transformIndex(op, index) {
+// Where a caret (code points) ends up after an operation. The caret is where its
+// writer's next keystroke goes, so an insertion exactly at the caret goes before it iff
+// `before` = first(op's author, caret's writer), as transform orders that keystroke
+// (true for the writer's own). Tie-break and caret agree: runs never interleave
+// (docs/notes.md, "Non-interleaving"); server/notes/ot.py's transform_caret.
+function transformCaret(op, index, before) {
   var pos = 0, out = index;
   for (var k = 0; k < op.ops.length && pos <= index; k++) {
     var c = op.ops[k];
-    if (isRetain(c)) pos += c;
-    else if (isInsert(c)) out += cpLength(c);
+    if (isInsert(c)) { if (pos < index || before) out += cpLength(c); }
+    else if (isRetain(c)) pos += c;
     else { out -= Math.min(index - pos, -c); pos += -c; }
   }
   return out;
 }
+
+TextOperation.prototype.isNoop = function () {
+  return this.ops.length === 0 || (this.ops.length === 1 && isRetain(this.ops[0]));
+};
 
 /* The client state machine: synchronized, awaiting confirm, awaiting with buffer. */
 function Client(clientId, doc, revision) {
@@ -209,6 +225,7 @@ Client.prototype.state = function () {
 };
 Client.prototype.local = function (op) {
   this.doc = op.apply(this.doc);
+  if (op.isNoop()) return null;
   if (!this.outstanding) return this.send(op);
   this.buffer = this.buffer ? this.buffer.compose(op) : op;
   return null;
@@ -223,25 +240,35 @@ Client.prototype.pending = function () {
   if (!this.outstanding) return null;
   return { type: "op", rev: this.revision, seq: this.outstandingSeq, op: this.outstanding.toJSON() };
 };
-// Returns {send: message|null, applied: op|null} for one server update in order.
+Client.prototype.acked = function () {
+  this.outstanding = null;
+  var b = this.buffer;
+  this.buffer = null;
+  return b && !b.isNoop() ? this.send(b) : null;
+};
+// Returns {send: message|null, applied: op|null, author} for one server update in order.
+// An "ack" says our operation became empty (what it deleted was deleted meanwhile).
 Client.prototype.receive = function (m) {
+  if (m.type === "ack") {
+    if (!this.outstanding || m.seq !== this.outstandingSeq) return { send: null, applied: null };
+    if (m.rev > this.revision) throw new Error("gap in revisions");
+    if (!this.outstanding.isNoop()) throw new Error("acknowledged as empty, but it is not");
+    return { send: this.acked(), applied: null };
+  }
   if (m.rev <= this.revision) return { send: null, applied: null };
   if (m.rev !== this.revision + 1) throw new Error("gap in revisions");
   this.revision = m.rev;
   if (m.client === this.clientId && m.seq === this.outstandingSeq && this.outstanding) {
-    this.outstanding = null;
-    var next = null;
-    if (this.buffer) { var b = this.buffer; this.buffer = null; next = this.send(b); }
-    return { send: next, applied: null };
+    return { send: this.acked(), applied: null };
   }
-  var op = TextOperation.fromJSON(m.op);
+  var op = TextOperation.fromJSON(m.op), mine = first(this.clientId, String(m.client));
   if (this.outstanding) {
-    var p = TextOperation.transform(this.outstanding, op);
+    var p = TextOperation.transform(this.outstanding, op, mine);
     this.outstanding = p[0]; op = p[1];
-    if (this.buffer) { var q = TextOperation.transform(this.buffer, op); this.buffer = q[0]; op = q[1]; }
+    if (this.buffer) { var q = TextOperation.transform(this.buffer, op, mine); this.buffer = q[0]; op = q[1]; }
   }
   this.doc = op.apply(this.doc);
-  return { send: null, applied: op };
+  return { send: null, applied: op, author: m.client };
 };
 
-export { Client, TextOperation, advance, cpLength, diff, transformIndex };
+export { Client, TextOperation, advance, cpLength, diff, first, transformCaret };

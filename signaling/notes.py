@@ -1,0 +1,408 @@
+"""The shared-notes socket on the signaling stack (docs/notes.md, "Protocol").
+
+The note's WebSocket uses what every other socket of Dari uses: the service's origin
+check and authentication (`SignalingService.origin_ok` / `authenticate`), its frame
+reader (size limit, rate limit, bad-frame count, heartbeat timeout), error frames,
+and its broker for fan-out across processes and for presence with an expiry. What is
+particular to notes comes in through `NoteGate`, which the server implements
+(server/notes/gate.py): signaling imports nothing of the server.
+
+Ordering: updates are sent to each editor in strict revision order; a gap (an update
+from another process that overtook one, a lost broker message, a rejoin) is filled
+from the gate, whose database is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from signaling import protocol as p
+from signaling.app import Closed, FrameReader, SignalingService
+from signaling.broker import Broker
+from signaling.connection import SOCKET_GONE
+from signaling.gate import Identity
+
+log = logging.getLogger("dari.signaling.notes")
+
+REFUSED = 4403  # not signed in, wrong origin, or not a participant: nothing was sent
+BAD_MESSAGE = 4400
+MAX_NOTE_FRAME = 1_000_000  # an operation may carry a long paste
+MAX_DEPTH = 8  # no note frame nests deeper; deeper JSON is refused before parsing
+HEARTBEAT_WAIT = 20.0  # the panel pings every 5 s; silence this long closes (4408)
+RECHECK_SECONDS = 4.0  # login and frozen state are checked at most this often (on pings)
+PRESENCE_TTL = 12.0  # an editor not heard of for this long is gone (its process died)
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+NOTE_TYPES = frozenset({"join", "op", "presence", "ping"})
+
+
+@dataclass(frozen=True)
+class NoteAccess:
+    """An open note as the gate granted it to one participant."""
+
+    note_id: int
+    consult_id: int
+    public_id: str
+
+
+class NoteRefusal(Exception):
+    """An operation the gate refused (nothing was written); `code` goes to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NoteGate(Protocol):
+    """What the notes socket needs from the rest of Dari (server/notes/gate.py)."""
+
+    async def open_note(self, identity: Identity, public_id: str, ip: str) -> NoteAccess | None:
+        """The note, if this identity is a participant of the consult (audited), else None."""
+        ...
+
+    async def recheck(self, cookie: str | None, note: NoteAccess, active: bool) -> str | None:
+        """ "ended" (login over, or no longer a participant), "frozen" (signed), or None."""
+        ...
+
+    async def snapshot(self, note: NoteAccess) -> dict[str, Any]:
+        """{"rev", "text", "frozen", "oldest"}: the note now and its oldest kept revision."""
+        ...
+
+    async def apply(
+        self, note: NoteAccess, identity: Identity, client_id: str, frame: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """(record, for_author_only): the stored update, or an "ack" / a resend's record."""
+        ...
+
+    async def updates_between(
+        self, note: NoteAccess, after: int, upto: int
+    ) -> list[dict[str, Any]]: ...
+
+
+def _depth(text: str) -> int:
+    """How deep brackets nest, ignoring those inside strings (a linear scan)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_note_frame(data: str | bytes) -> dict[str, Any]:
+    """One frame from an editor, or ProtocolError (answered with an error frame)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode()
+        except UnicodeDecodeError:
+            raise p.ProtocolError("bad_frame", "not UTF-8 text") from None
+    if _depth(data) > MAX_DEPTH:
+        raise p.ProtocolError("bad_frame", "JSON nested too deeply")
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):
+        raise p.ProtocolError("bad_frame", "not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise p.ProtocolError("bad_frame", "a frame is a JSON object")
+    kind = frame.get("type")
+    if kind not in NOTE_TYPES:
+        raise p.ProtocolError("unknown_message", f"unknown frame type {str(kind)[:40]!r}")
+    return frame
+
+
+def _dump(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+class Editor:
+    """One open editor: a queue in front of the socket, so updates go out in revision order."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        gate: NoteGate,
+        note: NoteAccess,
+        identity: Identity,
+        client_id: str,
+    ) -> None:
+        self.websocket = websocket
+        self.gate = gate
+        self.note = note
+        self.identity = identity
+        self.client_id = client_id
+        self.sent_rev = 0
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self.frozen = False
+        self.active = False  # an edit since the last heartbeat check
+        self.checked_at = time.monotonic()
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """From the broker (any thread: tests run one event loop per test client)."""
+        if message.get("client") == self.client_id and message.get("type") != "op":
+            return  # our own presence or leave
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.websocket.send_text(_dump(message))
+
+    async def _fill(self, upto: int) -> None:
+        for record in await self.gate.updates_between(self.note, self.sent_rev, upto):
+            await self._send(record)
+            self.sent_rev = int(record["rev"])
+
+    async def sender(self) -> None:
+        while True:
+            message = await self.queue.get()
+            if message is None:
+                return
+            kind = message.get("type")
+            if kind == "ack":
+                if int(message["rev"]) > self.sent_rev:
+                    await self._fill(int(message["rev"]))  # the client needs those first
+            elif kind in ("op", "_upto"):
+                rev = int(message["rev"])
+                if rev <= self.sent_rev:
+                    continue  # already sent (a duplicate from the broker or a resend)
+                if kind == "_upto" or rev > self.sent_rev + 1:
+                    await self._fill(rev)  # a gap: the database is the truth
+                    continue
+                self.sent_rev = rev
+            await self._send(message)
+
+
+class NotesService:
+    """One per process: the notes endpoint, its channels on the broker, and presence."""
+
+    def __init__(self, signaling: SignalingService, gate: NoteGate) -> None:
+        self.signaling = signaling
+        self.gate = gate
+        self.editors: dict[int, set[Editor]] = {}
+
+    def _broker(self) -> Broker:
+        return self.signaling.hub.broker
+
+    @staticmethod
+    def _channel(note: NoteAccess) -> str:
+        return f"notes:{note.note_id}"
+
+    async def publish(self, note: NoteAccess, message: dict[str, Any]) -> None:
+        await self._broker().publish(self._channel(note), _dump(message))
+
+    async def _receive(self, note_id: int, text: str) -> None:
+        message = json.loads(text)
+        for editor in list(self.editors.get(note_id, ())):
+            editor.deliver(message)
+
+    async def _open(self, editor: Editor) -> None:
+        note = editor.note
+        group = self.editors.setdefault(note.note_id, set())
+        group.add(editor)
+        if len(group) == 1:
+
+            async def handler(text: str) -> None:
+                await self._receive(note.note_id, text)
+
+            await self._broker().subscribe(self._channel(note), handler)
+
+    async def _close(self, editor: Editor) -> None:
+        note = editor.note
+        group = self.editors.get(note.note_id)
+        if group is None:
+            return
+        group.discard(editor)
+        if not group:
+            del self.editors[note.note_id]
+            await self._broker().unsubscribe(self._channel(note))
+
+    # --- presence ----------------------------------------------------------------------
+    async def _here(self, editor: Editor, extra: dict[str, Any]) -> dict[str, Any]:
+        record = {"type": "presence", "client": editor.client_id, "user": editor.identity.name}
+        await self._broker().presence_put(
+            self._channel(editor.note), editor.client_id, record, PRESENCE_TTL
+        )
+        return {**record, **extra}
+
+    async def _sweep(self, editor: Editor) -> None:
+        """Announce editors whose presence expired (their process died): they are gone."""
+        room = self._channel(editor.note)
+        now = time.time()
+        for client_id, (_, expires) in (await self._broker().presence_all(room)).items():
+            if expires < now and await self._broker().presence_remove(room, client_id):
+                await self.publish(editor.note, {"type": "leave", "client": client_id})
+
+    async def _others(self, editor: Editor) -> None:
+        """Tell a joining editor who is already here (live entries only)."""
+        now = time.time()
+        entries = await self._broker().presence_all(self._channel(editor.note))
+        for client_id, (record, expires) in entries.items():
+            if client_id != editor.client_id and expires >= now:
+                editor.queue.put_nowait(dict(record))
+
+    # --- the endpoint ------------------------------------------------------------------
+    async def endpoint(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        service = self.signaling
+        if not service.running:  # not started (yet, or any more)
+            await service.refuse(websocket, 1013)
+            return
+        config = service.config
+        reader = FrameReader(websocket, config, parse=parse_note_frame, max_bytes=MAX_NOTE_FRAME)
+        service.sockets.add(websocket)
+        editor: Editor | None = None
+        sender: asyncio.Task[None] | None = None
+        close: Closed | None = None
+        try:
+            if websocket.headers.get("origin") is None or not service.origin_ok(websocket):
+                raise Closed(REFUSED)
+            identity = await service.authenticate(websocket, None)
+            if identity is None or identity.user_id is None:
+                raise Closed(REFUSED)
+            ip = websocket.client.host if websocket.client else ""
+            note = await self.gate.open_note(identity, str(websocket.path_params["public_id"]), ip)
+            if note is None:
+                raise Closed(REFUSED)
+            try:
+                join = await reader.next(config.join_timeout_seconds)
+            except Closed as closed:
+                raise Closed(BAD_MESSAGE if closed.code == 4408 else closed.code) from None
+            client_id = str(join.get("client", ""))
+            if join.get("type") != "join" or not CLIENT_ID.match(client_id):
+                raise Closed(BAD_MESSAGE, "first frame must be join")
+            editor = Editor(websocket, self.gate, note, identity, client_id)
+            # Subscribe first, then read: an update committed in between arrives either
+            # way, and the sender drops what it has already sent.
+            await self._open(editor)
+            snapshot = await self.gate.snapshot(note)
+            rev = join.get("rev")
+            if (
+                isinstance(rev, int)
+                and not isinstance(rev, bool)
+                and snapshot["oldest"] <= rev <= snapshot["rev"]
+            ):
+                editor.sent_rev = rev  # a rejoin: send only what was missed
+                editor.queue.put_nowait({"type": "_upto", "rev": snapshot["rev"]})
+            else:
+                editor.sent_rev = snapshot["rev"]
+                await editor._send(
+                    {"type": "snapshot", "rev": snapshot["rev"], "text": snapshot["text"]}
+                )
+            editor.frozen = bool(snapshot["frozen"])
+            await self._others(editor)
+            editor.queue.put_nowait(
+                {
+                    "type": "ready",
+                    "frozen": editor.frozen,
+                    "you": identity.name,
+                    "rev": snapshot["rev"],
+                }
+            )
+            sender = asyncio.create_task(editor.sender(), name="note-sender")
+            await self.publish(note, await self._here(editor, {"joined": True}))
+            await self._serve(reader, editor, websocket)
+        except Closed as closed:
+            close = closed
+        except WebSocketDisconnect:
+            close = None
+        except Exception:
+            # Connection guard: the gate (database) or a bug failed this one editor;
+            # it closes with 1011 (the client reconnects) and `finally` cleans up.
+            log.exception("notes connection failed")
+            close = Closed(1011, "internal error")
+        finally:
+            service.sockets.discard(websocket)
+            if editor is not None:
+                await self._leave(editor)
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *SOCKET_GONE):
+                    await sender
+            if close is not None and close.code is not None:
+                await service.refuse(websocket, close.code)
+
+    async def _leave(self, editor: Editor) -> None:
+        try:
+            await self._close(editor)
+            room = self._channel(editor.note)
+            if await self._broker().presence_remove(room, editor.client_id):
+                await self.publish(editor.note, {"type": "leave", "client": editor.client_id})
+        except Exception:
+            # Broad on purpose: we are closing, perhaps because of an error that must
+            # not be replaced by this one; the entry expires by itself within seconds.
+            log.warning("notes: could not announce a leave (note %s)", editor.note.note_id)
+
+    async def _serve(
+        self, reader: FrameReader[dict[str, Any]], editor: Editor, ws: WebSocket
+    ) -> None:
+        cookie = ws.cookies.get("dari_session")
+        while True:
+            frame = await reader.next(HEARTBEAT_WAIT)
+            kind = frame["type"]
+            if kind == "ping":
+                editor.queue.put_nowait({"type": "pong"})
+                if time.monotonic() - editor.checked_at < RECHECK_SECONDS:
+                    continue
+                editor.checked_at = time.monotonic()
+                active, editor.active = editor.active, False
+                verdict = await self.gate.recheck(cookie, editor.note, active)
+                if verdict == "ended":
+                    raise Closed(REFUSED)  # logged out, expired, or no longer a participant
+                if verdict == "frozen" and not editor.frozen:
+                    # The report was signed (perhaps by another process): read-only now.
+                    editor.frozen = True
+                    editor.queue.put_nowait({"type": "error", "code": "note_frozen"})
+                await self._broker().presence_touch(
+                    self._channel(editor.note), [editor.client_id], PRESENCE_TTL
+                )
+                await self._sweep(editor)
+            elif kind == "presence":
+                extra: dict[str, Any] = {"typing": frame.get("typing") is True}
+                cursor = frame.get("cursor")
+                if (
+                    isinstance(cursor, list)
+                    and len(cursor) == 2
+                    and all(isinstance(c, int) and not isinstance(c, bool) for c in cursor)
+                    and isinstance(frame.get("rev"), int)
+                ):
+                    extra["cursor"] = cursor
+                    extra["rev"] = frame["rev"]
+                    extra["sync"] = frame.get("sync") is True
+                await self.publish(editor.note, await self._here(editor, extra))
+            elif kind == "op":
+                try:
+                    record, author_only = await self.gate.apply(
+                        editor.note, editor.identity, editor.client_id, frame
+                    )
+                except NoteRefusal as refusal:
+                    editor.queue.put_nowait(
+                        {"type": "error", "code": refusal.code, "message": refusal.message}
+                    )
+                    continue
+                editor.active = True
+                if author_only:
+                    editor.queue.put_nowait(record)
+                else:
+                    await self.publish(editor.note, record)
+            else:  # a second join
+                await reader.error("unknown_message", "already joined")
