@@ -449,7 +449,8 @@ def escalate_stale_rings(session: Session, now: datetime, after_minutes: float =
                 consult,
                 ConsultStatus.ESCALATED,
                 None,
-                f"no on-call answer within {after_minutes:g} minutes",
+                # A fixed sentence, translated where the timeline is shown (urgent.po).
+                "no on-call answer within the escalation time",
             )
         rung = _ring(
             session,
