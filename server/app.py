@@ -21,10 +21,10 @@ from server.calls.gatekeeper import build_signaling
 from server.consults import pages as consult_pages
 from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
-from server.errors import install_error_handlers
+from server.errors import ERROR_RESPONSES, install_error_handlers
 from server.home import pages as home_pages
 from server.home import static as home_static
-from server.middleware import RequestGate, SecurityHeadersMiddleware
+from server.middleware import InputGuard, RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
 from server.ops import router as ops_router
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Remote consultation between rural GPs and specialists",
         version="0.1.0",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
         # CSRF is checked once here, for every state-changing route of every router.
         dependencies=[Depends(verify_csrf)],
     )
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
+    app.add_middleware(InputGuard)
 
     app.include_router(accounts_router.router)
     app.include_router(account_pages.router)

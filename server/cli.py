@@ -57,7 +57,9 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=True,
+        # Forwarded headers only from the configured proxies (none by default).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
         log_level="info",
     )
 
@@ -80,7 +82,8 @@ def signaling(
         standalone_app(service),
         host=host or settings.host,
         port=port or settings.signaling_port,
-        proxy_headers=True,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
         log_level="info",
     )
 

@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str = ""
+    # The address people reach Dari at (https://dari.example.org): every absolute URL
+    # the server writes (calendar feeds) starts with it, never with the request's Host
+    # header, which anyone can set. Empty: http://HOST:PORT of this process.
+    public_base_url: str = ""
+    # Addresses of the reverse proxies whose X-Forwarded-For / -Proto are believed
+    # (comma-separated in the environment, e.g. DARI_TRUSTED_PROXIES='["10.0.0.2"]').
+    # Empty: none, so a client cannot pick the address that login throttling counts.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Sessions end after this much inactivity (patient data on shared clinic PCs).
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
@@ -85,6 +93,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.var_dir / 'dari.sqlite3'}"
+
+    def public_url(self, path: str = "/") -> str:
+        """An absolute URL for a path of this site, from configuration only."""
+        base = self.public_base_url or f"http://{self.host}:{self.port}"
+        return base.rstrip("/") + "/" + path.lstrip("/")
 
     def resolved_broker_url(self) -> str:
         return self.signaling_broker_url or self.redis_url or "memory://"

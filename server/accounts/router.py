@@ -32,6 +32,7 @@ from server.accounts.schemas import (
 from server.accounts.security import csrf_token, token_hash
 from server.db import SessionDep
 from server.errors import error_body
+from server.validation import PathId
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
@@ -117,14 +118,14 @@ def list_specialties(session: SessionDep, _: CurrentUser) -> list[SpecialtyOut]:
 
 @router.get("/organisations/{organisation_id}/users", response_model=list[UserOut])
 def organisation_users(
-    organisation_id: int, session: SessionDep, user: CurrentUser
+    organisation_id: PathId, session: SessionDep, user: CurrentUser
 ) -> list[UserOut]:
     """An organisation's staff: visible to its own members only."""
     return [UserOut.of(u) for u in service.visible_users(session, user, organisation_id)]
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-def get_user(user_id: int, session: SessionDep, user: CurrentUser) -> UserOut:
+def get_user(user_id: PathId, session: SessionDep, user: CurrentUser) -> UserOut:
     """One user: yourself or a colleague of your organisation."""
     return UserOut.of(service.get_user_for(session, user, user_id))
 
@@ -151,7 +152,7 @@ def create_user(
 
 @router.post("/users/{user_id}/deactivate", response_model=UserOut)
 def deactivate_user(
-    user_id: int, request: Request, session: SessionDep, admin: AdminUser
+    user_id: PathId, request: Request, session: SessionDep, admin: AdminUser
 ) -> UserOut:
     """An administrator stops a colleague's access (their sessions end at once)."""
     return UserOut.of(service.set_active(session, admin, user_id, False, ip=client_ip(request)))
@@ -159,7 +160,7 @@ def deactivate_user(
 
 @router.post("/users/{user_id}/reactivate", response_model=UserOut)
 def reactivate_user(
-    user_id: int, request: Request, session: SessionDep, admin: AdminUser
+    user_id: PathId, request: Request, session: SessionDep, admin: AdminUser
 ) -> UserOut:
     """An administrator restores a colleague's access."""
     return UserOut.of(service.set_active(session, admin, user_id, True, ip=client_ip(request)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from server.accounts.models import Organisation, Specialty, User
+from server.validation import BodyId
 
 
 class LoginIn(BaseModel):
@@ -37,7 +38,7 @@ class UserCreateIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     role: str
     password: str = Field(max_length=200)
-    specialty_id: int | None = None
+    specialty_id: BodyId | None = None
     locale: str = "ko"
 
 

@@ -17,6 +17,7 @@ from server.accounts.deps import AdminUser, client_ip
 from server.accounts.models import Organisation, Region, Role, Specialty, User
 from server.db import SessionDep
 from server.errors import AppError
+from server.validation import PathId
 from web.render import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -92,7 +93,7 @@ def users_create(
 
 @router.post("/users/{user_id}/active")
 def users_set_active(
-    user_id: int,
+    user_id: PathId,
     request: Request,
     session: SessionDep,
     admin: AdminUser,

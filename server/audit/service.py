@@ -63,10 +63,12 @@ def record(
         at=utcnow().replace(microsecond=0),
         actor_id=actor_id,
         action=action,
-        object_type=object_type,
-        object_id=str(object_id),
+        # Cut to the columns' widths: a long value (a 300-character e-mail typed at
+        # login) must not fail the insert and roll back the failed attempt with it.
+        object_type=object_type[:40],
+        object_id=str(object_id)[:64],
         organisation_id=organisation_id,
-        ip=ip,
+        ip=ip[:64],
         detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True),
         prev_hash=prev_hash,
         hash="",

@@ -8,11 +8,11 @@ import json
 import logging
 import time
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.routing import WebSocketRoute
@@ -31,6 +31,7 @@ from server.errors import AppError
 from server.notes import service
 from server.notes.fanout import Fanout
 from server.settings import Settings
+from server.validation import QueryCount
 
 log = logging.getLogger("dari.notes")
 router = APIRouter()
@@ -51,8 +52,8 @@ def note_state(viewing: ConsultForParticipant, session: SessionDep) -> dict[str,
 def note_draft(
     viewing: ConsultForAssigned,
     session: SessionDep,
-    start: Annotated[int | None, Query(ge=0)] = None,
-    end: Annotated[int | None, Query(ge=0)] = None,
+    start: QueryCount = None,
+    end: QueryCount = None,
 ) -> dict[str, Any]:
     """The whole note or a selection (code points), to start the report draft from."""
     text = service.excerpt(session, viewing.consult, start, end)
