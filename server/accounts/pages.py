@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import object_session
 
 from server.accounts import service
-from server.accounts.deps import SESSION_COOKIE, OptionalUser, SettingsDep, client_ip, csrf_for
+from server.accounts.deps import (
+    SESSION_COOKIE,
+    CurrentLoginSession,
+    CurrentUser,
+    OptionalUser,
+    SettingsDep,
+    client_ip,
+    csrf_for,
+)
+from server.accounts.ending import announce_ended, device_of
 from server.accounts.errors import InvalidCredentials, TooManyAttempts
 from server.accounts.models import Organisation, User
 from server.accounts.router import set_session_cookie
 from server.db import SessionDep
-from web.render import Viewer, render
+from server.errors import AppError
+from server.validation import PathId
+from web.render import N_, Viewer, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -84,11 +95,118 @@ def login_submit(
 
 
 @router.post("/logout")
-def logout_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """End the session (if any) and go back to the login page."""
+def logout_submit(
+    request: Request, session: SessionDep, settings: SettingsDep, tasks: BackgroundTasks
+) -> Response:
+    """End the session (if any) and go back to the login page; its sockets close too."""
     resolved = service.resolve_session(session, settings, request.cookies.get(SESSION_COOKIE))
     if resolved is not None:
         service.end_session(session, resolved[1], ip=client_ip(request))
+        announce_ended(request, tasks, resolved[1].user_id, [resolved[1].id or 0])
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+# --- the user's own account: open sessions and password -------------------------------
+
+
+def _account_view(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User,
+    current_id: int | None,
+    *,
+    status: int = 200,
+    error: str = "",
+    saved: bool = False,
+) -> Response:
+    rows = [
+        {
+            "id": row.id,
+            "device": device_of(row.user_agent),
+            "ip": row.ip,
+            "created_at": row.created_at,
+            "last_seen_at": row.last_seen_at,
+            "current": row.id == current_id,
+        }
+        for row in service.active_sessions(session, settings, user)
+    ]
+    return render(
+        request, "account/sessions.html", status=status, sessions=rows, error=error, saved=saved
+    )
+
+
+@router.get("/account")
+def account_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+) -> Response:
+    """The user's open sessions (device, place, last seen), each with an end button,
+    and the password form."""
+    return _account_view(request, session, settings, user, record.id)
+
+
+@router.post("/account/sessions/{session_id}/end")
+def account_end_session(
+    session_id: PathId,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+    tasks: BackgroundTasks,
+) -> Response:
+    service.end_own_session(session, user, session_id, ip=client_ip(request))
+    announce_ended(request, tasks, user.id or 0, [session_id])
+    if session_id == record.id:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/password")
+def account_password(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+    tasks: BackgroundTasks,
+    current: Annotated[str, Form(max_length=200)],
+    new: Annotated[str, Form(max_length=200)],
+    again: Annotated[str, Form(max_length=200)],
+) -> Response:
+    """Change the password; the user's other sessions end."""
+    if new != again:
+        return _account_view(
+            request,
+            session,
+            settings,
+            user,
+            record.id,
+            status=422,
+            error=N_("The two new passwords differ."),
+        )
+    try:
+        ended = service.change_password(
+            session,
+            user,
+            current=current,
+            new=new,
+            keep_session_id=record.id,
+            ip=client_ip(request),
+        )
+    except AppError as refused:
+        message = (
+            "The current password is wrong."
+            if refused.code == "wrong_password"
+            else refused.message
+        )
+        return _account_view(request, session, settings, user, record.id, status=422, error=message)
+    announce_ended(request, tasks, user.id or 0, ended)
+    return _account_view(request, session, settings, user, record.id, saved=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
@@ -16,6 +16,7 @@ from server.accounts.deps import (
     client_ip,
     csrf_for,
 )
+from server.accounts.ending import announce_ended, device_of
 from server.accounts.errors import InvalidCredentials, TooManyAttempts
 from server.accounts.models import Organisation, Specialty
 from server.accounts.schemas import (
@@ -24,6 +25,8 @@ from server.accounts.schemas import (
     LoginIn,
     MeOut,
     OrganisationOut,
+    PasswordIn,
+    SessionOut,
     SpecialtyIn,
     SpecialtyOut,
     UserCreateIn,
@@ -81,9 +84,12 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
 
 
 @router.post("/auth/logout", status_code=204)
-def logout(request: Request, session: SessionDep, record: CurrentLoginSession) -> Response:
-    """End the session on the server and clear the cookie."""
+def logout(
+    request: Request, session: SessionDep, record: CurrentLoginSession, tasks: BackgroundTasks
+) -> Response:
+    """End the session on the server and clear the cookie; its sockets close too."""
     service.end_session(session, record, ip=client_ip(request))
+    announce_ended(request, tasks, record.user_id, [record.id or 0])
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -152,10 +158,76 @@ def create_user(
 
 @router.post("/users/{user_id}/deactivate", response_model=UserOut)
 def deactivate_user(
-    user_id: PathId, request: Request, session: SessionDep, admin: AdminUser
+    user_id: PathId, request: Request, session: SessionDep, admin: AdminUser, tasks: BackgroundTasks
 ) -> UserOut:
-    """An administrator stops a colleague's access (their sessions end at once)."""
-    return UserOut.of(service.set_active(session, admin, user_id, False, ip=client_ip(request)))
+    """An administrator stops a colleague's access (their sessions and sockets end at once)."""
+    user = service.set_active(session, admin, user_id, False, ip=client_ip(request))
+    announce_ended(request, tasks, user_id, None)
+    return UserOut.of(user)
+
+
+@router.post("/users/{user_id}/sessions/revoke", status_code=204)
+def revoke_sessions(
+    user_id: PathId, request: Request, session: SessionDep, admin: AdminUser, tasks: BackgroundTasks
+) -> Response:
+    """An administrator ends every session of a colleague (a lost phone, a shared PC)."""
+    service.revoke_sessions(session, admin, user_id, ip=client_ip(request))
+    announce_ended(request, tasks, user_id, None)
+    return Response(status_code=204)
+
+
+@router.get("/me/sessions", response_model=list[SessionOut])
+def my_sessions(
+    session: SessionDep, settings: SettingsDep, user: CurrentUser, record: CurrentLoginSession
+) -> list[SessionOut]:
+    """The user's open sessions: device, address, last use; `current` is this one."""
+    return [
+        SessionOut(
+            id=row.id or 0,
+            device=device_of(row.user_agent),
+            ip=row.ip,
+            created_at=row.created_at,
+            last_seen_at=row.last_seen_at,
+            current=row.id == record.id,
+        )
+        for row in service.active_sessions(session, settings, user)
+    ]
+
+
+@router.post("/me/sessions/{session_id}/end", status_code=204)
+def end_my_session(
+    session_id: PathId,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    tasks: BackgroundTasks,
+) -> Response:
+    """End one of the user's sessions (this one too: that is a logout)."""
+    service.end_own_session(session, user, session_id, ip=client_ip(request))
+    announce_ended(request, tasks, user.id or 0, [session_id])
+    return Response(status_code=204)
+
+
+@router.put("/me/password", status_code=204)
+def change_password(
+    body: PasswordIn,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+    tasks: BackgroundTasks,
+) -> Response:
+    """Change the password; every other session of the user ends."""
+    ended = service.change_password(
+        session,
+        user,
+        current=body.current,
+        new=body.new,
+        keep_session_id=record.id,
+        ip=client_ip(request),
+    )
+    announce_ended(request, tasks, user.id or 0, ended)
+    return Response(status_code=204)
 
 
 @router.post("/users/{user_id}/reactivate", response_model=UserOut)

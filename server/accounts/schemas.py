@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from server.accounts.models import Organisation, Specialty, User
@@ -78,3 +80,19 @@ class SpecialtyOut(BaseModel):
 
 class CsrfOut(BaseModel):
     csrf_token: str
+
+
+class SessionOut(BaseModel):
+    """One open login session: the device, the address it came from, when last used."""
+
+    id: int
+    device: str
+    ip: str
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class PasswordIn(BaseModel):
+    current: str = Field(min_length=1, max_length=200)
+    new: str = Field(min_length=1, max_length=200)

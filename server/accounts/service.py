@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -69,7 +70,7 @@ def create_user(
             raise AppError("invalid_specialty", "a specialist needs a known specialty", 422)
     elif specialty_id is not None:
         raise AppError("invalid_specialty", "only specialists have a specialty", 422)
-    problem = password_problem(password)
+    problem = password_problem(password, (email, name))
     if problem:
         raise AppError("weak_password", problem, 422)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
@@ -376,3 +377,123 @@ def create_specialty(
         detail={"code": code},
     )
     return specialty
+
+
+# --- sessions a user can see and end -------------------------------------------------
+
+
+def _live_filter(settings: Settings) -> tuple[Any, ...]:
+    now = utcnow()
+    return (
+        col(LoginSession.ended_at).is_(None),
+        col(LoginSession.last_seen_at) > now - timedelta(minutes=settings.session_idle_minutes),
+        col(LoginSession.created_at) > now - timedelta(hours=settings.session_absolute_hours),
+    )
+
+
+def session_is_live(session: Session, settings: Settings, login_session_id: int) -> bool:
+    """Whether this login session is still open (signaling checks join tokens with it)."""
+    found = session.exec(
+        select(LoginSession.id)
+        .join(User, col(User.id) == LoginSession.user_id)
+        .where(LoginSession.id == login_session_id, col(User.active).is_(True))
+        .where(*_live_filter(settings))
+    ).first()
+    return found is not None
+
+
+def active_sessions(session: Session, settings: Settings, user: User) -> list[LoginSession]:
+    """The user's open sessions, most recently used first."""
+    return list(
+        session.exec(
+            select(LoginSession)
+            .where(LoginSession.user_id == user.id)
+            .where(*_live_filter(settings))
+            .order_by(col(LoginSession.last_seen_at).desc())
+        ).all()
+    )
+
+
+def end_own_session(session: Session, user: User, login_session_id: int, *, ip: str) -> None:
+    """A user ends one of their own sessions (another device); others' are absent."""
+    record = session.get(LoginSession, login_session_id)
+    if record is None or record.user_id != user.id or record.ended_at is not None:
+        raise NotFound("session")
+    record.ended_at = utcnow()
+    session.add(record)
+    audit.record(
+        session,
+        "auth.session_end",
+        actor_id=user.id,
+        ip=ip,
+        object_type="session",
+        object_id=record.id or "",
+        organisation_id=user.organisation_id,
+    )
+
+
+def _end_all(session: Session, user_id: int, *, besides: int | None = None) -> list[int]:
+    ended = []
+    for record in session.exec(
+        select(LoginSession).where(
+            LoginSession.user_id == user_id, col(LoginSession.ended_at).is_(None)
+        )
+    ).all():
+        if record.id == besides:
+            continue
+        record.ended_at = utcnow()
+        session.add(record)
+        ended.append(record.id or 0)
+    return ended
+
+
+def revoke_sessions(session: Session, admin: User, user_id: int, *, ip: str = "") -> list[int]:
+    """An administrator ends every session of a user of their own organisation."""
+    user = session.get(User, user_id)
+    if user is None or user.organisation_id != admin.organisation_id:
+        raise NotFound("user")
+    ended = _end_all(session, user_id)
+    audit.record(
+        session,
+        "auth.sessions_revoke",
+        actor_id=admin.id,
+        ip=ip,
+        object_type="user",
+        object_id=user_id,
+        organisation_id=user.organisation_id,
+        detail={"sessions": len(ended)},
+    )
+    return ended
+
+
+def change_password(
+    session: Session,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    keep_session_id: int | None,
+    ip: str = "",
+) -> list[int]:
+    """Check the current password and the new one; every other session ends."""
+    if not verify_password(user.password_hash, current):
+        raise AppError(
+            "wrong_password", "the current password is wrong", 422, extra={"field": "current"}
+        )
+    problem = password_problem(new, (user.email, user.name))
+    if problem:
+        raise AppError("weak_password", problem, 422, extra={"field": "new"})
+    user.password_hash = hash_password(new)
+    session.add(user)
+    ended = _end_all(session, user.id or 0, besides=keep_session_id)
+    audit.record(
+        session,
+        "auth.password_change",
+        actor_id=user.id,
+        ip=ip,
+        object_type="user",
+        object_id=user.id or "",
+        organisation_id=user.organisation_id,
+        detail={"sessions_ended": len(ended)},
+    )
+    return ended
