@@ -136,13 +136,17 @@ def create_user(
 @app.command()
 def demo() -> None:
     """Seed the demo data (once; running it again changes nothing)."""
-    from server.demo import DEMO_PASSWORD, demo_logins, seed_demo
+    from server.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, demo_logins, seed_demo
 
     with _session() as session:
         created = seed_demo(session)
         session.commit()
     typer.echo("demo data created" if created else "demo data already present")
     typer.echo(f"demo logins (password for all: {DEMO_PASSWORD}):")
+    typer.echo(
+        f"  specialists and administrators also need a code from an authenticator app "
+        f"holding the demo key {DEMO_TOTP_SECRET}"
+    )
     for role, email, organisation in demo_logins():
         typer.echo(f"  {role:<10} {email:<32} {organisation}")
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Sessions end after this much inactivity (patient data on shared clinic PCs).
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
+    # Roles that must use two-factor sign-in (enrolment is forced at their next login).
+    totp_required_roles: list[str] = Field(default_factory=lambda: ["specialist", "admin"])
     login_max_failures: int = 5
     login_window_minutes: int = 15
     default_timezone: str = "Asia/Seoul"

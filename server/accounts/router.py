@@ -6,18 +6,19 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from server.accounts import service
+from server.accounts import service, twofactor
 from server.accounts.deps import (
     SESSION_COOKIE,
     AdminUser,
     CurrentLoginSession,
     CurrentUser,
+    EnrollingLogin,
     SettingsDep,
     client_ip,
     csrf_for,
 )
 from server.accounts.ending import announce_ended, device_of
-from server.accounts.errors import InvalidCredentials, TooManyAttempts
+from server.accounts.errors import InvalidCredentials, InvalidOtp, OtpRequired, TooManyAttempts
 from server.accounts.models import Organisation, Specialty
 from server.accounts.schemas import (
     CsrfOut,
@@ -29,6 +30,9 @@ from server.accounts.schemas import (
     SessionOut,
     SpecialtyIn,
     SpecialtyOut,
+    TotpConfirmIn,
+    TotpConfirmOut,
+    TotpStartOut,
     UserCreateIn,
     UserOut,
 )
@@ -68,15 +72,18 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
             password=body.password,
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent", ""),
+            otp=body.otp,
         )
-    except (InvalidCredentials, TooManyAttempts) as refusal:
+    except (InvalidCredentials, TooManyAttempts, OtpRequired, InvalidOtp) as refusal:
         # Returned, not raised: the failed attempt and its audit event must be committed.
         return JSONResponse(
             error_body(refusal.code, refusal.message), refusal.status, headers=refusal.headers
         )
     key: str = request.app.state.secret_key
     body_out = MeOut(
-        user=UserOut.of(started.user), csrf_token=csrf_token(key, token_hash(started.token))
+        user=UserOut.of(started.user),
+        csrf_token=csrf_token(key, token_hash(started.token)),
+        pending=started.record.pending,
     )
     response = JSONResponse(body_out.model_dump())
     set_session_cookie(request, response, started.token)
@@ -253,3 +260,21 @@ def create_specialty(
         ip=client_ip(request),
     )
     return SpecialtyOut.of(specialty)
+
+
+@router.post("/me/totp", response_model=TotpStartOut)
+def start_totp(session: SessionDep, login: EnrollingLogin) -> TotpStartOut:
+    """Start two-factor enrolment: the secret for the authenticator app (or its QR URI)."""
+    user, _ = login
+    secret = twofactor.start_enrolment(session, user)
+    return TotpStartOut(secret=secret, uri=twofactor.provisioning_uri(user))
+
+
+@router.post("/me/totp/confirm", response_model=TotpConfirmOut)
+def confirm_totp(
+    body: TotpConfirmIn, request: Request, session: SessionDep, login: EnrollingLogin
+) -> TotpConfirmOut:
+    """Confirm with a first code: two-factor is on; the recovery codes, shown this once."""
+    user, record = login
+    codes = service.complete_enrolment(session, record, user, body.code, ip=client_ip(request))
+    return TotpConfirmOut(recovery_codes=codes)

@@ -13,6 +13,8 @@ from server.validation import BodyId
 class LoginIn(BaseModel):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=200)
+    # The authenticator's 6-digit code (or a recovery code) when two-factor is on.
+    otp: str | None = Field(default=None, max_length=32)
 
 
 class UserOut(BaseModel):
@@ -33,6 +35,21 @@ class UserOut(BaseModel):
 class MeOut(BaseModel):
     user: UserOut
     csrf_token: str
+    # "enrol": this session opens only two-factor enrolment (/api/me/totp) until done.
+    pending: str = ""
+
+
+class TotpStartOut(BaseModel):
+    secret: str
+    uri: str
+
+
+class TotpConfirmIn(BaseModel):
+    code: str = Field(min_length=6, max_length=8)
+
+
+class TotpConfirmOut(BaseModel):
+    recovery_codes: list[str]
 
 
 class UserCreateIn(BaseModel):
