@@ -15,6 +15,7 @@ from server.accounts.deps import verify_csrf
 from server.admin import pages as admin_pages
 from server.audit import pages as audit_pages
 from server.audit import router as audit_router
+from server.audit import service as audit_service
 from server.calls import pages as call_pages
 from server.calls import router as calls_router
 from server.calls.gatekeeper import build_signaling
@@ -69,6 +70,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.secret_key = settings.resolved_secret_key()
     app.state.engine = engine_for(settings.resolved_database_url())
+    audit_service.configure(
+        settings.resolved_database_url(),
+        settings.resolved_audit_key(),
+        settings.resolved_audit_checkpoints(),
+        settings.audit_syslog,
+    )
 
     app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
 

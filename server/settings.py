@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     # so a client that can still sign in can always catch up).
     notes_max_chars: int = 200_000
     notes_log_retention_hours: int = 13
+    # The audit chain's HMAC key (docs/security.md): empty derives it from the secret
+    # key; either way it is never stored in the database.
+    audit_key: str = ""
+    # The append-only file of signed audit checkpoints; empty: var/audit-checkpoints.log.
+    # Keep it (or ship it with syslog) where whoever can edit the database cannot.
+    audit_checkpoints: Path | None = None
+    audit_syslog: bool = False
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 
@@ -106,6 +113,12 @@ class Settings(BaseSettings):
 
     def resolved_attachments_dir(self) -> Path:
         return self.attachments_dir or self.var_dir / "attachments"
+
+    def resolved_audit_key(self) -> str:
+        return self.audit_key or self.resolved_secret_key()
+
+    def resolved_audit_checkpoints(self) -> Path:
+        return self.audit_checkpoints or self.var_dir / "audit-checkpoints.log"
 
     def resolved_secret_key(self) -> str:
         """The configured key, or one generated once and kept in var/ (0600)."""

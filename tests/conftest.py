@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from server import migrate
 from server.app import create_app
+from server.audit import service as audit
 from server.db import engine_for
 from server.settings import Settings
 from web import catalogs
@@ -81,6 +82,8 @@ def database_url(
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'dari.sqlite3'}"
         migrate.upgrade(url)
+        # The audit chain's key, for events the tests write before any app exists.
+        audit.configure(url, TEST_SECRET)
         yield url
         engine_for(url).dispose()
         if url in _observer_engines:
@@ -88,6 +91,7 @@ def database_url(
         return
     name, url = _create_pg_database()
     migrate.upgrade(url)
+    audit.configure(url, TEST_SECRET)
     yield url
     engine_for(url).dispose()
     if url in _observer_engines:
@@ -96,7 +100,10 @@ def database_url(
 
 
 def make_settings(database_url: str, var_dir: Path, **overrides: object) -> Settings:
+    # One checkpoint file per database: both backends' apps share the run's var_dir.
+    checkpoints = var_dir / f"audit-{uuid.uuid5(uuid.NAMESPACE_URL, database_url).hex[:12]}.log"
     values: dict[str, object] = {
+        "audit_checkpoints": checkpoints,
         "database_url": database_url,
         "secret_key": TEST_SECRET,
         "var_dir": var_dir,
