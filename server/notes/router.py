@@ -281,7 +281,10 @@ async def _receive(websocket: WebSocket) -> dict[str, Any]:
     raw = await websocket.receive_text()
     if len(raw) > MAX_MESSAGE:
         raise ValueError("message too large")
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # thousands of nested brackets: a bad message, not a crash
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("a message is a JSON object")
     return data
