@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
+    # A session that ends closes its note sockets too (they are served here, not by
+    # signaling), on every process: signaling relays the broker's SessionEnded.
+    app.state.signaling.on_session_end(partial(notes_router.close_ended_sessions, app.state.engine))
 
     install_error_handlers(app)
     render.install(app, account_pages.page_viewer)

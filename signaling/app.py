@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
@@ -105,6 +105,8 @@ class SignalingService:
         # login session ended (a call peer so closed keeps no resume slot).
         self.identities: dict[WebSocket, Identity] = {}
         self.ended: set[WebSocket] = set()
+        # Others that hold sockets of a login session (the server's notes socket).
+        self.session_listeners: list[Callable[[int, str | None], Awaitable[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hub: Hub | None = None
         self._users: UserChannel | None = None
@@ -166,6 +168,17 @@ class SignalingService:
             return
         if isinstance(message, bus.SessionEnded):
             await self.close_sessions(message.user_id, message.session)
+            for listener in self.session_listeners:
+                try:
+                    await listener(message.user_id, message.session)
+                except Exception:
+                    # Task guard: one listener's failure must not keep the others'
+                    # sockets open.
+                    log.exception("a session-ended listener failed")
+
+    def on_session_end(self, listener: Callable[[int, str | None], Awaitable[None]]) -> None:
+        """Also call `listener(user_id, session)` when a session ends (on every process)."""
+        self.session_listeners.append(listener)
 
     async def close_sessions(self, user_id: int, session: str | None) -> int:
         """Close this process's sockets of that session (or user); how many."""

@@ -20,7 +20,8 @@ from starlette.websockets import WebSocketDisconnected
 
 from server.accounts import service as accounts
 from server.accounts.deps import SESSION_COOKIE
-from server.accounts.models import User
+from server.accounts.models import LoginSession, User
+from server.accounts.security import token_hash
 from server.audit import service as audit
 from server.consults import access
 from server.consults.deps import ConsultForAssigned, ConsultForParticipant
@@ -189,6 +190,31 @@ class Connection:
             await self.websocket.send_json(message)
 
 
+# This process's open note sockets: (user id, hash of the session cookie), so a session
+# that ends closes them too (signaling's SessionEnded, through close_ended_sessions).
+_open_sockets: dict[WebSocket, tuple[int, str]] = {}
+
+
+async def close_ended_sessions(engine: Engine, user_id: int, session_id: str | None) -> None:
+    """Close the note sockets of a login session that ended (None: all of the user's)."""
+    targets = [(ws, digest) for ws, (uid, digest) in _open_sockets.items() if uid == user_id]
+    if not targets:
+        return
+    if session_id is not None and session_id.isdigit():
+
+        def lookup() -> str | None:
+            with Session(engine) as session:
+                record = session.get(LoginSession, int(session_id))
+                return record.token_hash if record is not None else None
+
+        wanted = await to_thread.run_sync(lookup)
+        targets = [(ws, digest) for ws, digest in targets if digest == wanted]
+    for websocket, _ in targets:
+        _open_sockets.pop(websocket, None)
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await websocket.close(REFUSED, "session ended")
+
+
 async def note_socket(websocket: WebSocket) -> None:
     """Live editing: join with a revision, receive missed updates, then send and receive ops."""
     public_id = str(websocket.path_params["public_id"])
@@ -205,6 +231,10 @@ async def note_socket(websocket: WebSocket) -> None:
         await websocket.close(REFUSED)
         return
     user, consult, note_id = allowed
+    _open_sockets[websocket] = (
+        user.id or 0,
+        token_hash(websocket.cookies.get(SESSION_COOKIE) or ""),
+    )
     fanout = fanout_of(websocket)
     await fanout.start()
     connection = Connection(websocket, engine, consult)
@@ -247,6 +277,7 @@ async def note_socket(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        _open_sockets.pop(websocket, None)
         if subscribed:
             fanout.unsubscribe(note_id, connection.listener)
             try:

@@ -98,7 +98,7 @@ async def _assert_closed_within_a_second(*sockets: object) -> None:
     assert time.monotonic() - started < 1.0
 
 
-async def test_logout_closes_call_and_user_channel(live_server: str, db: Session) -> None:
+async def test_logout_closes_call_notes_and_user_channel(live_server: str, db: Session) -> None:
     call = make_call(db)
     cookie = session_cookie(db, call.gp)
     other_device = session_cookie(db, call.gp)
@@ -107,6 +107,9 @@ async def test_logout_closes_call_and_user_channel(live_server: str, db: Session
     room_ws = await open_ws(live_server, "/ws/room", cookie=cookie)
     await send(room_ws, type="join", room=call.room)
     await recv_type(room_ws, "welcome")
+    notes_ws = await open_ws(live_server, f"/notes/ws/{call.room}", cookie=cookie)
+    await send(notes_ws, type="join", client="tab-1")
+    await recv_type(notes_ws, "ready")
     kept = await open_ws(live_server, "/ws/user", cookie=other_device)
     await send(kept, type="subscribe")
     response = httpx2.post(
@@ -115,7 +118,7 @@ async def test_logout_closes_call_and_user_channel(live_server: str, db: Session
         headers={"X-CSRF-Token": _csrf(cookie)},
     )
     assert response.status_code == 204
-    await _assert_closed_within_a_second(user_ws, room_ws)
+    await _assert_closed_within_a_second(user_ws, room_ws, notes_ws)
     # The same user's other device keeps its socket.
     await send(kept, type="ping", ts=1)
     assert (await recv_type(kept, "pong"))["ts"] == 1
