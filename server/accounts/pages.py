@@ -146,7 +146,9 @@ def logout_submit(
     request: Request, session: SessionDep, settings: SettingsDep, tasks: BackgroundTasks
 ) -> Response:
     """End the session (if any) and go back to the login page; its sockets close too."""
-    resolved = service.resolve_session(session, settings, request.cookies.get(SESSION_COOKIE))
+    resolved = service.resolve_session(
+        session, settings, request.cookies.get(SESSION_COOKIE), pending=True
+    )
     if resolved is not None:
         service.end_session(session, resolved[1], ip=client_ip(request))
         announce_ended(request, tasks, resolved[1].user_id, [resolved[1].id or 0])

@@ -16,7 +16,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocketDisconnected
+from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from server.accounts import service as accounts
 from server.accounts.deps import SESSION_COOKIE
@@ -309,6 +309,9 @@ def _snapshot(engine: Engine, consult_id: int) -> dict[str, Any]:
 
 
 async def _receive(websocket: WebSocket) -> dict[str, Any]:
+    if websocket.application_state != WebSocketState.CONNECTED:
+        # Closed from outside (close_ended_sessions): the session ended.
+        raise WebSocketDisconnect(REFUSED)
     raw = await websocket.receive_text()
     if len(raw) > MAX_MESSAGE:
         raise ValueError("message too large")
@@ -345,7 +348,9 @@ async def _serve(
             connection.queue.put_nowait({"type": "pong"})
             verdict = await to_thread.run_sync(connection.recheck)
             if verdict == "ended":
-                await websocket.close(REFUSED)  # logged out, expired, or no longer a participant
+                # Logged out, expired, or no longer a participant (unless already closed).
+                if websocket.application_state == WebSocketState.CONNECTED:
+                    await websocket.close(REFUSED)
                 return
             if verdict == "frozen" and not connection.frozen:
                 # The report was signed (perhaps by another process): read-only from now on.
