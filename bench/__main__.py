@@ -57,6 +57,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--updates", "2000"],
         "full": [],
     },
+    "assist": {
+        "quick": ["--runs", "20"],
+        "modest": ["--runs", "100"],
+        "full": [],
+    },
 }
 SIZES = ("quick", "modest", "full")
 

@@ -14,6 +14,9 @@ from server.accounts import pages as account_pages
 from server.accounts import router as accounts_router
 from server.accounts.deps import verify_csrf
 from server.admin import pages as admin_pages
+from server.assist import jobs as assist_jobs
+from server.assist import pages as assist_pages
+from server.assist import router as assist_router
 from server.audit import pages as audit_pages
 from server.audit import router as audit_router
 from server.audit import service as audit_service
@@ -50,7 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Mounted sub-apps get no lifespan of their own: start signaling here.
         await app.state.signaling.start()
         try:
-            async with scheduling_urgent.escalation_task(app.state.engine, settings):
+            async with (
+                scheduling_urgent.escalation_task(app.state.engine, settings),
+                assist_jobs.retrain_task(app.state.engine, settings),
+            ):
                 yield
         finally:
             await app.state.signaling.stop()
@@ -108,5 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(call_pages.router)
     app.include_router(home_static.router)
     app.include_router(calls_router.router)
+    app.include_router(assist_router.router)
+    app.include_router(assist_pages.router)
     app.mount("/ws", app.state.signaling.app())
     return app

@@ -185,5 +185,45 @@ def consults_escalate_overdue() -> None:
     typer.echo(f"escalated {len(escalated)} consult(s)")
 
 
+assist_app = typer.Typer(help="The triage assist (docs/assist.md)", no_args_is_help=True)
+app.add_typer(assist_app, name="assist")
+
+
+@assist_app.command("train")
+def assist_train() -> None:
+    """Train the specialty model now from this deployment's consults (kept in var/assist/)."""
+    from server.assist import service as assist
+
+    with _session() as session:
+        trained = assist.train_and_store(session, get_settings())
+    typer.echo(
+        f"trained model {trained.version} ({trained.source}): {trained.n_seed} seed + "
+        f"{trained.n_real} real questions, {len(trained.labels)} specialties"
+    )
+
+
+@assist_app.command("evaluate")
+def assist_evaluate(
+    seed_only: Annotated[
+        bool, typer.Option(help="train on the shipped seed questions only, not the database")
+    ] = False,
+) -> None:
+    """Accuracy at 1 and 3 per specialty and the urgency rules' sensitivity, on the
+    held-out set shipped in server/assist/data/heldout.csv."""
+    from server.assist import evaluate
+    from server.assist import model as specialty_model
+    from server.assist import service as assist
+
+    if seed_only:
+        seed = specialty_model.read_examples(specialty_model.SEED_PATH)
+        trained = specialty_model.train(seed, n_seed=len(seed), n_real=0, source="seed")
+    else:
+        with _session() as session:
+            trained = assist.build_model(session, get_settings())
+    held_out = specialty_model.read_examples(specialty_model.HELDOUT_PATH)
+    for line in evaluate.report(evaluate.evaluate(trained, held_out), trained):
+        typer.echo(line)
+
+
 if __name__ == "__main__":
     app()

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     # Keep it (or ship it with syslog) where whoever can edit the database cannot.
     audit_checkpoints: Path | None = None
     audit_syslog: bool = False
+    # --- triage assist (docs/assist.md) ---
+    # Until this many completed consults of consenting organisations exist, the specialty
+    # model also learns from the synthetic seed questions (and the page says so).
+    assist_min_real_consults: int = 100
+    # How often the app checks whether to retrain (0 turns the background task off), and
+    # how many newly completed consults make it retrain.
+    assist_retrain_minutes: int = 60
+    assist_retrain_min_new: int = 10
     # Set in tests so the SQLite URL default does not point at the developer's var/.
     testing: bool = False
 

@@ -1,7 +1,7 @@
 """hardening: two-factor sign-in, pending login sessions, recovery codes
 
 Revision ID: i14
-Revises: 0006
+Revises: i18 (re-chained after main's i18; first written on 0006)
 Create Date: 2026-11-30 14:15:00
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import server.clock
 
 revision: str = 'i14'
-down_revision: str | Sequence[str] | None = '0006'
+down_revision: str | Sequence[str] | None = 'i18'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

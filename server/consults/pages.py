@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from server.accounts.deps import CurrentUser, SettingsDep, client_ip
 from server.accounts.models import Organisation, Role, Specialty, User
+from server.assist import service as assist
 from server.clock import utcnow
 from server.consults import clocks, lifecycle, reports, service, views
 from server.consults.access import Access
@@ -107,6 +108,7 @@ def new_consult_submit(
     medication: TextField = "",
     vital_signs: TextField = "",
     action: Annotated[str, Form()] = "submit",
+    assist_suggestion: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     """Create the request; on a refusal show the form again with the reason."""
     values = {
@@ -124,6 +126,8 @@ def new_consult_submit(
     try:
         data = ConsultIn.model_validate({**values, "submit": action != "draft"})
         consult = service.create_request(session, user, data, client_ip(request))
+        # The triage suggestion the GP saw last, and what they chose (server/assist).
+        assist.record_choice(session, user, assist_suggestion, consult, ip=client_ip(request))
     except AppError as refusal:
         # Nothing was written: every check runs before the first insert. The field that
         # held a registration number is emptied, so the number is not even sent back.
