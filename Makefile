@@ -69,7 +69,7 @@ test: venv lint services
 test-fast: venv
 	DARI_TEST_BACKENDS=sqlite $(BIN)/pytest -m "not browser and not slow and not postgres and not redis"
 
-# The API fuzz of `make test` (tests/server/test_fuzz.py), with 25 times the cases.
+# The API fuzz of `make test` (tests/server/test_fuzz.py), with 20 times the cases.
 fuzz: venv services
 	DARI_FUZZ_EXAMPLES=$${DARI_FUZZ_EXAMPLES:-100} $(BIN)/pytest -q -p no:cacheprovider tests/server/test_fuzz.py
 
