@@ -2,6 +2,7 @@
 #   make test          lint, then every test on SQLite and PostgreSQL (browser ones too);
 #                      fails if the run changed any file git tracks or would list
 #   make test-fast     the edit-test loop: SQLite only, no browser, no slow tests
+#   make fuzz          schemathesis over the whole API, many cases per operation, both DBs
 #   make guide-images  rewrite the user guides' screenshots in docs/img
 #   make lint | format | bench | run | services | clean | lock | i18n
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast guide-images lint format services venv migrate demo bench clean \
+.PHONY: run test test-fast fuzz guide-images lint format services venv migrate demo bench clean \
 	lock i18n i18n-extract i18n-update
 
 .DEFAULT_GOAL := venv
@@ -67,6 +68,10 @@ test: venv lint services
 # Needs no service: SQLite only, and what needs PostgreSQL, Redis or Chromium is left out.
 test-fast: venv
 	DARI_TEST_BACKENDS=sqlite $(BIN)/pytest -m "not browser and not slow and not postgres and not redis"
+
+# The API fuzz of `make test` (tests/server/test_fuzz.py), with 20 times the cases.
+fuzz: venv services
+	DARI_FUZZ_EXAMPLES=$${DARI_FUZZ_EXAMPLES:-100} $(BIN)/pytest -q -p no:cacheprovider tests/server/test_fuzz.py
 
 # The browser tests again, this time also writing their guide screenshots into docs/img.
 guide-images: venv services

@@ -292,7 +292,13 @@ def main() -> None:
     naive_ms = timed(naive, max(5, args.runs // 20))
 
     settings = Settings.model_validate(
-        {"database_url": url, "secret_key": "bench", "var_dir": workdir, "urgent_check_seconds": 0}
+        {
+            "database_url": url,
+            "secret_key": "bench",
+            "var_dir": workdir,
+            "urgent_check_seconds": 0,
+            "totp_required_roles": [],  # the benchmark's users sign in with a password alone
+        }
     )
     with TestClient(create_app(settings)) as client:
         csrf = client.get("/api/auth/csrf").json()["csrf_token"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
@@ -19,6 +20,7 @@ from server.assist import pages as assist_pages
 from server.assist import router as assist_router
 from server.audit import pages as audit_pages
 from server.audit import router as audit_router
+from server.audit import service as audit_service
 from server.calls import pages as call_pages
 from server.calls import router as calls_router
 from server.calls.gatekeeper import build_signaling
@@ -26,10 +28,10 @@ from server.consults import pages as consult_pages
 from server.consults import router as consults_router
 from server.db import engine_for, request_concurrency
 from server.equity import pages as equity_pages
-from server.errors import install_error_handlers
+from server.errors import ERROR_RESPONSES, install_error_handlers
 from server.home import pages as home_pages
 from server.home import static as home_static
-from server.middleware import RequestGate, SecurityHeadersMiddleware
+from server.middleware import InputGuard, RequestGate, SecurityHeadersMiddleware
 from server.notes import pages as notes_pages
 from server.notes import router as notes_router
 from server.notes.gate import ServerNoteGate
@@ -78,12 +80,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Remote consultation between rural GPs and specialists",
         version="0.1.0",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
         # CSRF is checked once here, for every state-changing route of every router.
         dependencies=[Depends(verify_csrf)],
     )
     app.state.settings = settings
     app.state.secret_key = settings.resolved_secret_key()
     app.state.engine = engine_for(settings.resolved_database_url())
+    audit_service.configure(
+        settings.resolved_database_url(),
+        settings.resolved_audit_key(),
+        settings.resolved_audit_checkpoints(),
+        settings.audit_syslog,
+    )
 
     app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
 
@@ -92,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
+    app.add_middleware(InputGuard)
     # Outermost: request id, one log line and the metrics for every request and socket.
     app.add_middleware(ObservabilityMiddleware)
     ops_metrics.LIVE.attach(app.state.signaling)

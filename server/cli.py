@@ -64,7 +64,9 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=True,
+        # Forwarded headers only from the configured proxies (none by default).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
         log_config=logs.logging_config(settings.log_level),
         access_log=False,
     )
@@ -93,7 +95,9 @@ def signaling(
         ),
         host=host or settings.host,
         port=port or settings.signaling_port,
-        proxy_headers=True,
+        # Forwarded headers only from the configured proxies (none by default).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
         log_config=logs.logging_config(settings.log_level),
         access_log=False,
     )
@@ -147,13 +151,17 @@ def create_user(
 @app.command()
 def demo() -> None:
     """Seed the demo data (once; running it again changes nothing)."""
-    from server.demo import DEMO_PASSWORD, demo_logins, seed_demo
+    from server.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, demo_logins, seed_demo
 
     with _session() as session:
         created = seed_demo(session)
         session.commit()
     typer.echo("demo data created" if created else "demo data already present")
     typer.echo(f"demo logins (password for all: {DEMO_PASSWORD}):")
+    typer.echo(
+        f"  specialists and administrators also need a code from an authenticator app "
+        f"holding the demo key {DEMO_TOTP_SECRET}"
+    )
     for role, email, organisation in demo_logins():
         typer.echo(f"  {role:<10} {email:<32} {organisation}")
 

@@ -13,6 +13,10 @@ from server.scheduling import demo as demo_rosters
 
 # Demo logins are printed by `make run`; the password is the same for all demo users.
 DEMO_PASSWORD = "dari-demo-2026"
+# Specialists and administrators must use two-factor sign-in: the demo ones share this
+# authenticator key (printed by `make run`; add it to any TOTP app, or run
+# `python -c "import pyotp; print(pyotp.TOTP('<key>').now())"`). Never for real users.
+DEMO_TOTP_SECRET = "DARIDEMODARIDEMODARIDEMODARIDEMO"
 
 REGIONS = [
     ("gangwon", "강원특별자치도", "Gangwon"),
@@ -207,6 +211,10 @@ def seed_demo(session: Session) -> bool:
             specialty_id=specialties[person.specialty].id if person.specialty else None,
             password=DEMO_PASSWORD,
         )
+        if person.role in (Role.SPECIALIST, Role.ADMIN):
+            user.totp_secret = DEMO_TOTP_SECRET
+            user.totp_enabled_at = user.created_at
+            session.add(user)
         if person.role == Role.SPECIALIST:
             specialist_ids.append(user.id or 0)
     # Weekday consult hours and on-call, so slot search and urgent rings work at once.

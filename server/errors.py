@@ -10,11 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.render import render_error_page
 
 log = logging.getLogger("dari.errors")
+
+# What a page says of a refused value whose field it cannot point at (web.po has it).
+INVALID = "Some of what was entered is not valid; check the form and try again."
 
 
 class AppError(Exception):
@@ -71,6 +77,34 @@ class Conflict(AppError):
         **extra: Any,
     ) -> None:
         super().__init__(code, message, 409, params=params, field=field, extra=extra)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: a stable code, a message, and the field at fault when there is one."""
+
+    error: ErrorDetail
+
+
+# Declared on every API route (server.app): the refusals any of them may give.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in (
+        (400, "bad request"),
+        (401, "not logged in, or wrong credentials"),
+        (403, "not allowed for this role, or the CSRF token is missing"),
+        (404, "absent, or another organisation's"),
+        (409, "conflicts with the current state"),
+        (413, "too large"),
+        (422, "invalid input; `field` names it"),
+        (429, "too many attempts; see Retry-After"),
+    )
+}
 
 
 def wants_html(request: Request) -> bool:
@@ -159,7 +193,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         fields = []
         for err in exc.errors():
-            location = [str(part) for part in err.get("loc", ()) if part not in ("body", "query")]
+            location = [
+                str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")
+            ]
             fields.append({"field": ".".join(location), "message": err.get("msg", "invalid")})
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid input"
         first = fields[0]["field"] if fields else None
@@ -170,10 +206,23 @@ def install_error_handlers(app: FastAPI) -> None:
             422,
             "validation_error",
             summary,
-            template="Some of what was entered is not valid; check the form and try again.",
+            template=INVALID,
             field=first,
             fields=fields,
         )
+
+    # A value the database cannot hold (a string with a NUL byte, a number beyond its
+    # column) is the client's mistake, not ours: a 422, whatever route let it through.
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> Response:
+        log.info("refused a value the database cannot hold on %s", request.url.path)
+        return _render(
+            request, 422, "invalid_value", "a value is out of range or malformed", template=INVALID
+        )
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        return _render(request, 422, "invalid_value", "a value is out of range", template=INVALID)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -195,3 +244,45 @@ def install_error_handlers(app: FastAPI) -> None:
         # Never a stack trace to the client: log it, answer with a plain 500.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _render(request, 500, "internal_error", "something went wrong on our side")
+
+    # Added first, so it sits innermost: it answers an unexpected error itself. Under
+    # test the error is raised again after the answer, so TestClient shows the traceback.
+    settings = getattr(app.state, "settings", None)
+    app.add_middleware(UnexpectedErrorMiddleware, reraise=bool(getattr(settings, "testing", False)))
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unhandled error with the plain 500 and keeps the connection.
+
+    Starlette's outermost error middleware re-raises after answering, and the server
+    then closes the keep-alive connection: a client (or a proxy) would lose every
+    request queued on it. Here the error ends with the response.
+    """
+
+    def __init__(self, app: ASGIApp, reraise: bool = False) -> None:
+        self.app = app
+        self.reraise = reraise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            request = Request(scope)
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = _render(request, 500, "internal_error", "something went wrong on our side")
+            await response(scope, receive, send)
+            if self.reraise:
+                raise

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import weakref
 from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # No inline scripts or styles, nothing from elsewhere: clinic networks may be closed,
@@ -109,3 +113,123 @@ class RequestGate:
             await self.app(scope, receive, send_and_release)
         finally:
             release()
+
+
+class InputGuard:
+    """Refuses NUL bytes in the path, the query string and JSON or form bodies (422).
+
+    PostgreSQL cannot store a NUL in a text column; refusing it here names the field
+    instead of failing deep inside a query. File uploads (multipart) pass untouched.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int = 2 * 1024 * 1024) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        field = _nul_in_query(scope)
+        if field is None and "\x00" in scope.get("path", ""):
+            field = "path"
+        if field is not None:
+            await _refuse(scope, receive, send, field)
+            return
+        if scope["type"] != "http" or not _guarded_body(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                break
+        body = b"".join(chunks)
+        field = _nul_in_body(scope, body) if not more else None
+        if field is not None:
+            await _refuse(scope, receive, send, field)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": more}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _guarded_body(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type").lower()
+    return content_type.startswith(("application/json", "application/x-www-form-urlencoded"))
+
+
+def _nul_in_query(scope: Scope) -> str | None:
+    raw: bytes = scope.get("query_string", b"")
+    if b"%00" not in raw.lower() and b"\x00" not in raw:
+        return None
+    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in key or "\x00" in value:
+            return key.replace("\x00", "") or "query"
+    return "query"
+
+
+def _nul_in_body(scope: Scope, body: bytes) -> str | None:
+    if b"\x00" not in body and b"\\u0000" not in body and b"%00" not in body.lower():
+        return None
+    if _header(scope, b"content-type").lower().startswith("application/json"):
+        try:
+            return _nul_in_json(json.loads(body), "")
+        except (ValueError, RecursionError):
+            return None  # malformed JSON: the validation error will say so
+    for key, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in key or "\x00" in value:
+            return key.replace("\x00", "") or "body"
+    return None
+
+
+def _nul_in_json(value: Any, path: str) -> str | None:
+    """The dotted path of the first string (or key) holding a NUL byte."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return child.replace("\x00", "")
+            found = _nul_in_json(item, child)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in_json(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, field: str) -> None:
+    message = f"{field}: must not contain a NUL character"
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = {"error": {"code": "validation_error", "message": message, "field": field}}
+    response = JSONResponse(body, status_code=422)
+    await response(scope, receive, send)

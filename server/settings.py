@@ -28,9 +28,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str = ""
+    # The address people reach Dari at (https://dari.example.org): every absolute URL
+    # the server writes (calendar feeds) starts with it, never with the request's Host
+    # header, which anyone can set. Empty: http://HOST:PORT of this process.
+    public_base_url: str = ""
+    # Addresses of the reverse proxies whose X-Forwarded-For / -Proto are believed
+    # (comma-separated in the environment, e.g. DARI_TRUSTED_PROXIES='["10.0.0.2"]').
+    # Empty: none, so a client cannot pick the address that login throttling counts.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Sessions end after this much inactivity (patient data on shared clinic PCs).
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
+    # Roles that must use two-factor sign-in (enrolment is forced at their next login).
+    totp_required_roles: list[str] = Field(default_factory=lambda: ["specialist", "admin"])
     login_max_failures: int = 5
     login_window_minutes: int = 15
     default_timezone: str = "Asia/Seoul"
@@ -79,6 +89,13 @@ class Settings(BaseSettings):
     # so a client that can still sign in can always catch up).
     notes_max_chars: int = 200_000
     notes_log_retention_hours: int = 13
+    # The audit chain's HMAC key (docs/security.md): empty derives it from the secret
+    # key; either way it is never stored in the database.
+    audit_key: str = ""
+    # The append-only file of signed audit checkpoints; empty: var/audit-checkpoints.log.
+    # Keep it (or ship it with syslog) where whoever can edit the database cannot.
+    audit_checkpoints: Path | None = None
+    audit_syslog: bool = False
     # --- triage assist (docs/assist.md) ---
     # Until this many completed consults of consenting organisations exist, the specialty
     # model also learns from the synthetic seed questions (and the page says so).
@@ -99,11 +116,22 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.var_dir / 'dari.sqlite3'}"
 
+    def public_url(self, path: str = "/") -> str:
+        """An absolute URL for a path of this site, from configuration only."""
+        base = self.public_base_url or f"http://{self.host}:{self.port}"
+        return base.rstrip("/") + "/" + path.lstrip("/")
+
     def resolved_broker_url(self) -> str:
         return self.signaling_broker_url or self.redis_url or "memory://"
 
     def resolved_attachments_dir(self) -> Path:
         return self.attachments_dir or self.var_dir / "attachments"
+
+    def resolved_audit_key(self) -> str:
+        return self.audit_key or self.resolved_secret_key()
+
+    def resolved_audit_checkpoints(self) -> Path:
+        return self.audit_checkpoints or self.var_dir / "audit-checkpoints.log"
 
     def resolved_secret_key(self) -> str:
         """The configured key, or one generated once and kept in var/ (0600)."""

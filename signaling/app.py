@@ -10,14 +10,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar, overload
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker, broker_for
 from signaling.connection import SOCKET_GONE, WebSocketConnection
@@ -31,6 +33,9 @@ log = logging.getLogger("dari.signaling")
 
 SESSION_COOKIE = "dari_session"
 F = TypeVar("F")
+
+# The close code of a socket whose login session ended; ws-client does not reconnect.
+SESSION_ENDED = 4403
 
 
 class Closed(Exception):
@@ -128,6 +133,12 @@ class SignalingService:
         self.config = config or SignalingConfig()
         self.broker_url = broker_url
         self.sockets: set[WebSocket] = set()
+        # Who is on each authenticated socket, and the sockets closed because their
+        # login session ended (a call peer so closed keeps no resume slot).
+        self.identities: dict[WebSocket, Identity] = {}
+        self.ended: set[WebSocket] = set()
+        # Others that hold sockets of a login session (the server's notes socket).
+        self.session_listeners: list[Callable[[int, str | None], Awaitable[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hub: Hub | None = None
         self._users: UserChannel | None = None
@@ -146,6 +157,7 @@ class SignalingService:
         self._echo = EchoService(self.config)
         await self._hub.start()
         await self._users.start()
+        await broker.subscribe(bus.SESSIONS_CHANNEL, self._on_session_message)
 
     def wake_notifications(self) -> None:
         """Ask the user channel to poll the outbox now (from any thread): called once a
@@ -174,6 +186,8 @@ class SignalingService:
                     await websocket.close(1001, "server shutting down")
         finally:
             self.sockets.clear()
+            self.identities.clear()
+            self.ended.clear()
             self._loop = None
 
     def open_rooms(self) -> int:
@@ -186,6 +200,64 @@ class SignalingService:
         process: the memory broker has no loop of its own, and a process serving Redis
         has one loop)."""
         return self._hub is not None
+
+    # --- sessions that end -----------------------------------------------------------
+
+    async def end_sessions(self, user_id: int, session: str | None = None) -> None:
+        """Tell every process that a login session (or, with None, all of a user's
+        sessions) ended: each closes the sockets opened with it."""
+        if not self._serving():
+            return
+        await self.hub.broker.publish(
+            bus.SESSIONS_CHANNEL, bus.encode(bus.SessionEnded(user_id=user_id, session=session))
+        )
+
+    async def _on_session_message(self, text: str) -> None:
+        try:
+            message = bus.decode(text)
+        except ValidationError as error:
+            log.warning("dropped a malformed sessions message: %s", bus.explain(error))
+            return
+        if isinstance(message, bus.SessionEnded):
+            await self.close_sessions(message.user_id, message.session)
+            for listener in self.session_listeners:
+                try:
+                    await listener(message.user_id, message.session)
+                except Exception:
+                    # Task guard: one listener's failure must not keep the others'
+                    # sockets open.
+                    log.exception("a session-ended listener failed")
+
+    def on_session_end(self, listener: Callable[[int, str | None], Awaitable[None]]) -> None:
+        """Also call `listener(user_id, session)` when a session ends (on every process)."""
+        self.session_listeners.append(listener)
+
+    async def close_sessions(self, user_id: int, session: str | None) -> int:
+        """Close this process's sockets of that session (or user); how many."""
+        closed = 0
+        for websocket, identity in list(self.identities.items()):
+            if identity.user_id != user_id:
+                continue
+            if session is not None and identity.session != session:
+                continue
+            self.ended.add(websocket)
+            closed += 1
+            with contextlib.suppress(*SOCKET_GONE):
+                await websocket.close(SESSION_ENDED, "session ended")
+        return closed
+
+    def _track(self, websocket: WebSocket, identity: Identity | None) -> None:
+        if identity is not None and identity.user_id is not None:
+            self.identities[websocket] = identity
+
+    def _untrack(self, websocket: WebSocket) -> bool:
+        """Forget the socket; True when its session ended."""
+        self.sockets.discard(websocket)
+        self.identities.pop(websocket, None)
+        if websocket in self.ended:
+            self.ended.discard(websocket)
+            return True
+        return False
 
     def _serving(self) -> bool:
         return self._loop is asyncio.get_running_loop() and self._hub is not None
@@ -261,6 +333,7 @@ class SignalingService:
             if not isinstance(first, p.Join):
                 raise Closed(4400, "first frame must be join")
             identity = await self.authenticate(websocket, first.token)
+            self._track(websocket, identity)
             try:
                 peer = await hub.join(conn, identity, first)
             except Refused as refused:
@@ -282,9 +355,9 @@ class SignalingService:
             log.exception("room connection failed")
             close = Closed(1011, "internal error")
         finally:
-            self.sockets.discard(websocket)
+            ended = self._untrack(websocket)
             if peer is not None:
-                if close is not None and close.code in {1008, 1009}:
+                if ended or (close is not None and close.code in {1008, 1009}):
                     # Thrown out for misbehaving: no resume slot.
                     await hub.leave(peer, "left", close=False)
                 else:
@@ -313,6 +386,7 @@ class SignalingService:
             identity = await self.authenticate(websocket, first.token)
             if identity is None or identity.user_id is None:
                 raise Closed(4403)
+            self._track(websocket, identity)
             subscription = await users.subscribe(
                 identity.user_id, WebSocketConnection(websocket), first.after_id
             )
@@ -332,7 +406,7 @@ class SignalingService:
             log.exception("user channel failed")
             close = Closed(1011)
         finally:
-            self.sockets.discard(websocket)
+            self._untrack(websocket)
             if subscription is not None:
                 users.unsubscribe(subscription)
             if close is not None and close.code is not None:
@@ -359,6 +433,7 @@ class SignalingService:
             identity = await self.authenticate(websocket, first.token)
             if identity is None or identity.kind != "user":
                 raise Closed(4403)
+            self._track(websocket, identity)
             session = echo.open()
             if session is None:
                 raise Closed(1013, "echo test busy; try again later")
@@ -395,7 +470,7 @@ class SignalingService:
             log.exception("echo session failed")
             close = Closed(1011)
         finally:
-            self.sockets.discard(websocket)
+            self._untrack(websocket)
             if session is not None:
                 await echo.close(session)
             if close is not None and close.code is not None:

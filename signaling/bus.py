@@ -145,8 +145,30 @@ class Denied(_Message):
     peer_id: str
 
 
+class SessionEnded(_Message):
+    """A login session ended (logout, revoke, password change) or, with `session` None,
+    all of a user's sessions (deactivation): every process closes their sockets.
+    Published on SESSIONS_CHANNEL, not on a room's channel."""
+
+    k: Literal["session_ended"] = "session_ended"
+    user_id: int
+    session: str | None = None
+
+
+SESSIONS_CHANNEL = "sessions"
+
 Message = Annotated[
-    ToPeer | Chat | Joined | Knocked | Left | Reconnected | Replaced | Adopted | Admitted | Denied,
+    ToPeer
+    | Chat
+    | Joined
+    | Knocked
+    | Left
+    | Reconnected
+    | Replaced
+    | Adopted
+    | Admitted
+    | Denied
+    | SessionEnded,
     Field(discriminator="k"),
 ]
 _adapter: TypeAdapter[Message] = TypeAdapter(Message)

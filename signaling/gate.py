@@ -23,6 +23,9 @@ class Identity:
     user_id: int | None = None
     # Set when authenticated by a join token: the one room that token opens.
     room: str | None = None
+    # The login session behind this connection (an opaque id): when it ends, the
+    # server says so on the bus and every socket of it is closed (bus.SessionEnded).
+    session: str | None = None
 
 
 class Admission(StrEnum):

@@ -65,10 +65,17 @@ class Lobby:
         if guest not in entries or entries[guest].admitted:
             await peer.error("unknown_peer", "no such guest waiting")
             return
+        if isinstance(frame, p.Admit) and self._full(entries):
+            # Told here, and the guest keeps waiting: someone may leave, or deny it.
+            await peer.error("room_full", "the call is full; the guest was not let in")
+            return
         message: bus.Admitted | bus.Denied = (
             bus.Admitted(peer_id=guest) if isinstance(frame, p.Admit) else bus.Denied(peer_id=guest)
         )
         await self.channel.publish(peer.room, message)
+
+    def _full(self, entries: dict[str, PeerRecord]) -> bool:
+        return sum(1 for r in entries.values() if r.admitted) >= self.config.max_peers
 
     async def carry_out(self, room: str, message: bus.Admitted | bus.Denied) -> None:
         """On the process holding the guest (if this is it): let it in or turn it away."""
@@ -85,8 +92,14 @@ class Lobby:
 
     async def _admit(self, guest: LocalPeer) -> None:
         entries = await self.presence.live(guest.room)
-        if sum(1 for r in entries.values() if r.admitted) >= self.config.max_peers:
+        if self._full(entries):
+            # Filled up between the admit and now (another process): the guest is
+            # refused cleanly, and the room (the admitter too) hears it leave.
             await guest.error("room_full", "the call is full")
+            conn, guest.conn = guest.conn, None
+            await self.room.finish(guest, "denied")
+            if conn is not None:
+                await conn.close(4429, "the call is full")
             return
         guest.admitted = True
         token, guest.resume_hash = resume_token()

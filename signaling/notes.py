@@ -279,6 +279,8 @@ class NotesService:
             identity = await service.authenticate(websocket, None)
             if identity is None or identity.user_id is None:
                 raise Closed(REFUSED)
+            # Known by its login session, so a session that ends closes this socket too.
+            service._track(websocket, identity)
             ip = websocket.client.host if websocket.client else ""
             note = await self.gate.open_note(identity, str(websocket.path_params["public_id"]), ip)
             if note is None:
@@ -331,7 +333,8 @@ class NotesService:
             log.exception("notes connection failed")
             close = Closed(1011, "internal error")
         finally:
-            service.sockets.discard(websocket)
+            if service._untrack(websocket):
+                close = None  # closed already: its login session ended
             if editor is not None:
                 await self._leave(editor)
             if sender is not None:

@@ -297,6 +297,10 @@ def _load(text: str | bytes) -> dict[str, Any]:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("bad_frame", "not valid JSON") from None
+    except RecursionError:
+        # Thousands of nested brackets exhaust the parser's stack: an error frame,
+        # not a traceback and a 1011 close.
+        raise ProtocolError("bad_frame", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_frame", "a frame is a JSON object")
     version = data.get("v", VERSION)

@@ -200,9 +200,12 @@ class Hub:
         record = next((r for r in entries.values() if r.resume == wanted), None)
         if record is None or not record.admitted:
             return None
-        # The resume token is a secret given to that peer only; a presented
-        # identity must still be the same person.
-        if identity is not None and identity.key != record.key:
+        # The resume token is a secret given to that peer only, and works only with
+        # the same person's credentials (a stolen token alone opens nothing): the
+        # joining identity must be that peer's, and a join token must be for this room.
+        if identity is None or identity.key != record.key:
+            return None
+        if identity.room is not None and identity.room != frame.room:
             return None
         room = frame.room
         peer = self.local.get(record.peer_id)

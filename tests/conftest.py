@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from server import migrate
 from server.app import create_app
+from server.audit import service as audit
 from server.db import engine_for
 from server.settings import Settings
 from web import catalogs
@@ -37,6 +38,11 @@ PG_ADMIN_URL = os.environ.get(
 )
 BACKENDS = os.environ.get("DARI_TEST_BACKENDS", "sqlite,postgresql").split(",")
 TEST_SECRET = "test-secret-key-not-for-production"
+# The tests' specialists and administrators sign in with their password alone, as
+# before two-factor sign-in: its own tests (tests/accounts/test_two_factor.py) turn
+# the requirement back on (TOTP_ON). Production requires it of both roles.
+TOTP_OFF = "[]"
+TOTP_ON = '["specialist", "admin"]'
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -76,6 +82,8 @@ def database_url(
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'dari.sqlite3'}"
         migrate.upgrade(url)
+        # The audit chain's key, for events the tests write before any app exists.
+        audit.configure(url, TEST_SECRET)
         yield url
         engine_for(url).dispose()
         if url in _observer_engines:
@@ -83,6 +91,7 @@ def database_url(
         return
     name, url = _create_pg_database()
     migrate.upgrade(url)
+    audit.configure(url, TEST_SECRET)
     yield url
     engine_for(url).dispose()
     if url in _observer_engines:
@@ -91,11 +100,15 @@ def database_url(
 
 
 def make_settings(database_url: str, var_dir: Path, **overrides: object) -> Settings:
+    # One checkpoint file per database: both backends' apps share the run's var_dir.
+    checkpoints = var_dir / f"audit-{uuid.uuid5(uuid.NAMESPACE_URL, database_url).hex[:12]}.log"
     values: dict[str, object] = {
+        "audit_checkpoints": checkpoints,
         "database_url": database_url,
         "secret_key": TEST_SECRET,
         "var_dir": var_dir,
         "testing": True,
+        "totp_required_roles": [],
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -204,6 +217,7 @@ def start_server(
         "DARI_DATABASE_URL": database_url,
         "DARI_SECRET_KEY": TEST_SECRET,
         "DARI_VAR_DIR": str(var_dir),
+        "DARI_TOTP_REQUIRED_ROLES": TOTP_OFF,
         **(extra_env or {}),
     }
     process = subprocess.Popen(

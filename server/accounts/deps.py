@@ -96,7 +96,22 @@ def current_login_session(
     return auth[1]
 
 
+def enrolling_login(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> tuple[User, LoginSession]:
+    """A full session, or one pending two-factor enrolment (never one pending its code:
+    the password alone must not let anyone set up a new authenticator)."""
+    found = service.resolve_session(
+        session, settings, request.cookies.get(SESSION_COOKIE), pending=True
+    )
+    if found is None or found[1].pending not in ("", "enrol"):
+        raise NotAuthenticated()
+    request.state.auth = found
+    return found
+
+
 OptionalUser = Annotated[User | None, Depends(optional_user)]
+EnrollingLogin = Annotated[tuple[User, LoginSession], Depends(enrolling_login)]
 CurrentUser = Annotated[User, Depends(current_user)]
 CurrentLoginSession = Annotated[LoginSession, Depends(current_login_session)]
 

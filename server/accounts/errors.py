@@ -21,6 +21,18 @@ class TooManyAttempts(AppError):
         self.retry_after = retry_after
 
 
+class InvalidOtp(AppError):
+    def __init__(self) -> None:
+        super().__init__("invalid_otp", "wrong or expired code", 401)
+
+
+class OtpRequired(AppError):
+    """The password was right; the authenticator's code (`otp`) must come with it."""
+
+    def __init__(self) -> None:
+        super().__init__("otp_required", "enter the code from your authenticator app", 401)
+
+
 class NotAuthenticated(AppError):
     def __init__(self) -> None:
         super().__init__("unauthenticated", "please log in", 401)

@@ -65,6 +65,12 @@ class User(SQLModel, table=True):
     specialty_id: int | None = Field(default=None, foreign_key="specialty.id", index=True)
     locale: str = Field(default="ko", max_length=8)
     active: bool = True
+    # Two-factor sign-in (TOTP, RFC 6238): the base32 secret, set at enrolment and in
+    # force once confirmed with a first code (totp_enabled_at).
+    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_enabled_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -81,6 +87,10 @@ class LoginSession(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     ip: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=300)
+    # "" for a full session; "otp" while the password was right but the one-time code
+    # is still to come; "enrol" while a specialist or administrator must first set up
+    # two-factor sign-in. A pending session opens nothing but that step.
+    pending: str = Field(default="", max_length=8)
 
 
 class LoginAttempt(SQLModel, table=True):
@@ -96,3 +106,14 @@ class LoginAttempt(SQLModel, table=True):
     ip: str = Field(max_length=64)
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     success: bool = False
+
+
+class RecoveryCode(SQLModel, table=True):
+    """A one-time code that stands in for the authenticator app (kept by hash only)."""
+
+    __tablename__ = "recovery_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    code_hash: str = Field(max_length=64)
+    used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

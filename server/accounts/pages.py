@@ -4,17 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import object_session
 
-from server.accounts import service
-from server.accounts.deps import SESSION_COOKIE, OptionalUser, SettingsDep, client_ip, csrf_for
-from server.accounts.errors import InvalidCredentials, TooManyAttempts
+from server.accounts import service, twofactor
+from server.accounts.deps import (
+    SESSION_COOKIE,
+    CurrentLoginSession,
+    CurrentUser,
+    EnrollingLogin,
+    OptionalUser,
+    SettingsDep,
+    client_ip,
+    csrf_for,
+)
+from server.accounts.ending import announce_ended, device_of
+from server.accounts.errors import InvalidCredentials, InvalidOtp, TooManyAttempts
 from server.accounts.models import Organisation, User
 from server.accounts.router import set_session_cookie
 from server.db import SessionDep
-from web.render import Viewer, render
+from server.errors import AppError
+from server.validation import PathId
+from web.render import N_, Viewer, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,12 +54,24 @@ def page_viewer(request: Request) -> Viewer:
     )
 
 
+def _pending(request: Request, session: SessionDep, settings: SettingsDep) -> str | None:
+    found = service.resolve_session(
+        session, settings, request.cookies.get(SESSION_COOKIE), pending=True
+    )
+    return found[1].pending if found is not None else None
+
+
 @router.get("/login")
-def login_page(request: Request, user: OptionalUser) -> Response:
-    """The login form (or home, if already logged in)."""
+def login_page(
+    request: Request, session: SessionDep, settings: SettingsDep, user: OptionalUser
+) -> Response:
+    """The login form (or home, if already logged in; or the step still to do)."""
     if user is not None:
         return RedirectResponse("/", status_code=303)
-    return render(request, "login.html")
+    pending = _pending(request, session, settings)
+    if pending == "enrol":
+        return RedirectResponse("/account/two-factor", status_code=303)
+    return render(request, "login.html", step="code" if pending == "otp" else "password")
 
 
 @router.post("/login")
@@ -67,6 +91,7 @@ def login_submit(
             password=password,
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent", ""),
+            two_step=True,
         )
     except (InvalidCredentials, TooManyAttempts) as refusal:
         # Rendered, not raised, so that the failed attempt is committed.
@@ -77,18 +102,218 @@ def login_submit(
             headers=refusal.headers,
             error_code=refusal.code,
             email=email,
+            step="password",
         )
-    response = RedirectResponse("/", status_code=303)
+    # Redirected, not rendered: the next form's CSRF token must be bound to the new
+    # session cookie (GET /login shows the code step of a session pending it).
+    target = {"otp": "/login", "enrol": "/account/two-factor"}.get(started.record.pending, "/")
+    response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, started.token)
     return response
 
 
+@router.post("/login/code")
+def login_code(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    code: Annotated[str, Form(max_length=32)],
+) -> Response:
+    """The second step: the authenticator's code, or a recovery code."""
+    found = service.resolve_session(
+        session, settings, request.cookies.get(SESSION_COOKIE), pending=True
+    )
+    if found is None or found[1].pending != "otp":
+        return RedirectResponse("/login", status_code=303)
+    user, record = found
+    try:
+        service.complete_second_factor(session, settings, record, user, code, ip=client_ip(request))
+    except (InvalidOtp, TooManyAttempts) as refusal:
+        # Rendered, not raised, so that the failed attempt is committed.
+        return render(
+            request,
+            "login.html",
+            status=refusal.status,
+            headers=refusal.headers,
+            error_code=refusal.code,
+            step="code",
+        )
+    return RedirectResponse("/", status_code=303)
+
+
 @router.post("/logout")
-def logout_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """End the session (if any) and go back to the login page."""
-    resolved = service.resolve_session(session, settings, request.cookies.get(SESSION_COOKIE))
+def logout_submit(
+    request: Request, session: SessionDep, settings: SettingsDep, tasks: BackgroundTasks
+) -> Response:
+    """End the session (if any) and go back to the login page; its sockets close too."""
+    resolved = service.resolve_session(
+        session, settings, request.cookies.get(SESSION_COOKIE), pending=True
+    )
     if resolved is not None:
         service.end_session(session, resolved[1], ip=client_ip(request))
+        announce_ended(request, tasks, resolved[1].user_id, [resolved[1].id or 0])
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+# --- the user's own account: open sessions and password -------------------------------
+
+
+def _account_view(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User,
+    current_id: int | None,
+    *,
+    status: int = 200,
+    error: str = "",
+    saved: bool = False,
+) -> Response:
+    rows = [
+        {
+            "id": row.id,
+            "device": device_of(row.user_agent),
+            "ip": row.ip,
+            "created_at": row.created_at,
+            "last_seen_at": row.last_seen_at,
+            "current": row.id == current_id,
+        }
+        for row in service.active_sessions(session, settings, user)
+    ]
+    return render(
+        request, "account/sessions.html", status=status, sessions=rows, error=error, saved=saved
+    )
+
+
+@router.get("/account")
+def account_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+) -> Response:
+    """The user's open sessions (device, place, last seen), each with an end button,
+    and the password form."""
+    return _account_view(request, session, settings, user, record.id)
+
+
+@router.post("/account/sessions/{session_id}/end")
+def account_end_session(
+    session_id: PathId,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+    tasks: BackgroundTasks,
+) -> Response:
+    service.end_own_session(session, user, session_id, ip=client_ip(request))
+    announce_ended(request, tasks, user.id or 0, [session_id])
+    if session_id == record.id:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/password")
+def account_password(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    record: CurrentLoginSession,
+    tasks: BackgroundTasks,
+    current: Annotated[str, Form(max_length=200)],
+    new: Annotated[str, Form(max_length=200)],
+    again: Annotated[str, Form(max_length=200)],
+) -> Response:
+    """Change the password; the user's other sessions end."""
+    if new != again:
+        return _account_view(
+            request,
+            session,
+            settings,
+            user,
+            record.id,
+            status=422,
+            error=N_("The two new passwords differ."),
+        )
+    try:
+        ended = service.change_password(
+            session,
+            user,
+            current=current,
+            new=new,
+            keep_session_id=record.id,
+            ip=client_ip(request),
+        )
+    except AppError as refused:
+        message = (
+            "The current password is wrong."
+            if refused.code == "wrong_password"
+            else refused.message
+        )
+        return _account_view(request, session, settings, user, record.id, status=422, error=message)
+    announce_ended(request, tasks, user.id or 0, ended)
+    return _account_view(request, session, settings, user, record.id, saved=True)
+
+
+@router.get("/account/two-factor")
+def two_factor_page(request: Request, session: SessionDep, login: EnrollingLogin) -> Response:
+    """Set up the authenticator: a QR code (drawn here), the secret to type instead,
+    and the field for a first code."""
+    user, record = login
+    return _two_factor_view(request, session, user, forced=record.pending == "enrol")
+
+
+def _two_factor_view(
+    request: Request,
+    session: SessionDep,
+    user: User,
+    *,
+    forced: bool,
+    status: int = 200,
+    error: bool = False,
+) -> Response:
+    enrolled = user.totp_enabled_at is not None
+    # Once on, the secret is never shown again (a borrowed session must not copy it).
+    secret = "" if enrolled else twofactor.start_enrolment(session, user)
+    return render(
+        request,
+        "account/two_factor.html",
+        status=status,
+        enrolled=enrolled,
+        forced=forced,
+        secret=secret,
+        qr_svg=twofactor.qr_svg(twofactor.provisioning_uri(user)) if secret else "",
+        error=error,
+        recovery_codes=None,
+    )
+
+
+@router.post("/account/two-factor")
+def two_factor_confirm(
+    request: Request,
+    session: SessionDep,
+    login: EnrollingLogin,
+    code: Annotated[str, Form(max_length=8)],
+) -> Response:
+    user, record = login
+    forced = record.pending == "enrol"
+    try:
+        codes = service.complete_enrolment(session, record, user, code, ip=client_ip(request))
+    except AppError:
+        return _two_factor_view(request, session, user, forced=forced, status=422, error=True)
+    return render(
+        request,
+        "account/two_factor.html",
+        enrolled=True,
+        forced=False,
+        secret="",
+        qr_svg="",
+        error=False,
+        recovery_codes=codes,
+    )

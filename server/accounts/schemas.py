@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from server.accounts.models import Organisation, Specialty, User
+from server.validation import BodyId
 
 
 class LoginIn(BaseModel):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=200)
+    # The authenticator's 6-digit code (or a recovery code) when two-factor is on.
+    otp: str | None = Field(default=None, max_length=32)
 
 
 class UserOut(BaseModel):
@@ -30,6 +35,21 @@ class UserOut(BaseModel):
 class MeOut(BaseModel):
     user: UserOut
     csrf_token: str
+    # "enrol": this session opens only two-factor enrolment (/api/me/totp) until done.
+    pending: str = ""
+
+
+class TotpStartOut(BaseModel):
+    secret: str
+    uri: str
+
+
+class TotpConfirmIn(BaseModel):
+    code: str = Field(min_length=6, max_length=8)
+
+
+class TotpConfirmOut(BaseModel):
+    recovery_codes: list[str]
 
 
 class UserCreateIn(BaseModel):
@@ -37,7 +57,7 @@ class UserCreateIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     role: str
     password: str = Field(max_length=200)
-    specialty_id: int | None = None
+    specialty_id: BodyId | None = None
     locale: str = "ko"
 
 
@@ -77,3 +97,19 @@ class SpecialtyOut(BaseModel):
 
 class CsrfOut(BaseModel):
     csrf_token: str
+
+
+class SessionOut(BaseModel):
+    """One open login session: the device, the address it came from, when last used."""
+
+    id: int
+    device: str
+    ip: str
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class PasswordIn(BaseModel):
+    current: str = Field(min_length=1, max_length=200)
+    new: str = Field(min_length=1, max_length=200)

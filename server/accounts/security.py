@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
+
+from web.render import N_
 
 # argon2id with the library's current defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
@@ -17,8 +19,13 @@ _hasher = PasswordHasher()
 # a wrong email and a wrong password take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
+# Counted in characters, whatever the script: a Hangul syllable is one character.
 MIN_PASSWORD_LENGTH = 10
-_COMMON = {"password12", "1234567890", "qwerty1234", "password123", "dari123456"}
+MAX_PASSWORD_LENGTH = 200
+# zxcvbn's estimate, 0 (guessed at once) to 4 (beyond 10^10 guesses): its dictionaries
+# hold the common passwords, names, words and keyboard patterns; 4 is what an offline
+# attack on a stolen argon2 hash should face.
+MIN_PASSWORD_SCORE = 4
 
 
 def hash_password(password: str) -> str:
@@ -32,14 +39,31 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def password_problem(password: str) -> str | None:
-    """Why a password is too weak, or None when it is acceptable."""
+# The reasons, as English message ids: pages show them in the reader's language.
+PASSWORD_TOO_SHORT = N_("The password must be at least 10 characters long.")
+PASSWORD_TOO_LONG = N_("The password must be at most 200 characters long.")
+PASSWORD_NO_LETTER = N_("The password must contain a letter (in any script).")
+PASSWORD_TOO_GUESSABLE = N_(
+    "The password is too easy to guess (a common password, a word or a pattern). "
+    "Use a longer passphrase."
+)
+PASSWORD_MENTIONS_YOU = N_("The password must not contain your email address or name.")
+
+
+def password_problem(password: str, user_inputs: tuple[str, ...] = ()) -> str | None:
+    """Why a password is too weak (one of the messages above), or None when acceptable."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"password must be at least {MIN_PASSWORD_LENGTH} characters"
-    if not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
-        return "password must contain letters and digits"
-    if password.lower() in _COMMON:
-        return "password is too common"
+        return PASSWORD_TOO_SHORT
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return PASSWORD_TOO_LONG
+    if not any(character.isalpha() for character in password):
+        return PASSWORD_NO_LETTER
+    lowered = password.casefold()
+    words = [part for value in user_inputs for part in value.casefold().replace("@", " ").split()]
+    if any(len(word) >= 4 and word in lowered for word in words):
+        return PASSWORD_MENTIONS_YOU
+    if zxcvbn(password, user_inputs=list(user_inputs))["score"] < MIN_PASSWORD_SCORE:
+        return PASSWORD_TOO_GUESSABLE
     return None
 
 

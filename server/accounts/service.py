@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from server.accounts.errors import InvalidCredentials, TooManyAttempts
+from server.accounts import twofactor
+from server.accounts.errors import InvalidCredentials, InvalidOtp, OtpRequired, TooManyAttempts
 from server.accounts.models import (
     LoginAttempt,
     LoginSession,
@@ -81,7 +83,7 @@ def create_user(
             "regional-authority users, and only they, belong to an authority organisation",
             422,
         )
-    problem = password_problem(password)
+    problem = password_problem(password, (email, name))
     if problem:
         raise AppError("weak_password", problem, 422)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
@@ -181,11 +183,7 @@ class StartedSession:
     record: LoginSession
 
 
-def login(
-    session: Session, settings: Settings, *, email: str, password: str, ip: str, user_agent: str
-) -> StartedSession:
-    """Check throttling, then the password; record the attempt either way."""
-    email = normalise_email(email)
+def _throttle(session: Session, settings: Settings, email: str, ip: str) -> None:
     retry_after = throttle_retry_after(session, settings, email, ip)
     if retry_after:
         audit.record(
@@ -199,22 +197,60 @@ def login(
         )
         metrics.record_login_failure("throttled")
         raise TooManyAttempts(retry_after)
+
+
+def _failed(session: Session, email: str, ip: str, user: User | None, action: str) -> None:
+    session.add(LoginAttempt(email=email, ip=ip, at=utcnow(), success=False))
+    audit.record(
+        session,
+        action,
+        actor_id=user.id if user else None,
+        ip=ip,
+        object_type="user",
+        object_id=email,
+    )
+    metrics.record_login_failure("invalid" if action == "auth.login_failed" else action)
+
+
+def login(
+    session: Session,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    ip: str,
+    user_agent: str,
+    otp: str | None = None,
+    two_step: bool = False,
+) -> StartedSession:
+    """Check throttling, then the password, then the second factor; record the attempt.
+
+    With two-factor on, the code comes in `otp`; without it, an API caller is told
+    `otp_required` and a page (`two_step`) gets a session pending the code. A
+    specialist or administrator not yet enrolled gets a session pending enrolment.
+    """
+    email = normalise_email(email)[:254]
+    _throttle(session, settings, email, ip)
     user = session.exec(select(User).where(User.email == email)).first()
     ok = verify_password(user.password_hash if user else None, password)
     now = utcnow()
     if not ok or user is None or not user.active:
-        session.add(LoginAttempt(email=email, ip=ip, at=now, success=False))
-        audit.record(
-            session,
-            "auth.login_failed",
-            actor_id=user.id if user else None,
-            ip=ip,
-            object_type="user",
-            object_id=email,
-        )
-        metrics.record_login_failure("invalid")
+        _failed(session, email, ip, user, "auth.login_failed")
         raise InvalidCredentials()
-    session.add(LoginAttempt(email=email, ip=ip, at=now, success=True))
+    pending = ""
+    if user.totp_enabled_at is not None:
+        if otp:
+            if not twofactor.second_factor_ok(session, user, otp):
+                _failed(session, email, ip, user, "auth.otp_failed")
+                raise InvalidOtp()
+        elif two_step:
+            pending = "otp"
+        else:
+            raise OtpRequired()
+    elif user.role in settings.totp_required_roles:
+        pending = "enrol"
+    if not pending:
+        session.add(LoginAttempt(email=email, ip=ip, at=now, success=True))
     token = new_token()
     record = LoginSession(
         token_hash=token_hash(token),
@@ -223,11 +259,12 @@ def login(
         last_seen_at=now,
         ip=ip,
         user_agent=user_agent[:300],
+        pending=pending,
     )
     session.add(record)
     audit.record(
         session,
-        "auth.login",
+        "auth.login" if not pending else f"auth.login_pending_{pending}",
         actor_id=user.id,
         ip=ip,
         object_type="user",
@@ -242,10 +279,46 @@ def login(
 _TOUCH_EVERY = timedelta(seconds=60)
 
 
+def complete_second_factor(
+    session: Session, settings: Settings, record: LoginSession, user: User, code: str, *, ip: str
+) -> None:
+    """The code for a session pending it: throttled and recorded like a password."""
+    _throttle(session, settings, user.email, ip)
+    if record.pending != "otp" or not twofactor.second_factor_ok(session, user, code):
+        _failed(session, user.email, ip, user, "auth.otp_failed")
+        raise InvalidOtp()
+    record.pending = ""
+    session.add(record)
+    session.add(LoginAttempt(email=user.email, ip=ip, at=utcnow(), success=True))
+    audit.record(
+        session,
+        "auth.login",
+        actor_id=user.id,
+        ip=ip,
+        object_type="user",
+        object_id=user.id or "",
+        organisation_id=user.organisation_id,
+    )
+
+
+def complete_enrolment(
+    session: Session, record: LoginSession, user: User, code: str, *, ip: str
+) -> list[str]:
+    """Confirm the authenticator; a session pending enrolment becomes a full one."""
+    codes = twofactor.confirm_enrolment(session, user, code, ip=ip)
+    if record.pending == "enrol":
+        record.pending = ""
+        session.add(record)
+    return codes
+
+
 def resolve_session(
-    session: Session, settings: Settings, token: str | None
+    session: Session, settings: Settings, token: str | None, *, pending: bool = False
 ) -> tuple[User, LoginSession] | None:
-    """The live session behind a cookie token, or None if unknown, ended or expired."""
+    """The live session behind a cookie token, or None if unknown, ended or expired.
+
+    A session still waiting for its second factor (or enrolment) counts only where
+    `pending` is asked for: the pages of that step."""
     if not token:
         return None
     found = session.exec(
@@ -260,6 +333,8 @@ def resolve_session(
     idle_limit = record.last_seen_at + timedelta(minutes=settings.session_idle_minutes)
     absolute_limit = record.created_at + timedelta(hours=settings.session_absolute_hours)
     if record.ended_at is not None or not user.active or now > idle_limit or now > absolute_limit:
+        return None
+    if record.pending and not pending:
         return None
     if now - record.last_seen_at > _TOUCH_EVERY:
         record.last_seen_at = now
@@ -390,3 +465,124 @@ def create_specialty(
         detail={"code": code},
     )
     return specialty
+
+
+# --- sessions a user can see and end -------------------------------------------------
+
+
+def _live_filter(settings: Settings) -> tuple[Any, ...]:
+    now = utcnow()
+    return (
+        col(LoginSession.ended_at).is_(None),
+        col(LoginSession.last_seen_at) > now - timedelta(minutes=settings.session_idle_minutes),
+        col(LoginSession.created_at) > now - timedelta(hours=settings.session_absolute_hours),
+    )
+
+
+def session_is_live(session: Session, settings: Settings, login_session_id: int) -> bool:
+    """Whether this login session is still open (signaling checks join tokens with it)."""
+    found = session.exec(
+        select(LoginSession.id)
+        .join(User, col(User.id) == LoginSession.user_id)
+        .where(LoginSession.id == login_session_id, col(User.active).is_(True))
+        .where(LoginSession.pending == "")
+        .where(*_live_filter(settings))
+    ).first()
+    return found is not None
+
+
+def active_sessions(session: Session, settings: Settings, user: User) -> list[LoginSession]:
+    """The user's open sessions, most recently used first."""
+    return list(
+        session.exec(
+            select(LoginSession)
+            .where(LoginSession.user_id == user.id)
+            .where(*_live_filter(settings))
+            .order_by(col(LoginSession.last_seen_at).desc())
+        ).all()
+    )
+
+
+def end_own_session(session: Session, user: User, login_session_id: int, *, ip: str) -> None:
+    """A user ends one of their own sessions (another device); others' are absent."""
+    record = session.get(LoginSession, login_session_id)
+    if record is None or record.user_id != user.id or record.ended_at is not None:
+        raise NotFound("session")
+    record.ended_at = utcnow()
+    session.add(record)
+    audit.record(
+        session,
+        "auth.session_end",
+        actor_id=user.id,
+        ip=ip,
+        object_type="session",
+        object_id=record.id or "",
+        organisation_id=user.organisation_id,
+    )
+
+
+def _end_all(session: Session, user_id: int, *, besides: int | None = None) -> list[int]:
+    ended = []
+    for record in session.exec(
+        select(LoginSession).where(
+            LoginSession.user_id == user_id, col(LoginSession.ended_at).is_(None)
+        )
+    ).all():
+        if record.id == besides:
+            continue
+        record.ended_at = utcnow()
+        session.add(record)
+        ended.append(record.id or 0)
+    return ended
+
+
+def revoke_sessions(session: Session, admin: User, user_id: int, *, ip: str = "") -> list[int]:
+    """An administrator ends every session of a user of their own organisation."""
+    user = session.get(User, user_id)
+    if user is None or user.organisation_id != admin.organisation_id:
+        raise NotFound("user")
+    ended = _end_all(session, user_id)
+    audit.record(
+        session,
+        "auth.sessions_revoke",
+        actor_id=admin.id,
+        ip=ip,
+        object_type="user",
+        object_id=user_id,
+        organisation_id=user.organisation_id,
+        detail={"sessions": len(ended)},
+    )
+    return ended
+
+
+def change_password(
+    session: Session,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    keep_session_id: int | None,
+    ip: str = "",
+) -> list[int]:
+    """Check the current password and the new one; every other session ends."""
+    if not verify_password(user.password_hash, current):
+        raise AppError(
+            "wrong_password", "the current password is wrong", 422, extra={"field": "current"}
+        )
+    problem = password_problem(new, (user.email, user.name))
+    if problem:
+        raise AppError("weak_password", problem, 422, extra={"field": "new"})
+    user.password_hash = hash_password(new)
+    session.add(user)
+    ended = _end_all(session, user.id or 0, besides=keep_session_id)
+    audit.record(
+        session,
+        "auth.password_change",
+        actor_id=user.id,
+        ip=ip,
+        object_type="user",
+        object_id=user.id or "",
+        organisation_id=user.organisation_id,
+        detail={"sessions_ended": len(ended)},
+    )
+    return ended

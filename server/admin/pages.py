@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import col, select
 
 from server.accounts import service as accounts
 from server.accounts.deps import AdminUser, client_ip
+from server.accounts.ending import announce_ended
 from server.accounts.models import Organisation, Region, Role, Specialty, User
 from server.db import SessionDep
 from server.errors import AppError
+from server.validation import PathId
 from web.render import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -92,13 +94,30 @@ def users_create(
 
 @router.post("/users/{user_id}/active")
 def users_set_active(
-    user_id: int,
+    user_id: PathId,
     request: Request,
     session: SessionDep,
     admin: AdminUser,
     active: Annotated[bool, Form()],
+    tasks: BackgroundTasks,
 ) -> Response:
     accounts.set_active(session, admin, user_id, active, ip=client_ip(request))
+    if not active:
+        announce_ended(request, tasks, user_id, None)
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/users/{user_id}/sessions/revoke")
+def users_revoke_sessions(
+    user_id: PathId,
+    request: Request,
+    session: SessionDep,
+    admin: AdminUser,
+    tasks: BackgroundTasks,
+) -> Response:
+    """End every session of a colleague; their open sockets close too."""
+    accounts.revoke_sessions(session, admin, user_id, ip=client_ip(request))
+    announce_ended(request, tasks, user_id, None)
     return RedirectResponse("/admin/users", status_code=303)
 
 

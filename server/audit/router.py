@@ -13,6 +13,7 @@ from server.accounts.deps import AdminUser, client_ip
 from server.audit import service as audit
 from server.audit.models import AuditEvent
 from server.db import SessionDep
+from server.validation import BodyId, EdgeDateTime
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -47,13 +48,13 @@ class AuditEventOut(BaseModel):
 
 class AuditFilter(BaseModel):
     action: str | None = None
-    actor_id: int | None = None
+    actor_id: BodyId | None = None
     object_type: str | None = None
     object_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    before_seq: int | None = None
-    limit: int = 100
+    since: EdgeDateTime | None = None
+    until: EdgeDateTime | None = None
+    before_seq: BodyId | None = None
+    limit: BodyId = 100
 
 
 def search_for_admin(

@@ -57,12 +57,19 @@ class ServerGatekeeper:
             if claims is None or not isinstance(claims.get("r"), str):
                 return None
             user_id = claims.get("u")
+            login_session = claims.get("s")
+            if isinstance(login_session, int) and isinstance(user_id, int):
+                if not await self._db(
+                    lambda session: accounts.session_is_live(session, self.settings, login_session)
+                ):
+                    return None  # issued in a session that has ended since
             return Identity(
                 key=str(claims.get("k")),
                 name=str(claims.get("n", ""))[:80],
                 kind="guest" if claims.get("t") == "guest" else "user",
                 user_id=user_id if isinstance(user_id, int) else None,
                 room=claims["r"],
+                session=str(login_session) if isinstance(login_session, int) else None,
             )
         if not cookie:
             return None
@@ -71,8 +78,13 @@ class ServerGatekeeper:
             found = accounts.resolve_session(session, self.settings, cookie)
             if found is None:
                 return None
-            user = found[0]
-            return Identity(key=calls.user_key(user.id or 0), name=user.name, user_id=user.id)
+            user, record = found
+            return Identity(
+                key=calls.user_key(user.id or 0),
+                name=user.name,
+                user_id=user.id,
+                session=str(record.id),
+            )
 
         return await self._db(resolve)
 

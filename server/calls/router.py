@@ -21,7 +21,11 @@ def join_token(
 ) -> dict[str, Any]:
     """A short-lived token for a non-browser client to join this consult's call."""
     consult = viewing.consult
-    token = service.issue_join_token(settings, request.app.state.secret_key, viewing.user, consult)
+    auth = getattr(request.state, "auth", None)
+    login_session_id = auth[1].id if auth else None
+    token = service.issue_join_token(
+        settings, request.app.state.secret_key, viewing.user, consult, login_session_id
+    )
     return {"token": token, "room": consult.public_id, "expires_in": settings.join_token_seconds}
 
 

@@ -29,19 +29,27 @@ def user_key(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def issue_join_token(settings: Settings, secret: str, user: User, consult: ConsultRequest) -> str:
-    """A short-lived token that opens this consult's room for this user (non-browser clients)."""
-    return tokens.sign_join(
-        secret,
-        {
-            "r": consult.public_id,
-            "k": user_key(user.id or 0),
-            "u": user.id,
-            "n": user.name,
-            "t": "user",
-        },
-        settings.join_token_seconds,
-    )
+def issue_join_token(
+    settings: Settings,
+    secret: str,
+    user: User,
+    consult: ConsultRequest,
+    login_session_id: int | None = None,
+) -> str:
+    """A short-lived token that opens this consult's room for this user (non-browser clients).
+
+    It names the login session it was issued in: once that session ends the token no
+    longer opens anything, and the socket it opened is closed."""
+    claims: dict[str, object] = {
+        "r": consult.public_id,
+        "k": user_key(user.id or 0),
+        "u": user.id,
+        "n": user.name,
+        "t": "user",
+    }
+    if login_session_id is not None:
+        claims["s"] = login_session_id
+    return tokens.sign_join(secret, claims, settings.join_token_seconds)
 
 
 def _invite_hash(token: str) -> str:

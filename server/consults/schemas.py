@@ -14,10 +14,11 @@ from server.consults.models import (
     Sex,
     Urgency,
 )
+from server.validation import BodyId
 
 
 class ConsultIn(BaseModel):
-    specialty_id: int
+    specialty_id: BodyId
     urgency: Urgency = Urgency.ROUTINE
     mode: ConsultMode = ConsultMode.VIDEO
     patient_chart_number: str = Field(min_length=1, max_length=40)
@@ -54,7 +55,7 @@ class ModeIn(BaseModel):
 
 class MessageIn(BaseModel):
     body: str = Field(min_length=1, max_length=20_000)
-    reply_to_id: int | None = None
+    reply_to_id: BodyId | None = None
 
 
 class ReportIn(BaseModel):

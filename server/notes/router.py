@@ -6,13 +6,14 @@ in server/notes/gate.py; server/app.py registers it at /notes/ws/{public_id}.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from server.consults.deps import ConsultForAssigned, ConsultForParticipant
 from server.db import SessionDep
 from server.notes import service
+from server.validation import QueryCount
 
 router = APIRouter()
 
@@ -27,8 +28,8 @@ def note_state(viewing: ConsultForParticipant, session: SessionDep) -> dict[str,
 def note_draft(
     viewing: ConsultForAssigned,
     session: SessionDep,
-    start: Annotated[int | None, Query(ge=0)] = None,
-    end: Annotated[int | None, Query(ge=0)] = None,
+    start: QueryCount = None,
+    end: QueryCount = None,
 ) -> dict[str, Any]:
     """The whole note or a selection (code points), to start the report draft from."""
     text = service.excerpt(session, viewing.consult, start, end)

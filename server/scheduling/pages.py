@@ -19,6 +19,8 @@ from server.scheduling import booking, calendar, rosters, search
 from server.scheduling.errors import SlotTaken
 from server.scheduling.models import RosterException, RosterRule
 from server.scheduling.schemas import ExceptionIn, RuleIn
+from server.settings import Settings
+from server.validation import OptionalQueryId, PathId
 from web.render import form_error, render
 
 router = APIRouter(prefix="/schedule", include_in_schema=False)
@@ -70,7 +72,7 @@ def _roster_context(session: SessionDep, user: User, specialist: User) -> dict[s
 
 @router.get("/roster")
 def roster_page(
-    request: Request, session: SessionDep, user: CurrentUser, specialist_id: int | None = None
+    request: Request, session: SessionDep, user: CurrentUser, specialist_id: OptionalQueryId = None
 ) -> Response:
     """A specialist's weekly rules, leave and extra hours."""
     if specialist_id is None:
@@ -91,7 +93,7 @@ def roster_page(
 
 @router.post("/roster/{specialist_id}/rules")
 def add_rule(
-    specialist_id: int,
+    specialist_id: PathId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -132,7 +134,9 @@ def add_rule(
 
 
 @router.post("/roster/rules/{rule_id}/delete")
-def remove_rule(rule_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+def remove_rule(
+    rule_id: PathId, request: Request, session: SessionDep, user: CurrentUser
+) -> Response:
     found = session.get(RosterRule, rule_id)
     specialist_id = found.specialist_id if found else 0
     rosters.delete_rule(session, user, rule_id, ip=client_ip(request))
@@ -141,7 +145,7 @@ def remove_rule(rule_id: int, request: Request, session: SessionDep, user: Curre
 
 @router.post("/roster/{specialist_id}/exceptions")
 def add_exception(
-    specialist_id: int,
+    specialist_id: PathId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -171,7 +175,7 @@ def add_exception(
 
 @router.post("/roster/exceptions/{exception_id}/delete")
 def remove_exception(
-    exception_id: int, request: Request, session: SessionDep, user: CurrentUser
+    exception_id: PathId, request: Request, session: SessionDep, user: CurrentUser
 ) -> Response:
     found = session.get(RosterException, exception_id)
     specialist_id = found.specialist_id if found else 0
@@ -186,7 +190,8 @@ def renew_feed(request: Request, session: SessionDep, user: CurrentUser) -> Resp
         raise AppError("forbidden", "only specialists have a calendar feed", 403)
     token = calendar.renew_feed(session, user, ip=client_ip(request))
     context = _roster_context(session, user, user)
-    context["feed_url"] = str(request.url_for("calendar_feed", token=token))
+    settings: Settings = request.app.state.settings
+    context["feed_url"] = settings.public_url(f"/calendar/{token}.ics")
     return render(request, "scheduling/roster.html", **context)
 
 
@@ -329,7 +334,7 @@ def appointments_page(request: Request, session: SessionDep, user: ClinicianUser
 
 @router.post("/appointments/{appointment_id}/cancel")
 def cancel_submit(
-    appointment_id: int,
+    appointment_id: PathId,
     request: Request,
     session: SessionDep,
     user: ClinicianUser,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -39,6 +39,8 @@ from server.scheduling.schemas import (
     UrgentIn,
     UrgentOut,
 )
+from server.settings import Settings
+from server.validation import EdgeDateTime, OptionalQueryId, PathId, QueryId
 
 router = APIRouter(prefix="/api", tags=["scheduling"])
 feeds = APIRouter(tags=["scheduling"])
@@ -68,7 +70,7 @@ def appointment_out(appointment: Appointment, consult: ConsultRequest) -> Appoin
 
 
 @router.get("/rosters/{specialist_id}/rules", response_model=list[RuleOut])
-def get_rules(specialist_id: int, session: SessionDep, user: CurrentUser) -> list[RuleOut]:
+def get_rules(specialist_id: PathId, session: SessionDep, user: CurrentUser) -> list[RuleOut]:
     """A specialist's weekly rules (the specialist or their hospital's admin)."""
     rosters.roster_owner(session, user, specialist_id)
     return [rule_out(r) for r in rosters.list_rules(session, specialist_id)]
@@ -76,7 +78,7 @@ def get_rules(specialist_id: int, session: SessionDep, user: CurrentUser) -> lis
 
 @router.post("/rosters/{specialist_id}/rules", response_model=RuleOut, status_code=201)
 def post_rule(
-    specialist_id: int, body: RuleIn, request: Request, session: SessionDep, user: CurrentUser
+    specialist_id: PathId, body: RuleIn, request: Request, session: SessionDep, user: CurrentUser
 ) -> RuleOut:
     """Add a weekly rule (local times of the hospital)."""
     rule = rosters.create_rule(session, user, specialist_id, body, ip=client_ip(request))
@@ -85,14 +87,16 @@ def post_rule(
 
 @router.put("/rosters/rules/{rule_id}", response_model=RuleOut)
 def put_rule(
-    rule_id: int, body: RuleIn, request: Request, session: SessionDep, user: CurrentUser
+    rule_id: PathId, body: RuleIn, request: Request, session: SessionDep, user: CurrentUser
 ) -> RuleOut:
     """Change a weekly rule."""
     return rule_out(rosters.update_rule(session, user, rule_id, body, ip=client_ip(request)))
 
 
 @router.delete("/rosters/rules/{rule_id}", status_code=204)
-def remove_rule(rule_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+def remove_rule(
+    rule_id: PathId, request: Request, session: SessionDep, user: CurrentUser
+) -> Response:
     """Delete a weekly rule (booked appointments stay)."""
     rosters.delete_rule(session, user, rule_id, ip=client_ip(request))
     return Response(status_code=204)
@@ -100,7 +104,7 @@ def remove_rule(rule_id: int, request: Request, session: SessionDep, user: Curre
 
 @router.get("/rosters/{specialist_id}/exceptions", response_model=list[ExceptionOut])
 def get_exceptions(
-    specialist_id: int, session: SessionDep, user: CurrentUser
+    specialist_id: PathId, session: SessionDep, user: CurrentUser
 ) -> list[ExceptionOut]:
     """A specialist's leave and extra hours."""
     rosters.roster_owner(session, user, specialist_id)
@@ -109,7 +113,11 @@ def get_exceptions(
 
 @router.post("/rosters/{specialist_id}/exceptions", response_model=ExceptionOut, status_code=201)
 def post_exception(
-    specialist_id: int, body: ExceptionIn, request: Request, session: SessionDep, user: CurrentUser
+    specialist_id: PathId,
+    body: ExceptionIn,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
 ) -> ExceptionOut:
     """Add leave (whole days or hours) or one-off extra hours."""
     item = rosters.create_exception(session, user, specialist_id, body, ip=client_ip(request))
@@ -118,7 +126,7 @@ def post_exception(
 
 @router.delete("/rosters/exceptions/{exception_id}", status_code=204)
 def remove_exception(
-    exception_id: int, request: Request, session: SessionDep, user: CurrentUser
+    exception_id: PathId, request: Request, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Delete leave or extra hours."""
     rosters.delete_exception(session, user, exception_id, ip=client_ip(request))
@@ -133,11 +141,11 @@ def get_slots(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
-    specialty_id: int,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    organisation_id: int | None = None,
-    region_id: int | None = None,
+    specialty_id: QueryId,
+    start: Annotated[EdgeDateTime | None, Query()] = None,
+    end: Annotated[EdgeDateTime | None, Query()] = None,
+    organisation_id: OptionalQueryId = None,
+    region_id: OptionalQueryId = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> list[SlotOut]:
     """Free slots, best first; each says why it ranks where it does."""
@@ -188,7 +196,11 @@ def get_appointments(
 
 @router.post("/appointments/{appointment_id}/cancel", response_model=AppointmentOut)
 def cancel_appointment(
-    appointment_id: int, body: CancelIn, request: Request, session: SessionDep, user: ClinicianUser
+    appointment_id: PathId,
+    body: CancelIn,
+    request: Request,
+    session: SessionDep,
+    user: ClinicianUser,
 ) -> AppointmentOut:
     """Cancel with a reason; the other side is notified and the slot is free again."""
     appointment = booking.cancel(session, user, appointment_id, body.reason, ip=client_ip(request))
@@ -198,7 +210,7 @@ def cancel_appointment(
 
 @router.post("/appointments/{appointment_id}/reschedule", response_model=AppointmentOut)
 def reschedule_appointment(
-    appointment_id: int,
+    appointment_id: PathId,
     body: RescheduleIn,
     request: Request,
     session: SessionDep,
@@ -226,7 +238,10 @@ def reschedule_appointment(
 
 @router.get("/oncall", response_model=list[OnCallOut])
 def get_oncall(
-    session: SessionDep, user: CurrentUser, specialty_id: int, region_id: int | None = None
+    session: SessionDep,
+    user: CurrentUser,
+    specialty_id: QueryId,
+    region_id: OptionalQueryId = None,
 ) -> list[OnCallOut]:
     """Who is on call now for a specialty (regional first)."""
     if region_id is None:
@@ -300,7 +315,7 @@ def post_urgent(
 
 
 @router.get("/urgent/{urgent_id}", response_model=UrgentOut)
-def get_urgent(urgent_id: int, session: SessionDep, user: ClinicianUser) -> UrgentOut:
+def get_urgent(urgent_id: PathId, session: SessionDep, user: ClinicianUser) -> UrgentOut:
     """An urgent ring, for the clinic that started it or a specialist it rang."""
     item = session.get(UrgentRequest, urgent_id)
     if item is None:
@@ -318,10 +333,7 @@ def get_urgent(urgent_id: int, session: SessionDep, user: ClinicianUser) -> Urge
 
 @router.post("/urgent/{urgent_id}/accept", response_model=UrgentOut)
 def accept_urgent(
-    urgent_id: int,
-    request: Request,
-    session: SessionDep,
-    user: SpecialistUser,
+    urgent_id: PathId, request: Request, session: SessionDep, user: SpecialistUser
 ) -> UrgentOut:
     """Take the urgent consult (the same service as the inbox's button); 409 when another
     specialist was first."""
@@ -332,15 +344,18 @@ def accept_urgent(
 # --- calendar feed ------------------------------------------------------------------
 
 
-def feed_url(request: Request, token: str) -> str:
-    return str(request.url_for("calendar_feed", token=token))
+def feed_url(settings: Settings, token: str) -> str:
+    """The secret feed URL, from the configured public address (never the Host header)."""
+    return settings.public_url(f"/calendar/{token}.ics")
 
 
 @router.post("/calendar/feed", response_model=FeedOut, status_code=201)
-def renew_feed(request: Request, session: SessionDep, user: SpecialistUser) -> FeedOut:
+def renew_feed(
+    request: Request, session: SessionDep, settings: SettingsDep, user: SpecialistUser
+) -> FeedOut:
     """A new secret feed URL (shown once); the old one stops working."""
     token = calendar.renew_feed(session, user, ip=client_ip(request))
-    return FeedOut(url=feed_url(request, token))
+    return FeedOut(url=feed_url(settings, token))
 
 
 @router.delete("/calendar/feed", status_code=204)
@@ -352,12 +367,12 @@ def revoke_feed(request: Request, session: SessionDep, user: SpecialistUser) -> 
 
 
 @feeds.get("/calendar/{token}.ics", name="calendar_feed")
-def calendar_feed(token: str, request: Request, session: SessionDep) -> Response:
+def calendar_feed(token: str, session: SessionDep, settings: SettingsDep) -> Response:
     """The feed itself: the secret in the URL is the only credential (calendar apps)."""
     specialist = calendar.specialist_for_token(session, token)
     if specialist is None or not specialist.active:
         raise NotFound("calendar feed")
-    body = calendar.feed_ics(session, specialist, str(request.base_url))
+    body = calendar.feed_ics(session, specialist, settings.public_url("/"))
     return Response(
         body,
         media_type="text/calendar; charset=utf-8",

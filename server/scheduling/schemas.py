@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import datetime, time
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from server.scheduling.models import ExceptionKind, RuleKind
+from server.validation import BodyId, EdgeAwareDateTime, EdgeDate
 
 
 class RuleIn(BaseModel):
@@ -15,8 +16,8 @@ class RuleIn(BaseModel):
     end_time: time = Field(description="local time; 00:00 means midnight at the end of the day")
     slot_minutes: int = Field(default=20, ge=5, le=240)
     kind: RuleKind = RuleKind.CONSULT
-    valid_from: date
-    valid_to: date | None = None
+    valid_from: EdgeDate
+    valid_to: EdgeDate | None = None
 
 
 class RuleOut(RuleIn):
@@ -26,8 +27,8 @@ class RuleOut(RuleIn):
 
 class ExceptionIn(BaseModel):
     kind: ExceptionKind
-    date_from: date
-    date_to: date | None = Field(default=None, description="last day of a whole-day leave")
+    date_from: EdgeDate
+    date_to: EdgeDate | None = Field(default=None, description="last day of a whole-day leave")
     start_time: time | None = Field(default=None, description="omit for whole days")
     end_time: time | None = None
     slot_minutes: int = Field(default=20, ge=5, le=240)
@@ -58,13 +59,13 @@ class SlotOut(BaseModel):
 
 class BookIn(BaseModel):
     consult_id: str = Field(min_length=1, max_length=32, description="the consult's public id")
-    specialist_id: int
-    starts_at: AwareDatetime
+    specialist_id: BodyId
+    starts_at: EdgeAwareDateTime
 
 
 class RescheduleIn(BaseModel):
-    starts_at: AwareDatetime
-    specialist_id: int | None = None
+    starts_at: EdgeAwareDateTime
+    specialist_id: BodyId | None = None
     reason: str = Field(min_length=3, max_length=500)
 
 

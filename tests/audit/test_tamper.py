@@ -1,6 +1,8 @@
 """The hash chain detects a modified, a deleted and an inserted audit event, both through
-server.audit.service.verify and `dari audit verify`. Each test tampers with its own
-scratch database, never with the shared one."""
+server.audit.service.verify and `dari audit verify`; the key the database does not hold
+and the checkpoints kept outside it detect a truncated tail with the head moved back, a
+deleted head and a recomputed chain. Each test tampers with its own scratch database,
+never with the shared one."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from server.audit import service as audit
 from server.cli import app as cli
 from server.db import engine_for
 from server.settings import get_settings
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET
 
 
 @pytest.fixture
@@ -35,11 +37,12 @@ def scratch_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
         url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     migrate.upgrade(url)
+    audit.configure(url, TEST_SECRET, tmp_path / "audit-checkpoints.log")
     engine = create_engine(url)
     with Session(engine) as session:
         for n in range(5):
             audit.record(session, "consult.read", actor_id=None, object_id=f"c{n}", ip="10.0.0.1")
-        session.commit()
+            session.commit()  # one checkpoint per commit, outside the database
     engine.dispose()
     yield url
     engine_for(url).dispose()  # cli_verify and others may have opened it
@@ -131,3 +134,77 @@ def test_inserted_event_is_detected(scratch_url: str, monkeypatch: pytest.Monkey
     assert any(p.seq == 3 and "changed" in p.message for p in problems)
     assert any("log ends at 6 but its head says 5" in p.message for p in problems)
     assert cli_verify(scratch_url, monkeypatch)[0] == 1
+
+
+def _recompute_from(url: str, seq: int, key: bytes) -> None:
+    """An attacker edits event `seq` and recomputes every later hash and the head."""
+    from sqlmodel import col, select
+
+    from server.audit.models import AuditEvent
+
+    engine = create_engine(url)
+    with Session(engine) as session:
+        events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all())
+        session.expunge_all()
+    engine.dispose()
+    prev = None
+    statements = [f"UPDATE auditevent SET ip = '6.6.6.6' WHERE seq = {seq}"]
+    for event in events:
+        if event.seq == seq:
+            event.ip = "6.6.6.6"
+        if event.seq >= seq:
+            assert prev is not None
+            event.prev_hash = prev
+            event.hash = audit._digest(prev, event, key)
+            statements.append(
+                f"UPDATE auditevent SET prev_hash = '{event.prev_hash}', hash = '{event.hash}' "
+                f"WHERE seq = {event.seq}"
+            )
+        prev = event.hash
+    statements.append(f"UPDATE audithead SET hash = '{prev}' WHERE id = 1")
+    tamper(url, *statements)
+
+
+def test_truncated_tail_with_the_head_moved_back_is_detected(
+    scratch_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tamper(
+        scratch_url,
+        "DELETE FROM auditevent WHERE seq = 5",
+        "UPDATE audithead SET seq = 4, hash = (SELECT hash FROM auditevent WHERE seq = 4)",
+    )
+    problems = problems_of(scratch_url)
+    assert [p.seq for p in problems] == [5]
+    assert "truncated" in problems[0].message
+    code, output = cli_verify(scratch_url, monkeypatch)
+    assert code == 1 and "truncated" in output
+
+
+def test_deleted_head_is_detected(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tamper(scratch_url, "DELETE FROM audithead")
+    assert any("head is gone" in p.message for p in problems_of(scratch_url))
+    assert cli_verify(scratch_url, monkeypatch)[0] == 1
+
+
+def test_chain_recomputed_without_the_key_is_detected(scratch_url: str) -> None:
+    # Whoever holds only the database does not have the key: a guessed one fails.
+    _recompute_from(scratch_url, 3, audit.derive_key("a guessed secret"))
+    problems = problems_of(scratch_url)
+    assert {p.seq for p in problems if "changed" in p.message} == {3, 4, 5}
+
+
+def test_chain_recomputed_with_the_key_is_caught_by_the_checkpoints(
+    scratch_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Even with the key, the checkpoints written at the time name the old hashes.
+    _recompute_from(scratch_url, 3, audit.derive_key(TEST_SECRET))
+    problems = problems_of(scratch_url)
+    assert not any("changed" in p.message for p in problems)
+    assert {p.seq for p in problems if "rewritten" in p.message} == {3, 4, 5}
+    assert cli_verify(scratch_url, monkeypatch)[0] == 1
+
+
+def test_forged_checkpoint_line_is_detected(scratch_url: str, tmp_path: Path) -> None:
+    with (tmp_path / "audit-checkpoints.log").open("a") as handle:
+        handle.write('{"seq":9,"hash":"00","at":"2026-01-01T00:00:00+00:00","sig":"beef"}\n')
+    assert any("not signed" in p.message for p in problems_of(scratch_url))
