@@ -567,11 +567,11 @@ def change_password(
     """Check the current password and the new one; every other session ends."""
     if not verify_password(user.password_hash, current):
         raise AppError(
-            "wrong_password", "the current password is wrong", 422, extra={"field": "current"}
+            "wrong_password", "the current password is wrong", 422, field="current"
         )
     problem = password_problem(new, (user.email, user.name))
     if problem:
-        raise AppError("weak_password", problem, 422, extra={"field": "new"})
+        raise AppError("weak_password", problem, 422, field="new")
     user.password_hash = hash_password(new)
     session.add(user)
     ended = _end_all(session, user.id or 0, besides=keep_session_id)

@@ -66,7 +66,7 @@ def confirm_enrolment(session: Session, user: User, code: str, *, ip: str = "") 
         raise AppError("totp_not_started", "start the set-up first", 409)
     if not code_is_valid(user, code):
         raise AppError(
-            "invalid_otp", "that code is not right; try the next one", 422, extra={"field": "code"}
+            "invalid_otp", "that code is not right; try the next one", 422, field="code"
         )
     user.totp_enabled_at = utcnow()
     session.add(user)

@@ -358,6 +358,14 @@ def restore(settings: Settings, backup_dir: Path, key: str | None = None) -> Res
         if relative.startswith("attachments/"):
             if sha256_of(store / relative.removeprefix("attachments/")) != entry["sha256"]:
                 raise BackupError(f"{relative}: hash differs after restore")
+    # The chain is checked with this deployment's audit key (never held by the database)
+    # and against its checkpoints outside the database (docs/security.md).
+    audit.configure(
+        url,
+        settings.resolved_audit_key(),
+        settings.resolved_audit_checkpoints(),
+        settings.audit_syslog,
+    )
     with Session(engine) as session:
         problems = audit.verify(session)
     return Restored(counts, restored, len(problems))
