@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.accounts.deps import CurrentUser, OptionalUser
+from server.accounts.deps import CurrentUser, OptionalUser, SettingsDep
 from server.consults.deps import ConsultForParticipant
 from server.consults.models import ConsultMode
 from web.render import render
@@ -19,7 +19,9 @@ SIGNALING_PATH = "/ws"
 
 
 @router.get("/consults/{public_id}/call")
-def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
+def call_page(
+    request: Request, viewing: ConsultForParticipant, settings: SettingsDep
+) -> Response:
     """The video call of a consult, for its participants only."""
     consult = viewing.consult
     consult_url = f"/consults/{consult.public_id}"
@@ -37,6 +39,7 @@ def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
         thread_url=f"{consult_url}#thread",
         switch_url=switch_url,
         bandwidth_choices=BANDWIDTH_CHOICES,
+        ice_policy=settings.ice_transport_policy,
     )
 
 
@@ -47,7 +50,7 @@ def precall_page(request: Request, user: CurrentUser) -> Response:
 
 
 @router.get("/calls/guest")
-def guest_call_page(request: Request, user: OptionalUser) -> Response:
+def guest_call_page(request: Request, user: OptionalUser, settings: SettingsDep) -> Response:
     """A guest's call page; the invitation token stays in the URL fragment, never sent here."""
     return render(
         request,
@@ -60,4 +63,5 @@ def guest_call_page(request: Request, user: OptionalUser) -> Response:
         thread_url="",
         switch_url="",
         bandwidth_choices=BANDWIDTH_CHOICES,
+        ice_policy=settings.ice_transport_policy,
     )

@@ -4,7 +4,7 @@
  * user in the page's error line (translated), not only logged. */
 
 import { applySenderParameters, attachLocalTracks } from "./media.js";
-import { send, signaling, state, timers } from "./state.js";
+import { cfg, send, signaling, state, timers } from "./state.js";
 import {
   clearError, errorName, hideBanner, setStatus, showBanner, showError, showRemoteTrack, updateEmpty,
 } from "./ui.js";
@@ -56,7 +56,10 @@ export function withPeer(id, work) {
 
 export function startConnection(peer, withTracks) {
   if (peer.pc && peer.pc.connectionState !== "closed") return peer.pc;
-  const pc = new RTCPeerConnection({ iceServers: state.iceServers });
+  const pc = new RTCPeerConnection({
+    iceServers: state.iceServers,
+    iceTransportPolicy: cfg.icePolicy === "relay" ? "relay" : "all",
+  });
   peer.pc = pc;
   peer.senders = {};
   peer.makingOffer = false;
