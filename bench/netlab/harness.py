@@ -42,6 +42,8 @@ WARMUP_S = 12.0
 RECOVERY_WAIT_S = 60.0
 CHAT_TEXT = "netlab: chat before the cut"
 NOTE_TEXT = "netlab: note before the cut"
+# Status lines every call shows; "what the user saw" lists the others.
+QUIET_STATUSES = {"Connecting…", "Connected", ""}
 
 # The GP page (patient's side) reaches coturn through the relay: same port, other address.
 TO_RELAY = """
@@ -297,8 +299,10 @@ def _seen(run: Run, who: str) -> list[str]:
     seen: list[str] = []
     for s in run.samples:
         probe_ = getattr(s, who)
-        for key in ("banner", "error"):
+        for key in ("status", "banner", "error"):
             text = (probe_.get(key) or "").strip()
+            if key == "status" and text in QUIET_STATUSES:
+                continue
             if text and text not in seen:
                 seen.append(text)
         if probe_.get("writing") and "[continue in writing offered]" not in seen:

@@ -13,9 +13,10 @@ import {
   toggleCamera, toggleMic, toggleScreen,
 } from "./call/media.js";
 import {
-  closeAllPeers, onCandidate, onDescription, onIceRestart, onPeerJoined, onPeerLeft, syncPeers,
-  updateStatus, withPeer,
+  ICE_RETRY_MS, closeAllPeers, iceWatchdog, onCandidate, onDescription, onIceRestart, onPeerJoined,
+  onPeerLeft, syncPeers, updateStatus, withPeer,
 } from "./call/negotiation.js";
+import { cleanForVideo, nextTier, tierOf, tuneOpus, videoCapKbps } from "./call/link.js";
 import { adapt, reportQuality, sampleStats } from "./call/quality.js";
 import { REPORT_EVERY_MS, STATS_EVERY_MS, linkLevel, tooWeakForAudio, tooWeakForVideo } from "./call/rules.js";
 import { cfg, root, send, signaling, state, t, timers } from "./call/state.js";
@@ -199,6 +200,7 @@ async function start() {
   });
   addEventListener("online", () => hideBanner("offline")); // the client reconnects itself
   timers.every(STATS_EVERY_MS, sampleStats);
+  timers.every(ICE_RETRY_MS, iceWatchdog);
   timers.every(REPORT_EVERY_MS, reportQuality);
   connectSignaling();
 }
@@ -208,6 +210,7 @@ if (root) {
   window.dariCall = {
     state,
     rules: { linkLevel, tooWeakForVideo, tooWeakForAudio },
+    link: { tierOf, nextTier, tuneOpus, videoCapKbps, cleanForVideo },
     setAudioOnly,
     adapt,
     sampleStats,

@@ -3,6 +3,7 @@
  * strictly in order, ICE restarted after a network change. A failure is shown to the
  * user in the page's error line (translated), not only logged. */
 
+import { tuneOpus } from "./link.js";
 import { applySenderParameters, attachLocalTracks } from "./media.js";
 import { cfg, send, signaling, state, timers } from "./state.js";
 import {
@@ -11,6 +12,7 @@ import {
 
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long: restart ICE ourselves
 const ICE_GIVE_UP_MS = 15000;       // still not connected this long after "failed": say so
+export const ICE_RETRY_MS = 3000;   // while the media path is down, restart ICE again this often
 
 export function addPeer(info) {
   const existing = state.peers.get(info.peer_id);
@@ -97,7 +99,8 @@ export async function onDescription(peer, f) {
     pc = startConnection(peer, false);
   }
   if (!pc) return;
-  const description = { type: f.type, sdp: f.sdp };
+  // Opus FEC and DTX: the description we apply configures our own encoder (link.js).
+  const description = { type: f.type, sdp: tuneOpus(f.sdp) };
   const collision = f.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
   peer.ignoreOffer = !peer.polite && collision;
   if (peer.ignoreOffer) { // impolite: our offer wins
@@ -131,6 +134,7 @@ function onConnectionState(peer, pc) {
   const s = pc.connectionState;
   if (s === "connected") {
     peer.failedAt = 0;
+    peer.everConnected = true;
     clearError(peer.id);
     hideBanner("iceRestart");
     applySenderParameters(peer);
@@ -154,9 +158,30 @@ function onConnectionState(peer, pc) {
 
 function restartIce(peer) {
   if (!peer.pc) return;
+  peer.restartedAt = Date.now();
   showBanner("iceRestart");
   if (peer.offer === "peer") send({ type: "ice-restart", to: peer.id });
   else peer.pc.restartIce();
+}
+
+/** ICE fails while signaling stays up (a cut on the media path only): restarting once is
+ * not enough, the first restart's gathering dies in the cut too. Every ICE_RETRY_MS while
+ * a peer that was connected is not, restart again (bounded: stops when connected, when
+ * the peer leaves, at hang-up). */
+export function iceWatchdog() {
+  if (state.ended) return;
+  const now = Date.now();
+  state.peers.forEach((peer) => {
+    const pc = peer.pc;
+    if (!pc || !peer.everConnected || pc.connectionState === "connected" || pc.connectionState === "closed") {
+      if (pc) peer.downSince = 0;
+      return;
+    }
+    if (!peer.downSince) peer.downSince = now;
+    if (now - peer.downSince < DISCONNECTED_GRACE_MS) return;
+    if (now - (peer.restartedAt || 0) < ICE_RETRY_MS) return;
+    restartIce(peer);
+  });
 }
 
 export function onIceRestart(from) {

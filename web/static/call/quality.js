@@ -2,9 +2,12 @@
  * writing" offer when even audio fails, and the medians reported to the server. */
 
 import { $ } from "../lib/page.js";
-import { setAudioOnly } from "./media.js";
+import {
+  MEDIA_LOST_OFFER_MS, VIDEO_BACK_MAX_MS, VIDEO_BACK_SAMPLES, cleanForVideo, nextTier,
+} from "./link.js";
+import { applyAll, setAudioOnly } from "./media.js";
 import { WEAK_SAMPLES, linkLevel, median, tooWeakForAudio, tooWeakForVideo } from "./rules.js";
-import { send, state, t } from "./state.js";
+import { send, state, t, timers } from "./state.js";
 import { hideBanner, showBanner } from "./ui.js";
 
 async function samplePeer(peer, now) {
@@ -57,6 +60,7 @@ function badness(s) {
 export async function sampleStats() {
   if (state.ended) return;
   const now = Date.now();
+  watchMediaLost(now);
   let worst = null;
   const peers = Array.from(state.peers.values()).filter((p) => p.pc && p.pc.connectionState === "connected");
   for (const peer of peers) {
@@ -84,13 +88,50 @@ export async function sampleStats() {
 /** One sample's consequences: audio only after WEAK_SAMPLES weak ones, the written
  * consult offered after as many with failing audio. */
 export function adapt(s) {
-  state.weakRun = tooWeakForVideo(s) ? state.weakRun + 1 : 0;
+  const next = nextTier(state.link, s);
+  state.link.upRun = next.upRun;
+  if (next.tier !== state.link.tier) {
+    state.link.tier = next.tier;
+    applyAll();
+  }
+  videoBack(s);
+  // An edge-tier link (link.js) counts as too weak for video as well.
+  const weak = tooWeakForVideo(s) || state.link.tier === "edge";
+  state.weakRun = weak ? state.weakRun + 1 : 0;
   state.audioWeakRun = tooWeakForAudio(s) ? state.audioWeakRun + 1 : 0;
   if (!state.audioOnly && state.weakRun >= WEAK_SAMPLES && Date.now() > state.autoPausedUntil) {
+    // Fell back again after an automatic return: wait longer before the next try.
+    if (state.link.cameBack) state.link.backoffMs = Math.min(2 * state.link.backoffMs, VIDEO_BACK_MAX_MS);
     setAudioOnly(true, true);
   }
   if (state.audioWeakRun >= WEAK_SAMPLES) showBanner("audioFailing", null, true);
   else hideBanner("audioFailing");
+}
+
+/** After an automatic fall-back, video comes back by itself on a clean link. */
+function videoBack(s) {
+  if (!state.audioOnly || !state.audioOnlyAuto) return;
+  state.link.cleanRun = cleanForVideo(s) ? state.link.cleanRun + 1 : 0;
+  if (state.link.cleanRun < VIDEO_BACK_SAMPLES) return;
+  if (Date.now() - state.link.audioOnlySince < state.link.backoffMs) return;
+  state.link.cameBack = true;
+  setAudioOnly(false, true);
+  showBanner("videoBackAuto");
+  timers.after(6000, () => hideBanner("videoBackAuto"));
+}
+
+/** Media cut for a while (the peer connection not connected, signaling or not): offer
+ * the written consult; ICE keeps trying meanwhile (negotiation.js). */
+function watchMediaLost(now) {
+  const peers = Array.from(state.peers.values()).filter((p) => p.pc);
+  const down = peers.some((p) => p.pc.connectionState === "disconnected" || p.pc.connectionState === "failed");
+  if (!down) {
+    if (state.link.downSince) hideBanner("mediaLost");
+    state.link.downSince = 0;
+    return;
+  }
+  if (!state.link.downSince) state.link.downSince = now;
+  if (now - state.link.downSince >= MEDIA_LOST_OFFER_MS) showBanner("mediaLost", null, true);
 }
 
 /** The medians so far, for the call session's quality summary (last one wins). */

@@ -1,7 +1,7 @@
 /* Link rules of the call page: pure functions, thresholds documented in docs/web.md. */
 
-export const WEAK_SAMPLES = 3;       // consecutive bad samples (about 9 s) before falling back
-export const STATS_EVERY_MS = 3000;
+export const WEAK_SAMPLES = 3;       // consecutive bad samples (about 6 s) before falling back
+export const STATS_EVERY_MS = 2000;
 export const REPORT_EVERY_MS = 15000;
 export const AUTO_PAUSE_MS = 60000;  // after the user turns video back on, no automatic fall-back for 1 min
 
