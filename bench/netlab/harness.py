@@ -224,6 +224,8 @@ def run_lab(names: list[str], seconds: float, out_dir: Path) -> list[Run]:
                     print(f"netlab: {name} ({PROFILES[name].describe()})", flush=True)
                     run = measure(browser, base, db_url, relay, coturn, PROFILES[name], seconds)
                     runs.append(run)
+                    raw = [{"t": round(x.t, 2), "gp": x.gp, "sp": x.sp} for x in run.samples]
+                    (out_dir / f"samples-{name}.json").write_text(json.dumps(raw))
                     print(json.dumps(summarise(run)), flush=True)
             finally:
                 browser.close()

@@ -13,6 +13,8 @@ async () => {
     error: shown("call-error") ? el("call-error").textContent : "",
     status: el("call-status") ? el("call-status").textContent : "",
     chat: el("chat-log") ? el("chat-log").children.length : 0,
+    last: c.state.last || null,
+    tier: c.state.link ? c.state.link.tier : null,
   };
   for (const peer of c.state.peers.values()) {
     if (!peer.pc) continue;

@@ -51,17 +51,21 @@ def test_link_policy_on_the_call_page(new_page: Callable[..., Any], bdb: Session
     assert gp.evaluate(tier, {"availableKbps": 2000, "lossPct": 0, "rttMs": 40}) == "good"
     assert gp.evaluate(tier, {"availableKbps": 280, "lossPct": 3, "rttMs": 160}) == "weak"
     assert gp.evaluate(tier, {"availableKbps": 60, "lossPct": 5, "rttMs": 500}) == "edge"
+    # A low estimate alone is our own cap talking (app-limited): weak, not edge.
+    assert gp.evaluate(tier, {"availableKbps": 50, "lossPct": 0, "rttMs": 60}) == "weak"
     # Down at once, up only after three better samples in a row.
     step = "([link, s]) => window.dariCall.link.nextTier(link, s)"
     good = {"availableKbps": 2000, "lossPct": 0, "rttMs": 40}
     edge = {"availableKbps": 60, "lossPct": 5, "rttMs": 500}
-    assert gp.evaluate(step, [{"tier": "good", "upRun": 0}, edge])["tier"] == "edge"
-    assert gp.evaluate(step, [{"tier": "edge", "upRun": 0}, good]) == {"tier": "edge", "upRun": 1}
-    assert gp.evaluate(step, [{"tier": "edge", "upRun": 2}, good]) == {"tier": "weak", "upRun": 0}
+    assert gp.evaluate(step, [{"tier": "good", "upRun": 0}, edge])["tier"] == "good"  # a blip
+    assert gp.evaluate(step, [{"tier": "good", "downRun": 1}, edge])["tier"] == "edge"
+    assert gp.evaluate(step, [{"tier": "edge", "upRun": 0}, good])["upRun"] == 1
+    assert gp.evaluate(step, [{"tier": "edge", "upRun": 2}, good])["tier"] == "weak"
     cap = "([user, tier]) => window.dariCall.link.videoCapKbps(user, {tier})"
     assert gp.evaluate(cap, [0, "good"]) == 0
     assert gp.evaluate(cap, [300, "good"]) == 300
     assert gp.evaluate(cap, [0, "weak"]) == 220
+    assert gp.evaluate(cap, [0, "start"]) == 100
     assert gp.evaluate(cap, [150, "weak"]) == 150
 
     # An edge link: audio only by itself within three samples, Opus capped, and the

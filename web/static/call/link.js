@@ -11,42 +11,54 @@
  *   ICE keeps trying (negotiation.js), note and chat untouched.
  * Pure rules first; the few effects at the end. */
 
-export const START_VIDEO_KBPS = 150;
+// Well below Chromium's own start estimate (300 kbps): on a 64 kbps link the first seconds
+// decide whether speech survives. Lifted as soon as a sample shows a good link.
+export const START_VIDEO_KBPS = 100;
 export const TIERS = {
-  start: { audioKbps: 32, videoKbps: START_VIDEO_KBPS, scale: 1 },
+  start: { audioKbps: 24, videoKbps: START_VIDEO_KBPS, scale: 1 },
   good: { audioKbps: 32, videoKbps: 0, scale: 1 },
   weak: { audioKbps: 24, videoKbps: 220, scale: 2 },
-  edge: { audioKbps: 16, videoKbps: 30, scale: 4 }, // and audio only after WEAK_SAMPLES
+  edge: { audioKbps: 16, videoKbps: 40, scale: 4 }, // and audio only after WEAK_SAMPLES
 };
 export const UP_SAMPLES = 3;          // clean samples in a row before a better tier
+export const DOWN_SAMPLES = 2;        // worse samples in a row before a worse tier (one blip is noise)
 export const VIDEO_BACK_SAMPLES = 5;  // clean samples in a row before video comes back by itself
 export const VIDEO_BACK_FIRST_MS = 20000;
 export const VIDEO_BACK_MAX_MS = 120000;
 export const MEDIA_LOST_OFFER_MS = 20000;
 
-/** The tier a stats sample puts the link in. */
+/** The tier a stats sample puts the link in. The browser's estimate of the available
+ * bitrate only says "weak": once we cap what we send, the sender is app-limited and the
+ * estimate sinks with the cap, so it cannot tell an edge link from our own cap. */
 export function tierOf(s) {
   const avail = s.availableKbps;
   const loss = s.lossPct || 0;
   const rtt = s.rttMs || 0;
-  if ((avail != null && avail < 150) || loss > 8 || rtt > 700) return "edge";
-  if ((avail != null && avail < 500) || loss > 2 || rtt > 300) return "weak";
+  // Loss alone is a noisy 2-s sample (bursts of 10–30 % on a 3 % link): the round trip
+  // tells an edge link (300 ms and a full queue) more reliably.
+  if (loss > 20 || rtt > 400) return "edge";
+  if ((avail != null && avail < 400) || loss > 2 || rtt > 250) return "weak";
   return "good";
 }
 
 const ORDER = ["edge", "weak", "good"];
 
-/** Next tier: down at once, up one step after UP_SAMPLES better samples in a row. */
+/** Next tier: down after DOWN_SAMPLES worse samples in a row, up one step after
+ * UP_SAMPLES better ones. `upRun` counts better samples, `downRun` worse ones. */
 export function nextTier(link, s) {
   const seen = tierOf(s);
-  if (link.tier === "start") return { tier: seen, upRun: 0 };
+  if (link.tier === "start") return { tier: seen, upRun: 0, downRun: 0 };
   const cur = ORDER.indexOf(link.tier);
   const now = ORDER.indexOf(seen);
-  if (now < cur) return { tier: seen, upRun: 0 };
-  if (now === cur) return { tier: link.tier, upRun: 0 };
-  const upRun = link.upRun + 1;
-  if (upRun >= UP_SAMPLES) return { tier: ORDER[cur + 1], upRun: 0 };
-  return { tier: link.tier, upRun };
+  if (now < cur) {
+    const downRun = (link.downRun || 0) + 1;
+    if (downRun >= DOWN_SAMPLES) return { tier: seen, upRun: 0, downRun: 0 };
+    return { tier: link.tier, upRun: 0, downRun };
+  }
+  if (now === cur) return { tier: link.tier, upRun: 0, downRun: 0 };
+  const upRun = (link.upRun || 0) + 1;
+  if (upRun >= UP_SAMPLES) return { tier: ORDER[cur + 1], upRun: 0, downRun: 0 };
+  return { tier: link.tier, upRun, downRun: 0 };
 }
 
 /** A sample clean enough to try video again after an automatic fall-back. */
@@ -109,5 +121,5 @@ export function tuneVideo(params, enc, link, userKbps, height) {
 }
 
 export function newLinkState() {
-  return { tier: "start", upRun: 0, cleanRun: 0, backoffMs: VIDEO_BACK_FIRST_MS, audioOnlySince: 0, downSince: 0, cameBack: false };
+  return { tier: "start", upRun: 0, cleanRun: 0, backoffMs: VIDEO_BACK_FIRST_MS, downRun: 0, audioOnlySince: 0, downSince: 0, cameBack: false };
 }

@@ -25,7 +25,8 @@ async function samplePeer(peer, now) {
       if (s.kind === "video") cur.frames += s.framesDecoded || 0;
     } else if (s.type === "outbound-rtp") {
       cur.outBytes += s.bytesSent || 0;
-    } else if (s.type === "remote-inbound-rtp" && s.fractionLost != null) {
+    } else if (s.type === "remote-inbound-rtp" && s.fractionLost != null && !(state.audioOnly && s.kind === "video")) {
+      // (A paused video sender keeps its last report: stale loss, not the link's.)
       cur.remoteLoss = Math.max(cur.remoteLoss || 0, s.fractionLost * 100);
     } else if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded"))) {
       if (s.currentRoundTripTime != null) cur.rtt = s.currentRoundTripTime * 1000;
@@ -90,6 +91,7 @@ export async function sampleStats() {
 export function adapt(s) {
   const next = nextTier(state.link, s);
   state.link.upRun = next.upRun;
+  state.link.downRun = next.downRun;
   if (next.tier !== state.link.tier) {
     state.link.tier = next.tier;
     applyAll();
@@ -98,7 +100,10 @@ export function adapt(s) {
   // An edge-tier link (link.js) counts as too weak for video as well.
   const weak = tooWeakForVideo(s) || state.link.tier === "edge";
   state.weakRun = weak ? state.weakRun + 1 : 0;
-  state.audioWeakRun = tooWeakForAudio(s) ? state.audioWeakRun + 1 : 0;
+  // "Even audio fails" once video can no longer go (it is off, or the user keeps it on):
+  // before that, video is what fills the link and audio only comes first.
+  const videoSettled = state.audioOnly || Date.now() < state.autoPausedUntil;
+  state.audioWeakRun = videoSettled && tooWeakForAudio(s) ? state.audioWeakRun + 1 : 0;
   if (!state.audioOnly && state.weakRun >= WEAK_SAMPLES && Date.now() > state.autoPausedUntil) {
     // Fell back again after an automatic return: wait longer before the next try.
     if (state.link.cameBack) state.link.backoffMs = Math.min(2 * state.link.backoffMs, VIDEO_BACK_MAX_MS);
