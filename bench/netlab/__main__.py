@@ -33,13 +33,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "netlab")
     parser.add_argument("--timeout", type=float, default=0.0, help="0: from the profiles")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--table", type=Path, help="print the table of a results.json, run nothing")
     return parser.parse_args(argv)
 
 
 def budget(args: argparse.Namespace) -> float:
     total = 60.0
     for name in args.profiles:
-        total += 60 + PROFILES[name].cut_s * 1.2 + (args.seconds if not PROFILES[name].cut_s else 90)
+        total += (
+            60 + PROFILES[name].cut_s * 1.2 + (args.seconds if not PROFILES[name].cut_s else 90)
+        )
     return total
 
 
@@ -48,21 +51,38 @@ def outside(args: argparse.Namespace) -> int:
     name = f"dari-lab-{os.getpid()}"
     with namespace(name):
         command = [
-            "ip", "netns", "exec", name, sys.executable, "-m", "bench.netlab", "--inside",
-            "--seconds", str(args.seconds), "--out", str(args.out), "--profiles", *args.profiles,
+            "ip",
+            "netns",
+            "exec",
+            name,
+            sys.executable,
+            "-m",
+            "bench.netlab",
+            "--inside",
+            "--seconds",
+            str(args.seconds),
+            "--out",
+            str(args.out),
+            "--profiles",
+            *args.profiles,
         ]
         process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+        # Stopped from outside: end the inner run (its own process group: coturn, Dari,
+        # Chromium) before the namespace goes.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             return process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             print(f"netlab: stopped after {timeout:.0f} s", file=sys.stderr)
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
             return 3
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=15)
 
 
 def _cell(v: Any) -> str:
@@ -71,18 +91,32 @@ def _cell(v: Any) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| profile | link | first audio / video (s) | concealment % (GP→S / S→GP) | RTT ms | jitter ms "
-        "| video fps (GP→S / S→GP) | freezes (n, s) | audio only (on / back, s) | recovery after cut (s) | relay | what the GP saw |",
+        "| profile | link | first audio / video (s) | concealment % (GP→S / S→GP) | RTT ms "
+        "| jitter ms | video fps (GP→S / S→GP) | freezes (n, s) | audio only (on / back, s) "
+        "| recovery after cut (s) | relay | what the GP saw |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s, g = r["specialist_receives"] or {}, r["gp_receives"] or {}
-        on = r["gp_audio_only"][0] if r["gp_audio_only"][0] is not None else r["specialist_audio_only"][0]
-        back = r["gp_audio_only"][1] if r["gp_audio_only"][1] is not None else r["specialist_audio_only"][1]
-        relay = "yes" if r["candidate_types"] == ["relay"] and r["coturn"].get("bytes_sent", 0) > 0 else "NO"
+        on = (
+            r["gp_audio_only"][0]
+            if r["gp_audio_only"][0] is not None
+            else r["specialist_audio_only"][0]
+        )
+        back = (
+            r["gp_audio_only"][1]
+            if r["gp_audio_only"][1] is not None
+            else r["specialist_audio_only"][1]
+        )
+        relay = (
+            "yes"
+            if r["candidate_types"] == ["relay"] and r["coturn"].get("bytes_sent", 0) > 0
+            else "NO"
+        )
         saw = "; ".join(r["gp_saw"]) or "nothing"
         lines.append(
-            f"| {r['profile']} | {r['link']} | {_cell(r['first_audio_s'])} / {_cell(r['first_video_s'])} "
+            f"| {r['profile']} | {r['link']} "
+            f"| {_cell(r['first_audio_s'])} / {_cell(r['first_video_s'])} "
             f"| {_cell(s.get('concealment_pct'))} / {_cell(g.get('concealment_pct'))} "
             f"| {_cell(s.get('rtt_ms'))} | {_cell(s.get('jitter_ms'))} "
             f"| {_cell(s.get('fps'))} / {_cell(g.get('fps'))} "
@@ -104,6 +138,9 @@ def inside(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return 0
     try:
         return inside(args) if args.inside else outside(args)
     except LabError as e:

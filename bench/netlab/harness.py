@@ -43,7 +43,7 @@ RECOVERY_WAIT_S = 60.0
 CHAT_TEXT = "netlab: chat before the cut"
 NOTE_TEXT = "netlab: note before the cut"
 # Status lines every call shows; "what the user saw" lists the others.
-QUIET_STATUSES = {"Connecting…", "Connected", ""}
+QUIET_STATUSES = {"Connecting…", "Connected", "Waiting for the other participant…", ""}
 
 # The GP page (patient's side) reaches coturn through the relay: same port, other address.
 TO_RELAY = """
@@ -54,7 +54,7 @@ TO_RELAY = """
     if (config && config.iceServers) {
       config = Object.assign({}, config, {
         iceServers: config.iceServers.map((s) => Object.assign({}, s, {
-          urls: [].concat(s.urls).map((u) => u.split("%(turn)s").join("%(relay)s")),
+          urls: [].concat(s.urls).map((u) => u.split("TURN_AT").join("RELAY_AT")),
         })),
       });
     }
@@ -64,7 +64,7 @@ TO_RELAY = """
   Object.setPrototypeOf(Lab, Native);
   window.RTCPeerConnection = Lab;
 })();
-""" % {"turn": f"{TURN_IP}:{TURN_PORT}", "relay": f"{RELAY_IP}:{TURN_PORT}"}
+""".replace("TURN_AT", f"{TURN_IP}:{TURN_PORT}").replace("RELAY_AT", f"{RELAY_IP}:{TURN_PORT}")
 
 
 def server_env() -> dict[str, str]:
@@ -114,7 +114,12 @@ def has_media(s: dict[str, Any]) -> bool:
 
 
 def measure(
-    browser: Browser, base: str, db_url: str, relay: RelayThread, coturn: Coturn, profile: Profile,
+    browser: Browser,
+    base: str,
+    db_url: str,
+    relay: RelayThread,
+    coturn: Coturn,
+    profile: Profile,
     seconds: float,
 ) -> Run:
     run = Run(profile)
@@ -125,7 +130,9 @@ def measure(
     contexts = []
     pages = []
     for user in (case.gp, case.specialist):
-        context = browser.new_context(base_url=base, locale="en-GB", viewport={"width": 1280, "height": 720})
+        context = browser.new_context(
+            base_url=base, locale="en-GB", viewport={"width": 1280, "height": 720}
+        )
         context.add_cookies([{"name": "dari_lang", "value": "en", "url": base}])
         context.set_default_timeout(30_000)
         contexts.append(context)
@@ -195,6 +202,7 @@ def measure(
 
 def media_flows(prev: Sample, cur: Sample) -> bool:
     """Audio packets arrive again on both pages between two samples."""
+
     def grew(a: dict[str, Any], b: dict[str, Any]) -> bool:
         before, after = a.get("apackets") or 0, b.get("apackets") or 0
         # A new peer connection starts its counters again.
@@ -254,9 +262,9 @@ def _delta(samples: list[dict[str, Any]], key: str) -> float:
     return total
 
 
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 1) if values else None
+def _median(values: list[Any]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return round(statistics.median(present), 1) if present else None
 
 
 def side(samples: list[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
@@ -274,8 +282,12 @@ def side(samples: list[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
         "rtt_ms": _median([s.get("rtt") for s in probes]),
         "jitter_ms": _median([s.get("jitter") for s in probes]),
         "width": _median([s.get("width") for s in probes]),
-        "video_kbps_out": round(_delta(probes, "vsentBytes") * 8 / 1000 / span, 1) if span > 0 else None,
-        "audio_kbps_out": round(_delta(probes, "asentBytes") * 8 / 1000 / span, 1) if span > 0 else None,
+        "video_kbps_out": round(_delta(probes, "vsentBytes") * 8 / 1000 / span, 1)
+        if span > 0
+        else None,
+        "audio_kbps_out": round(_delta(probes, "asentBytes") * 8 / 1000 / span, 1)
+        if span > 0
+        else None,
     }
 
 
@@ -313,7 +325,9 @@ def _seen(run: Run, who: str) -> list[str]:
 
 
 def summarise(run: Run) -> dict[str, Any]:
-    window = [s for s in run.samples if s.t >= run.t_steady and (run.t_cut is None or s.t < run.t_cut)]
+    window = [
+        s for s in run.samples if s.t >= run.t_steady and (run.t_cut is None or s.t < run.t_cut)
+    ]
     after: list[Sample] = []
     recovery: float | None = None
     if run.t_back is not None:
@@ -325,6 +339,10 @@ def summarise(run: Run) -> dict[str, Any]:
                 after.append(s)
             prev = s
     gp_on, gp_off = _audio_only(run, "gp")
+    first_on = min((t for t in (gp_on, _audio_only(run, "sp")[0]) if t is not None), default=None)
+    settled = (
+        [s for s in window if s.t >= first_on + 4] if first_on is not None else []
+    )  # from a few seconds after the first fall-back: what the call then sustains
     sp_on, sp_off = _audio_only(run, "sp")
     locals_ = {s.gp.get("local") for s in window} | {s.sp.get("local") for s in window}
     return {
@@ -336,6 +354,8 @@ def summarise(run: Run) -> dict[str, Any]:
         "specialist_receives": side([(s.t, s.sp) for s in window]),
         "gp_receives": side([(s.t, s.gp) for s in window]),
         "after_cut_specialist": side([(s.t, s.sp) for s in after]) if after else None,
+        "audio_only_specialist": side([(s.t, s.sp) for s in settled]) if settled else None,
+        "audio_only_gp": side([(s.t, s.gp) for s in settled]) if settled else None,
         "gp_audio_only": [gp_on, gp_off],
         "specialist_audio_only": [sp_on, sp_off],
         "recovery_s": recovery,

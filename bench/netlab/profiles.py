@@ -35,7 +35,11 @@ class Profile:
         )
 
     def describe(self) -> str:
-        rate = f"{self.rate_kbps / 1000:g} Mbps" if self.rate_kbps >= 1000 else f"{self.rate_kbps:g} kbps"
+        rate = (
+            f"{self.rate_kbps / 1000:g} Mbps"
+            if self.rate_kbps >= 1000
+            else f"{self.rate_kbps:g} kbps"
+        )
         text = f"{rate}, {self.rtt_ms:g} ms RTT, {self.loss * 100:g} % loss, ±{self.jitter_ms:g} ms"
         if self.cut_s:
             text += f", cut {self.cut_s:g} s"

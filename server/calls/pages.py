@@ -19,9 +19,7 @@ SIGNALING_PATH = "/ws"
 
 
 @router.get("/consults/{public_id}/call")
-def call_page(
-    request: Request, viewing: ConsultForParticipant, settings: SettingsDep
-) -> Response:
+def call_page(request: Request, viewing: ConsultForParticipant, settings: SettingsDep) -> Response:
     """The video call of a consult, for its participants only."""
     consult = viewing.consult
     consult_url = f"/consults/{consult.public_id}"

@@ -27,17 +27,16 @@ export const VIDEO_BACK_FIRST_MS = 20000;
 export const VIDEO_BACK_MAX_MS = 120000;
 export const MEDIA_LOST_OFFER_MS = 20000;
 
-/** The tier a stats sample puts the link in. The browser's estimate of the available
- * bitrate only says "weak": once we cap what we send, the sender is app-limited and the
- * estimate sinks with the cap, so it cannot tell an edge link from our own cap. */
+/** The tier a stats sample puts the link in, from loss and round trip only: once we cap
+ * what we send, the sender is app-limited and the browser's bitrate estimate sinks with
+ * the cap, so it would keep a capped link in a low tier for good. */
 export function tierOf(s) {
-  const avail = s.availableKbps;
   const loss = s.lossPct || 0;
   const rtt = s.rttMs || 0;
   // Loss alone is a noisy 2-s sample (bursts of 10–30 % on a 3 % link): the round trip
   // tells an edge link (300 ms and a full queue) more reliably.
   if (loss > 20 || rtt > 400) return "edge";
-  if ((avail != null && avail < 400) || loss > 2 || rtt > 250) return "weak";
+  if (loss > 2 || rtt > 250) return "weak";
   return "good";
 }
 
