@@ -315,7 +315,7 @@ def _seen(run: Run, who: str) -> list[str]:
         probe_ = getattr(s, who)
         for key in ("status", "banner", "error"):
             text = (probe_.get(key) or "").strip()
-            if key == "status" and text in QUIET_STATUSES:
+            if key == "status" and (text in QUIET_STATUSES or "joined the call" in text):
                 continue
             if text and text not in seen:
                 seen.append(text)

@@ -49,7 +49,7 @@ def test_link_policy_on_the_call_page(new_page: Callable[..., Any], bdb: Session
 
     tier = "(s) => window.dariCall.link.tierOf(s)"
     assert gp.evaluate(tier, {"availableKbps": 2000, "lossPct": 0, "rttMs": 40}) == "good"
-    assert gp.evaluate(tier, {"availableKbps": 280, "lossPct": 3, "rttMs": 160}) == "weak"
+    assert gp.evaluate(tier, {"availableKbps": 280, "lossPct": 6, "rttMs": 160}) == "weak"
     assert gp.evaluate(tier, {"availableKbps": 60, "lossPct": 5, "rttMs": 500}) == "edge"
     # A low estimate alone is our own cap talking (app-limited): it sets no tier.
     assert gp.evaluate(tier, {"availableKbps": 50, "lossPct": 0, "rttMs": 60}) == "good"

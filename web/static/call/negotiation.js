@@ -3,8 +3,9 @@
  * strictly in order, ICE restarted after a network change. A failure is shown to the
  * user in the page's error line (translated), not only logged. */
 
-import { tuneOpus } from "./link.js";
+import { MEDIA_LOST_OFFER_MS, tuneOpus } from "./link.js";
 import { applySenderParameters, attachLocalTracks } from "./media.js";
+import { sampleStats } from "./quality.js";
 import { cfg, send, signaling, state, timers } from "./state.js";
 import {
   clearError, errorName, hideBanner, setStatus, showBanner, showError, showRemoteTrack, updateEmpty,
@@ -92,9 +93,20 @@ async function negotiate(peer, pc) {
   }
 }
 
+/** The DTLS fingerprint of a description: the same remote peer connection keeps it across
+ * ICE restarts; a new one (the other side started over) has another. */
+function fingerprint(sdp) {
+  const m = /^a=fingerprint:(.+)$/m.exec(sdp || "");
+  return m ? m[1].trim() : "";
+}
+
 export async function onDescription(peer, f) {
   let pc = peer.pc;
-  if (f.type === "offer" && (!pc || pc.connectionState === "failed" || pc.connectionState === "closed")) {
+  // A failed connection takes an ICE restart offer from the same remote connection (same
+  // fingerprint); only an offer from a new remote connection needs a new one here.
+  const sameRemote = !!pc && !!pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) === fingerprint(f.sdp);
+  const unusable = !pc || pc.connectionState === "closed" || (pc.connectionState === "failed" && !sameRemote);
+  if (f.type === "offer" && unusable) {
     if (pc) closePeer(peer);
     pc = startConnection(peer, false);
   }
@@ -138,6 +150,7 @@ function onConnectionState(peer, pc) {
     clearError(peer.id);
     hideBanner("iceRestart");
     applySenderParameters(peer);
+    sampleStats(); // the first sample now, not up to STATS_EVERY_MS later: an edge link shows at once
   } else if (s === "failed") {
     // The media path broke (network change): restart ICE ourselves, and say so if
     // that does not bring it back.
@@ -159,7 +172,9 @@ function onConnectionState(peer, pc) {
 function restartIce(peer) {
   if (!peer.pc) return;
   peer.restartedAt = Date.now();
-  showBanner("iceRestart");
+  // Once the page offers the written consult for a long cut, that banner stays up.
+  const offering = state.link.downSince && Date.now() - state.link.downSince >= MEDIA_LOST_OFFER_MS;
+  if (!offering) showBanner("iceRestart");
   if (peer.offer === "peer") send({ type: "ice-restart", to: peer.id });
   else peer.pc.restartIce();
 }

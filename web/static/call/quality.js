@@ -3,7 +3,7 @@
 
 import { $ } from "../lib/page.js";
 import {
-  MEDIA_LOST_OFFER_MS, VIDEO_BACK_MAX_MS, VIDEO_BACK_SAMPLES, cleanForVideo, nextTier,
+  MEDIA_LOST_OFFER_MS, VIDEO_BACK_MAX_MS, VIDEO_BACK_SAMPLES, cleanForVideo, nextTier, tierOf,
 } from "./link.js";
 import { applyAll, setAudioOnly } from "./media.js";
 import { WEAK_SAMPLES, linkLevel, median, tooWeakForAudio, tooWeakForVideo } from "./rules.js";
@@ -97,8 +97,9 @@ export function adapt(s) {
     applyAll();
   }
   videoBack(s);
-  // An edge-tier link (link.js) counts as too weak for video as well.
-  const weak = tooWeakForVideo(s) || state.link.tier === "edge";
+  // A sample that reads as an edge link (link.js) counts as too weak for video as well
+  // (the sample, not the sticky tier: two noisy samples must not turn a clean third one weak).
+  const weak = tooWeakForVideo(s) || tierOf(s) === "edge";
   state.weakRun = weak ? state.weakRun + 1 : 0;
   // "Even audio fails" once video can no longer go (it is off, or the user keeps it on):
   // before that, video is what fills the link and audio only comes first.
