@@ -13,7 +13,7 @@ import {
   toggleCamera, toggleMic, toggleScreen,
 } from "./call/media.js";
 import {
-  ICE_RETRY_MS, closeAllPeers, iceWatchdog, onCandidate, onDescription, onIceRestart, onPeerJoined,
+  closeAllPeers, onCandidate, onDescription, onIceRestart, onPeerJoined,
   onPeerLeft, syncPeers, updateStatus, withPeer,
 } from "./call/negotiation.js";
 import { cleanForVideo, nextTier, tierOf, tuneOpus, videoCapKbps } from "./call/link.js";
@@ -200,7 +200,6 @@ async function start() {
   });
   addEventListener("online", () => hideBanner("offline")); // the client reconnects itself
   timers.every(STATS_EVERY_MS, sampleStats);
-  timers.every(ICE_RETRY_MS, iceWatchdog);
   timers.every(REPORT_EVERY_MS, reportQuality);
   connectSignaling();
 }

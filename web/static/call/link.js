@@ -8,7 +8,7 @@
  * - after an automatic fall-back to audio only, video comes back by itself once the
  *   link has been clean for a while (backing off if it falls back again);
  * - media cut for MEDIA_LOST_OFFER_MS: the banner offers to continue in writing while
- *   ICE keeps trying (negotiation.js), note and chat untouched.
+ *   ICE restarts (negotiation.js), note and chat untouched.
  * Pure rules first; the few effects at the end. */
 
 // Well below Chromium's own start estimate (300 kbps): on a 64 kbps link the first seconds
@@ -26,6 +26,7 @@ export const VIDEO_BACK_SAMPLES = 5;  // clean samples in a row before video com
 export const VIDEO_BACK_FIRST_MS = 20000;
 export const VIDEO_BACK_MAX_MS = 120000;
 export const MEDIA_LOST_OFFER_MS = 20000;
+export const RECONNECT_SETTLE_MS = 5000; // after a cut, samples this long do not count towards audio only
 
 /** The tier a stats sample puts the link in, from loss and round trip only (loss is the
  * worse of what we receive and the last receiver report, a noisy figure: 1 % random loss

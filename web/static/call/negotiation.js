@@ -3,7 +3,7 @@
  * strictly in order, ICE restarted after a network change. A failure is shown to the
  * user in the page's error line (translated), not only logged. */
 
-import { MEDIA_LOST_OFFER_MS, tuneOpus } from "./link.js";
+import { MEDIA_LOST_OFFER_MS, RECONNECT_SETTLE_MS, tuneOpus } from "./link.js";
 import { applySenderParameters, attachLocalTracks } from "./media.js";
 import { sampleStats } from "./quality.js";
 import { cfg, send, signaling, state, timers } from "./state.js";
@@ -13,7 +13,6 @@ import {
 
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long: restart ICE ourselves
 const ICE_GIVE_UP_MS = 15000;       // still not connected this long after "failed": say so
-export const ICE_RETRY_MS = 3000;   // while the media path is down, restart ICE again this often
 
 export function addPeer(info) {
   const existing = state.peers.get(info.peer_id);
@@ -93,20 +92,9 @@ async function negotiate(peer, pc) {
   }
 }
 
-/** The DTLS fingerprint of a description: the same remote peer connection keeps it across
- * ICE restarts; a new one (the other side started over) has another. */
-function fingerprint(sdp) {
-  const m = /^a=fingerprint:(.+)$/m.exec(sdp || "");
-  return m ? m[1].trim() : "";
-}
-
 export async function onDescription(peer, f) {
   let pc = peer.pc;
-  // A failed connection takes an ICE restart offer from the same remote connection (same
-  // fingerprint); only an offer from a new remote connection needs a new one here.
-  const sameRemote = !!pc && !!pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) === fingerprint(f.sdp);
-  const unusable = !pc || pc.connectionState === "closed" || (pc.connectionState === "failed" && !sameRemote);
-  if (f.type === "offer" && unusable) {
+  if (f.type === "offer" && (!pc || pc.connectionState === "failed" || pc.connectionState === "closed")) {
     if (pc) closePeer(peer);
     pc = startConnection(peer, false);
   }
@@ -146,6 +134,11 @@ function onConnectionState(peer, pc) {
   const s = pc.connectionState;
   if (s === "connected") {
     peer.failedAt = 0;
+    if (peer.everConnected) {
+      // Back after a cut: the first samples still count what the cut lost; let them pass.
+      peer.prev = null;
+      state.link.settleUntil = Date.now() + RECONNECT_SETTLE_MS;
+    }
     peer.everConnected = true;
     clearError(peer.id);
     hideBanner("iceRestart");
@@ -177,26 +170,6 @@ function restartIce(peer) {
   if (!offering) showBanner("iceRestart");
   if (peer.offer === "peer") send({ type: "ice-restart", to: peer.id });
   else peer.pc.restartIce();
-}
-
-/** ICE fails while signaling stays up (a cut on the media path only): restarting once is
- * not enough, the first restart's gathering dies in the cut too. Every ICE_RETRY_MS while
- * a peer that was connected is not, restart again (bounded: stops when connected, when
- * the peer leaves, at hang-up). */
-export function iceWatchdog() {
-  if (state.ended) return;
-  const now = Date.now();
-  state.peers.forEach((peer) => {
-    const pc = peer.pc;
-    if (!pc || !peer.everConnected || pc.connectionState === "connected" || pc.connectionState === "closed") {
-      if (pc) peer.downSince = 0;
-      return;
-    }
-    if (!peer.downSince) peer.downSince = now;
-    if (now - peer.downSince < DISCONNECTED_GRACE_MS) return;
-    if (now - (peer.restartedAt || 0) < ICE_RETRY_MS) return;
-    restartIce(peer);
-  });
 }
 
 export function onIceRestart(from) {

@@ -99,7 +99,8 @@ export function adapt(s) {
   videoBack(s);
   // A sample that reads as an edge link (link.js) counts as too weak for video as well
   // (the sample, not the sticky tier: two noisy samples must not turn a clean third one weak).
-  const weak = tooWeakForVideo(s) || tierOf(s) === "edge";
+  const settling = Date.now() < (state.link.settleUntil || 0);
+  const weak = !settling && (tooWeakForVideo(s) || tierOf(s) === "edge");
   state.weakRun = weak ? state.weakRun + 1 : 0;
   // "Even audio fails" once video can no longer go (it is off, or the user keeps it on):
   // before that, video is what fills the link and audio only comes first.
@@ -127,7 +128,7 @@ function videoBack(s) {
 }
 
 /** Media cut for a while (the peer connection not connected, signaling or not): offer
- * the written consult; ICE keeps trying meanwhile (negotiation.js). */
+ * the written consult; ICE restarts meanwhile (negotiation.js). */
 function watchMediaLost(now) {
   const peers = Array.from(state.peers.values()).filter((p) => p.pc);
   const down = peers.some((p) => p.pc.connectionState === "disconnected" || p.pc.connectionState === "failed");
