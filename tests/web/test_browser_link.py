@@ -65,7 +65,7 @@ def test_link_policy_on_the_call_page(new_page: Callable[..., Any], bdb: Session
     assert gp.evaluate(cap, [0, "good"]) == 0
     assert gp.evaluate(cap, [300, "good"]) == 300
     assert gp.evaluate(cap, [0, "weak"]) == 220
-    assert gp.evaluate(cap, [0, "start"]) == 100
+    assert gp.evaluate(cap, [0, "start"]) == 60
     assert gp.evaluate(cap, [150, "weak"]) == 150
 
     # An edge link: audio only by itself within three samples, Opus capped, and the

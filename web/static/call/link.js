@@ -13,9 +13,9 @@
 
 // Well below Chromium's own start estimate (300 kbps): on a 64 kbps link the first seconds
 // decide whether speech survives. Lifted as soon as a sample shows a good link.
-export const START_VIDEO_KBPS = 100;
+export const START_VIDEO_KBPS = 60;
 export const TIERS = {
-  start: { audioKbps: 24, videoKbps: START_VIDEO_KBPS, scale: 1 },
+  start: { audioKbps: 16, videoKbps: START_VIDEO_KBPS, scale: 1 },
   good: { audioKbps: 32, videoKbps: 0, scale: 1 },
   weak: { audioKbps: 24, videoKbps: 220, scale: 2 },
   edge: { audioKbps: 16, videoKbps: 40, scale: 4 }, // and audio only after WEAK_SAMPLES
@@ -38,7 +38,7 @@ export function tierOf(s) {
   const rtt = s.rttMs || 0;
   // Loss alone is a noisy 2-s sample (bursts of 10–30 % on a 3 % link): the round trip
   // tells an edge link (300 ms and a full queue) more reliably.
-  if (loss > 20 || rtt > 400) return "edge";
+  if (loss > 20 || rtt > 350) return "edge";
   if (loss > 5 || rtt > 250) return "weak";
   return "good";
 }
