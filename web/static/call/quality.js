@@ -131,7 +131,8 @@ function videoBack(s) {
  * the written consult; ICE restarts meanwhile (negotiation.js). */
 function watchMediaLost(now) {
   const peers = Array.from(state.peers.values()).filter((p) => p.pc);
-  const down = peers.some((p) => p.pc.connectionState === "disconnected" || p.pc.connectionState === "failed");
+  // Not connected, once it was: disconnected, failed, or checking again after an ICE restart.
+  const down = peers.some((p) => p.everConnected && p.pc.connectionState !== "connected");
   if (!down) {
     if (state.link.downSince) hideBanner("mediaLost");
     state.link.downSince = 0;
