@@ -127,6 +127,7 @@ def measure(
         case = make_call_case(db)
     relay.set(profile.impairment())
     log_offset = len(coturn.text())
+    counters_before = relay.counters()
     contexts = []
     pages = []
     for user in (case.gp, case.specialist):
@@ -187,7 +188,11 @@ def measure(
             while time.monotonic() < until:
                 poll(run, gp, sp, t0)
                 time.sleep(1.0)
-        run.relay = relay.counters()
+        after = relay.counters()
+        # This profile's datagrams only (the relay serves every profile of the run).
+        run.relay = {
+            way: {k: v - counters_before[way][k] for k, v in after[way].items()} for way in after
+        }
         for page, name in ((gp, "gp"), (sp, "specialist")):
             shots = Path("test-artifacts")
             shots.mkdir(exist_ok=True)
