@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast fuzz guide-images lint format services venv migrate demo bench clean \
+.PHONY: run test test-fast fuzz guide-images lint format services venv migrate demo bench netlab clean \
 	lock i18n i18n-extract i18n-update
 
 .DEFAULT_GOAL := venv
@@ -80,6 +80,10 @@ guide-images: venv services
 
 bench: venv services
 	$(BIN)/python -m bench
+
+# The rural-link lab: Dari's call page over each link profile (root, ~10 min; docs/benchmarks.md).
+netlab: venv services
+	$(BIN)/python -m bench.netlab
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

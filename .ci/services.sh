@@ -47,4 +47,9 @@ fi
 if ! fc-list 2>/dev/null | grep -qi nanum; then
   say "installing Korean fonts"; apt_install fonts-nanum
 fi
-say "PostgreSQL, Redis and Chromium are ready"
+# Debian's coturn and iproute2 for the network lab (tests/netlab, `make netlab`).
+if ! command -v turnserver >/dev/null; then
+  say "installing coturn"; apt_install coturn
+fi
+command -v ip >/dev/null || { say "installing iproute2"; apt_install iproute2; }
+say "PostgreSQL, Redis, Chromium and coturn are ready"

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     turn_urls: list[str] = Field(default_factory=list)
     turn_secret: str = ""
     turn_ttl_seconds: int = 3600
+    # "relay" sends every call through TURN (a clinic whose firewall must see one
+    # server, and the network lab); "all" lets ICE pick the shortest path.
+    ice_transport_policy: str = Field(default="all", pattern="^(all|relay)$")
     # Consults: target time to the first specialist response, per urgency (minutes).
     consult_target_minutes_urgent: int = 30
     consult_target_minutes_soon: int = 24 * 60

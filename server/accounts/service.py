@@ -566,9 +566,7 @@ def change_password(
 ) -> list[int]:
     """Check the current password and the new one; every other session ends."""
     if not verify_password(user.password_hash, current):
-        raise AppError(
-            "wrong_password", "the current password is wrong", 422, field="current"
-        )
+        raise AppError("wrong_password", "the current password is wrong", 422, field="current")
     problem = password_problem(new, (user.email, user.name))
     if problem:
         raise AppError("weak_password", problem, 422, field="new")

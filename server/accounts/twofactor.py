@@ -65,9 +65,7 @@ def confirm_enrolment(session: Session, user: User, code: str, *, ip: str = "") 
     if user.totp_secret is None:
         raise AppError("totp_not_started", "start the set-up first", 409)
     if not code_is_valid(user, code):
-        raise AppError(
-            "invalid_otp", "that code is not right; try the next one", 422, field="code"
-        )
+        raise AppError("invalid_otp", "that code is not right; try the next one", 422, field="code")
     user.totp_enabled_at = utcnow()
     session.add(user)
     for old in session.exec(select(RecoveryCode).where(RecoveryCode.user_id == user.id)).all():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from server.accounts.deps import CurrentUser, OptionalUser
+from server.accounts.deps import CurrentUser, OptionalUser, SettingsDep
 from server.consults import lifecycle
 from server.consults.access import Access
 from server.consults.deps import ConsultForParticipant
@@ -21,7 +21,7 @@ SIGNALING_PATH = "/ws"
 
 
 @router.get("/consults/{public_id}/call")
-def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
+def call_page(request: Request, viewing: ConsultForParticipant, settings: SettingsDep) -> Response:
     """The video call of a consult, for its participants only."""
     consult = viewing.consult
     consult_url = f"/consults/{consult.public_id}"
@@ -46,6 +46,7 @@ def call_page(request: Request, viewing: ConsultForParticipant) -> Response:
         # The assigned specialist starts the report from the note without leaving the call.
         # (Not once signed: the note is read-only then, amendments start on the consult page.)
         can_draft=viewing.access == Access.ASSIGNED and consult.report_signed_at is None,
+        ice_policy=settings.ice_transport_policy,
     )
 
 
@@ -56,7 +57,7 @@ def precall_page(request: Request, user: CurrentUser) -> Response:
 
 
 @router.get("/calls/guest")
-def guest_call_page(request: Request, user: OptionalUser) -> Response:
+def guest_call_page(request: Request, user: OptionalUser, settings: SettingsDep) -> Response:
     """A guest's call page; the invitation token stays in the URL fragment, never sent here."""
     return render(
         request,
@@ -69,4 +70,5 @@ def guest_call_page(request: Request, user: OptionalUser) -> Response:
         thread_url="",
         switch_url="",
         bandwidth_choices=BANDWIDTH_CHOICES,
+        ice_policy=settings.ice_transport_policy,
     )

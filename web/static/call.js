@@ -13,9 +13,10 @@ import {
   toggleCamera, toggleMic, toggleScreen,
 } from "./call/media.js";
 import {
-  closeAllPeers, onCandidate, onDescription, onIceRestart, onPeerJoined, onPeerLeft, syncPeers,
-  updateStatus, withPeer,
+  closeAllPeers, onCandidate, onDescription, onIceRestart, onPeerJoined,
+  onPeerLeft, syncPeers, updateStatus, withPeer,
 } from "./call/negotiation.js";
+import { cleanForVideo, nextTier, tierOf, tuneOpus, videoCapKbps } from "./call/link.js";
 import { adapt, reportQuality, sampleStats } from "./call/quality.js";
 import { REPORT_EVERY_MS, STATS_EVERY_MS, linkLevel, tooWeakForAudio, tooWeakForVideo } from "./call/rules.js";
 import { cfg, root, send, signaling, state, t, timers } from "./call/state.js";
@@ -208,6 +209,7 @@ if (root) {
   window.dariCall = {
     state,
     rules: { linkLevel, tooWeakForVideo, tooWeakForAudio },
+    link: { tierOf, nextTier, tuneOpus, videoCapKbps, cleanForVideo },
     setAudioOnly,
     adapt,
     sampleStats,

@@ -2,6 +2,7 @@
  * priority and bitrate cap, and audio only (manual or automatic). */
 
 import { $ } from "../lib/page.js";
+import { tuneAudio, tuneVideo } from "./link.js";
 import { AUTO_PAUSE_MS } from "./rules.js";
 import { root, state } from "./state.js";
 import { hideBanner, setPressed, showBanner } from "./ui.js";
@@ -63,7 +64,7 @@ async function setEncoding(sender, change) {
   if (!sender || !sender.track) return;
   const params = sender.getParameters();
   if (!params.encodings || !params.encodings.length) params.encodings = [{}];
-  params.encodings.forEach(change);
+  params.encodings.forEach((enc) => change(enc, params));
   try {
     await sender.setParameters(params);
   } catch (e) { /* not negotiated yet: applied again after negotiation */ }
@@ -75,14 +76,18 @@ export function applySenderParameters(peer) {
   setEncoding(peer.senders.audio, (enc) => {
     enc.priority = "high";
     enc.networkPriority = "high";
+    tuneAudio(enc, state.link);
   });
-  [peer.senders.video, peer.senders.screen].forEach((sender) => {
-    setEncoding(sender, (enc) => {
-      if (cap > 0) enc.maxBitrate = cap * 1000;
-      else delete enc.maxBitrate;
-      enc.priority = "low";
-      if (sender === peer.senders.video) enc.active = !state.audioOnly;
-    });
+  setEncoding(peer.senders.video, (enc, params) => {
+    const settings = peer.senders.video.track.getSettings ? peer.senders.video.track.getSettings() : {};
+    tuneVideo(params, enc, state.link, cap, settings.height);
+    enc.priority = "low";
+    enc.active = !state.audioOnly;
+  });
+  setEncoding(peer.senders.screen, (enc) => {
+    if (cap > 0) enc.maxBitrate = cap * 1000;
+    else delete enc.maxBitrate;
+    enc.priority = "low";
   });
 }
 
@@ -111,6 +116,8 @@ export function setAudioOnly(on, automatic) {
   state.audioOnly = on;
   state.audioOnlyAuto = on && !!automatic;
   state.weakRun = 0;
+  state.link.cleanRun = 0;
+  if (on) state.link.audioOnlySince = Date.now();
   setPressed($("btn-audio-only"), on, on ? "videoOn" : "audioOnly");
   root.classList.toggle("is-audio-only", on);
   applyAll();
@@ -120,7 +127,9 @@ export function setAudioOnly(on, automatic) {
       run: () => setAudioOnly(false),
     });
   } else {
-    state.autoPausedUntil = Date.now() + AUTO_PAUSE_MS;
+    // The user's own "video on" holds off the automatic fall-back for a while; the
+    // automatic return does not (link.js backs off instead).
+    if (!automatic) state.autoPausedUntil = Date.now() + AUTO_PAUSE_MS;
     hideBanner("audioOnlyAuto");
     hideBanner("audioOnlyManual");
   }

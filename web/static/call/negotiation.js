@@ -3,8 +3,10 @@
  * strictly in order, ICE restarted after a network change. A failure is shown to the
  * user in the page's error line (translated), not only logged. */
 
+import { MEDIA_LOST_OFFER_MS, RECONNECT_SETTLE_MS, tuneOpus } from "./link.js";
 import { applySenderParameters, attachLocalTracks } from "./media.js";
-import { send, signaling, state, timers } from "./state.js";
+import { sampleStats } from "./quality.js";
+import { cfg, send, signaling, state, timers } from "./state.js";
 import {
   clearError, errorName, hideBanner, setStatus, showBanner, showError, showRemoteTrack, updateEmpty,
 } from "./ui.js";
@@ -56,7 +58,10 @@ export function withPeer(id, work) {
 
 export function startConnection(peer, withTracks) {
   if (peer.pc && peer.pc.connectionState !== "closed") return peer.pc;
-  const pc = new RTCPeerConnection({ iceServers: state.iceServers });
+  const pc = new RTCPeerConnection({
+    iceServers: state.iceServers,
+    iceTransportPolicy: cfg.icePolicy === "relay" ? "relay" : "all",
+  });
   peer.pc = pc;
   peer.senders = {};
   peer.makingOffer = false;
@@ -94,7 +99,8 @@ export async function onDescription(peer, f) {
     pc = startConnection(peer, false);
   }
   if (!pc) return;
-  const description = { type: f.type, sdp: f.sdp };
+  // Opus FEC and DTX: the description we apply configures our own encoder (link.js).
+  const description = { type: f.type, sdp: tuneOpus(f.sdp) };
   const collision = f.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
   peer.ignoreOffer = !peer.polite && collision;
   if (peer.ignoreOffer) { // impolite: our offer wins
@@ -128,9 +134,16 @@ function onConnectionState(peer, pc) {
   const s = pc.connectionState;
   if (s === "connected") {
     peer.failedAt = 0;
+    if (peer.everConnected) {
+      // Back after a cut: the first samples still count what the cut lost; let them pass.
+      peer.prev = null;
+      state.link.settleUntil = Date.now() + RECONNECT_SETTLE_MS;
+    }
+    peer.everConnected = true;
     clearError(peer.id);
     hideBanner("iceRestart");
     applySenderParameters(peer);
+    sampleStats(); // the first sample now, not up to STATS_EVERY_MS later: an edge link shows at once
   } else if (s === "failed") {
     // The media path broke (network change): restart ICE ourselves, and say so if
     // that does not bring it back.
@@ -151,7 +164,10 @@ function onConnectionState(peer, pc) {
 
 function restartIce(peer) {
   if (!peer.pc) return;
-  showBanner("iceRestart");
+  peer.restartedAt = Date.now();
+  // Once the page offers the written consult for a long cut, that banner stays up.
+  const offering = state.link.downSince && Date.now() - state.link.downSince >= MEDIA_LOST_OFFER_MS;
+  if (!offering) showBanner("iceRestart");
   if (peer.offer === "peer") send({ type: "ice-restart", to: peer.id });
   else peer.pc.restartIce();
 }

@@ -2,9 +2,12 @@
  * writing" offer when even audio fails, and the medians reported to the server. */
 
 import { $ } from "../lib/page.js";
-import { setAudioOnly } from "./media.js";
+import {
+  MEDIA_LOST_OFFER_MS, VIDEO_BACK_MAX_MS, VIDEO_BACK_SAMPLES, cleanForVideo, nextTier, tierOf,
+} from "./link.js";
+import { applyAll, setAudioOnly } from "./media.js";
 import { WEAK_SAMPLES, linkLevel, median, tooWeakForAudio, tooWeakForVideo } from "./rules.js";
-import { send, state, t } from "./state.js";
+import { send, state, t, timers } from "./state.js";
 import { hideBanner, showBanner } from "./ui.js";
 
 async function samplePeer(peer, now) {
@@ -22,7 +25,8 @@ async function samplePeer(peer, now) {
       if (s.kind === "video") cur.frames += s.framesDecoded || 0;
     } else if (s.type === "outbound-rtp") {
       cur.outBytes += s.bytesSent || 0;
-    } else if (s.type === "remote-inbound-rtp" && s.fractionLost != null) {
+    } else if (s.type === "remote-inbound-rtp" && s.fractionLost != null && !(state.audioOnly && s.kind === "video")) {
+      // (A paused video sender keeps its last report: stale loss, not the link's.)
       cur.remoteLoss = Math.max(cur.remoteLoss || 0, s.fractionLost * 100);
     } else if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded"))) {
       if (s.currentRoundTripTime != null) cur.rtt = s.currentRoundTripTime * 1000;
@@ -57,6 +61,7 @@ function badness(s) {
 export async function sampleStats() {
   if (state.ended) return;
   const now = Date.now();
+  watchMediaLost(now);
   let worst = null;
   const peers = Array.from(state.peers.values()).filter((p) => p.pc && p.pc.connectionState === "connected");
   for (const peer of peers) {
@@ -84,13 +89,57 @@ export async function sampleStats() {
 /** One sample's consequences: audio only after WEAK_SAMPLES weak ones, the written
  * consult offered after as many with failing audio. */
 export function adapt(s) {
-  state.weakRun = tooWeakForVideo(s) ? state.weakRun + 1 : 0;
-  state.audioWeakRun = tooWeakForAudio(s) ? state.audioWeakRun + 1 : 0;
+  const next = nextTier(state.link, s);
+  state.link.upRun = next.upRun;
+  state.link.downRun = next.downRun;
+  if (next.tier !== state.link.tier) {
+    state.link.tier = next.tier;
+    applyAll();
+  }
+  videoBack(s);
+  // A sample that reads as an edge link (link.js) counts as too weak for video as well
+  // (the sample, not the sticky tier: two noisy samples must not turn a clean third one weak).
+  const settling = Date.now() < (state.link.settleUntil || 0);
+  const weak = !settling && (tooWeakForVideo(s) || tierOf(s) === "edge");
+  state.weakRun = weak ? state.weakRun + 1 : 0;
+  // "Even audio fails" once video can no longer go (it is off, or the user keeps it on):
+  // before that, video is what fills the link and audio only comes first.
+  const videoSettled = state.audioOnly || Date.now() < state.autoPausedUntil;
+  state.audioWeakRun = videoSettled && tooWeakForAudio(s) ? state.audioWeakRun + 1 : 0;
   if (!state.audioOnly && state.weakRun >= WEAK_SAMPLES && Date.now() > state.autoPausedUntil) {
+    // Fell back again after an automatic return: wait longer before the next try.
+    if (state.link.cameBack) state.link.backoffMs = Math.min(2 * state.link.backoffMs, VIDEO_BACK_MAX_MS);
     setAudioOnly(true, true);
   }
   if (state.audioWeakRun >= WEAK_SAMPLES) showBanner("audioFailing", null, true);
   else hideBanner("audioFailing");
+}
+
+/** After an automatic fall-back, video comes back by itself on a clean link. */
+function videoBack(s) {
+  if (!state.audioOnly || !state.audioOnlyAuto) return;
+  state.link.cleanRun = cleanForVideo(s) ? state.link.cleanRun + 1 : 0;
+  if (state.link.cleanRun < VIDEO_BACK_SAMPLES) return;
+  if (Date.now() - state.link.audioOnlySince < state.link.backoffMs) return;
+  state.link.cameBack = true;
+  setAudioOnly(false, true);
+  showBanner("videoBackAuto");
+  timers.after(6000, () => hideBanner("videoBackAuto"));
+}
+
+/** Media cut for a while (the peer connection not connected, signaling or not): offer
+ * the written consult; ICE restarts meanwhile (negotiation.js). */
+function watchMediaLost(now) {
+  const peers = Array.from(state.peers.values()).filter((p) => p.pc);
+  // Not connected, once it was: disconnected, failed, or checking again after an ICE restart.
+  const down = peers.some((p) => p.everConnected && p.pc.connectionState !== "connected");
+  if (!down) {
+    if (state.link.downSince) hideBanner("mediaLost");
+    state.link.downSince = 0;
+    return;
+  }
+  if (!state.link.downSince) state.link.downSince = now;
+  if (now - state.link.downSince >= MEDIA_LOST_OFFER_MS) showBanner("mediaLost", null, true);
 }
 
 /** The medians so far, for the call session's quality summary (last one wins). */

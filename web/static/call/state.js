@@ -3,6 +3,7 @@
 
 import { Timers } from "../lib/timers.js";
 import { translator } from "../lib/page.js";
+import { newLinkState } from "./link.js";
 
 export const root = document.getElementById("call");
 export const cfg = root ? root.dataset : {};
@@ -28,6 +29,7 @@ export const state = {
   audioOnlyAuto: false,
   autoPausedUntil: 0,
   capKbps: 0,
+  link: newLinkState(), // link.js: the tier and the automatic video fall-back and return
   ended: false,
   weakRun: 0,
   audioWeakRun: 0,
