@@ -49,9 +49,9 @@ class Scan:
         self.constants: dict[str, str] = {}
         classes: dict[str, ast.ClassDef] = {}
         for tree in self.trees.values():
-            for node in tree.body:
-                if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                    target, value = node.targets[0], self.literal(node.value)
+            for statement in tree.body:
+                if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                    target, value = statement.targets[0], self.literal(statement.value)
                     if isinstance(target, ast.Name) and value is not None:
                         self.constants[target.id] = value
             for node in ast.walk(tree):
@@ -103,8 +103,8 @@ class Scan:
                         args = (
                             node.args.args[-len(node.args.defaults) :] if node.args.defaults else []
                         )
-                        for arg, default in zip(args, node.args.defaults, strict=True):
-                            if arg.arg == "message":
+                        for param, default in zip(args, node.args.defaults, strict=True):
+                            if param.arg == "message":
                                 text = self.literal(default)
                                 yield where, node.lineno, text, ast.unparse(default)
                 if not isinstance(node, ast.Call):
