@@ -62,8 +62,10 @@ class NotFound(AppError):
 
 
 class Forbidden(AppError):
-    def __init__(self, message: str = "you may not do this") -> None:
-        super().__init__("forbidden", message, 403)
+    def __init__(
+        self, message: str = "you may not do this", *, params: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__("forbidden", message, 403, params=params)
 
 
 class Conflict(AppError):

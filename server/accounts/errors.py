@@ -14,8 +14,9 @@ class TooManyAttempts(AppError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(
             "too_many_attempts",
-            f"too many failed logins; try again in {max(1, retry_after // 60)} minutes",
+            "too many failed logins; try again in %(minutes)s minutes",
             429,
+            params={"minutes": max(1, retry_after // 60)},
             headers={"Retry-After": str(retry_after)},
         )
         self.retry_after = retry_after

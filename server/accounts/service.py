@@ -58,20 +58,30 @@ def create_user(
     """Validate everything first, so bad input writes nothing."""
     email = normalise_email(email)
     if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
-        raise AppError("invalid_email", f"not an email address: {email!r}", 422)
+        raise AppError(
+            "invalid_email", "not an email address: %(email)s", 422, params={"email": repr(email)}
+        )
     if not name.strip():
         raise AppError("invalid_name", "name must not be empty", 422)
     if role not in {r.value for r in Role}:
         raise AppError(
             "invalid_role",
-            f"unknown role {role!r}; use gp, specialist, admin or region_authority",
+            "unknown role %(role)s; use gp, specialist, admin or region_authority",
             422,
+            params={"role": repr(role)},
         )
     if locale not in LOCALES:
-        raise AppError("invalid_locale", f"locale must be one of {', '.join(LOCALES)}", 422)
+        raise AppError(
+            "invalid_locale",
+            "locale must be one of %(locales)s",
+            422,
+            params={"locales": ", ".join(LOCALES)},
+        )
     organisation = session.get(Organisation, organisation_id)
     if organisation is None:
-        raise AppError("unknown_organisation", f"no organisation {organisation_id}", 422)
+        raise AppError(
+            "unknown_organisation", "no organisation %(id)s", 422, params={"id": organisation_id}
+        )
     if role == Role.SPECIALIST:
         if specialty_id is None or session.get(Specialty, specialty_id) is None:
             raise AppError("invalid_specialty", "a specialist needs a known specialty", 422)
@@ -87,7 +97,12 @@ def create_user(
     if problem:
         raise AppError("weak_password", problem, 422)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
-        raise AppError("duplicate_email", f"a user with email {email} already exists", 409)
+        raise AppError(
+            "duplicate_email",
+            "a user with email %(email)s already exists",
+            409,
+            params={"email": email},
+        )
     user = User(
         email=email,
         name=name.strip(),
@@ -380,7 +395,12 @@ def get_user_for(session: Session, viewer: User, user_id: int) -> User:
 
 def set_locale(session: Session, user: User, locale: str) -> None:
     if locale not in LOCALES:
-        raise AppError("invalid_locale", f"locale must be one of {', '.join(LOCALES)}", 422)
+        raise AppError(
+            "invalid_locale",
+            "locale must be one of %(locales)s",
+            422,
+            params={"locales": ", ".join(LOCALES)},
+        )
     user.locale = locale
     session.add(user)
 
@@ -450,7 +470,12 @@ def create_specialty(
     if not name_ko or not name_en or len(name_ko) > 100 or len(name_en) > 100:
         raise AppError("invalid_name", "both names are needed, at most 100 characters", 422)
     if session.exec(select(Specialty.id).where(Specialty.code == code)).first() is not None:
-        raise AppError("duplicate_code", f"a specialty with code {code} already exists", 409)
+        raise AppError(
+            "duplicate_code",
+            "a specialty with code %(code)s already exists",
+            409,
+            params={"code": code},
+        )
     specialty = Specialty(code=code, name_ko=name_ko, name_en=name_en)
     session.add(specialty)
     session.flush()

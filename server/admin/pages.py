@@ -19,7 +19,7 @@ from server.accounts.models import Organisation, Region, Role, Specialty, User
 from server.db import SessionDep
 from server.errors import AppError
 from server.validation import PathId
-from web.render import render
+from web.render import form_error, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -87,7 +87,12 @@ def users_create(
     except AppError as refused:
         # create_user validates before it writes: nothing to undo, show the form again.
         return _users_view(
-            request, session, admin, status=refused.status, error=refused.message, form=form
+            request,
+            session,
+            admin,
+            status=refused.status,
+            error=form_error(request, refused.template, refused.params),
+            form=form,
         )
     return RedirectResponse("/admin/users", status_code=303)
 
@@ -174,7 +179,11 @@ def specialties_create(
         )
     except AppError as refused:
         return _specialties_view(
-            request, session, status=refused.status, error=refused.message, form=form
+            request,
+            session,
+            status=refused.status,
+            error=form_error(request, refused.template, refused.params),
+            form=form,
         )
     return RedirectResponse("/admin/specialties", status_code=303)
 

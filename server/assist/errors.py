@@ -15,5 +15,8 @@ class AssistOff(AppError):
 class TextTooLong(AppError):
     def __init__(self, limit: int) -> None:
         super().__init__(
-            "assist_text_too_long", f"the text is too long for a suggestion (at most {limit})", 422
+            "assist_text_too_long",
+            "the text is too long for a suggestion (at most %(limit)s)",
+            422,
+            params={"limit": limit},
         )

@@ -79,7 +79,10 @@ def create_invitation(
     minutes = settings.guest_invite_minutes if minutes is None else minutes
     if not 1 <= minutes <= MAX_INVITE_MINUTES:
         raise AppError(
-            "invalid_minutes", f"an invitation lasts 1 to {MAX_INVITE_MINUTES} minutes", 422
+            "invalid_minutes",
+            "an invitation lasts 1 to %(max)s minutes",
+            422,
+            params={"max": MAX_INVITE_MINUTES},
         )
     token = secrets.token_urlsafe(24)
     invitation = CallInvitation(

@@ -209,7 +209,10 @@ def transition(
     party = party_of(actor, consult)
     if party is None or party not in moves[target]:
         who = " or ".join(sorted(p.value for p in moves[target]))
-        raise Forbidden(f"only the {who} may move a {current} consult to {target}")
+        raise Forbidden(
+            "only the %(who)s may move a %(current)s consult to %(target)s",
+            params={"who": who, "current": current, "target": target},
+        )
     reason = reason.strip()
     if target in NEEDS_REASON and not reason:
         raise AppError(

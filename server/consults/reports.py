@@ -54,7 +54,8 @@ def _require_author(viewing: Viewing) -> None:
     if viewing.consult.status not in lifecycle.REPORT_WRITABLE:
         raise Conflict(
             "report_not_open",
-            f"no report can be written while the consult is {viewing.consult.status}",
+            "no report can be written while the consult is %(status)s",
+            params={"status": viewing.consult.status},
         )
 
 

@@ -208,7 +208,9 @@ def change_status(session: Session, viewing: Viewing, to: str, reason: str) -> C
     try:
         target = ConsultStatus(to)
     except ValueError:
-        raise AppError("unknown_status", f"unknown status {to!r}", 422) from None
+        raise AppError(
+            "unknown_status", "unknown status %(status)s", 422, params={"status": repr(to)}
+        ) from None
     if target == S.COMPLETED:
         raise AppError("use_close", "close the consult with its outcome (POST …/close)", 422)
     if target == S.SCHEDULED:
@@ -239,9 +241,11 @@ def switch_mode(session: Session, viewing: Viewing, mode: ConsultMode, reason: s
     require_participant(viewing)
     consult = viewing.consult
     if consult.status in lifecycle.TERMINAL:
-        raise Conflict("consult_closed", f"the consult is {consult.status}")
+        raise Conflict(
+            "consult_closed", "the consult is %(status)s", params={"status": consult.status}
+        )
     if consult.mode == mode:
-        raise Conflict("same_mode", f"the consult is already {mode}")
+        raise Conflict("same_mode", "the consult is already %(mode)s", params={"mode": mode})
     refuse_registration_numbers({"reason": reason})
     previous = consult.mode
     event = lifecycle.record_mode_change(session, consult, mode, actor=viewing.user, reason=reason)
@@ -278,7 +282,11 @@ def post_message(
     require_participant(viewing)
     consult = viewing.consult
     if consult.status in lifecycle.TERMINAL or consult.status == S.DRAFT:
-        raise Conflict("consult_not_open", f"no messages on a {consult.status} consult")
+        raise Conflict(
+            "consult_not_open",
+            "no messages on a %(status)s consult",
+            params={"status": consult.status},
+        )
     refuse_registration_numbers({"message": body})
     if reply_to_id is not None:
         parent = session.get(ConsultMessage, reply_to_id)
@@ -329,7 +337,11 @@ def add_attachment(
     require_participant(viewing)
     consult = viewing.consult
     if consult.status in lifecycle.TERMINAL:
-        raise Conflict("consult_closed", f"no attachments on a {consult.status} consult")
+        raise Conflict(
+            "consult_closed",
+            "no attachments on a %(status)s consult",
+            params={"status": consult.status},
+        )
     refuse_registration_numbers({"filename": spooled.filename})
     kind = files.check_kind(spooled)
     has_thumbnail = files.store(root, spooled, kind)

@@ -52,7 +52,9 @@ def _int_or_none(raw: str, name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise AppError("invalid_filter", f"{name} must be a number", 422) from None
+        raise AppError(
+            "invalid_filter", "%(name)s must be a number", 422, params={"name": name}
+        ) from None
 
 
 def _filters(
@@ -60,7 +62,12 @@ def _filters(
 ) -> Filters:
     count = _int_or_none(weeks, "weeks") or service.DEFAULT_WEEKS
     if not 1 <= count <= service.MAX_WEEKS:
-        raise AppError("invalid_filter", f"weeks must be 1 to {service.MAX_WEEKS}", 422)
+        raise AppError(
+            "invalid_filter",
+            "weeks must be 1 to %(max)s",
+            422,
+            params={"max": service.MAX_WEEKS},
+        )
     if start:
         try:
             first = date.fromisoformat(start)

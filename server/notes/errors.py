@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.errors import AppError, Conflict
 
 
@@ -10,9 +12,16 @@ class NoteFrozen(Conflict):
         super().__init__("note_frozen", "the report is signed; the note is read-only")
 
 
+# An edit the note's algebra refuses (OTError): the reason is for developers (`detail`).
+OT_REFUSED = "the edit does not fit the note; reload it"
+
+
 class InvalidOperation(AppError):
-    def __init__(self, message: str) -> None:
-        super().__init__("invalid_operation", message, 422)
+    def __init__(
+        self, message: str, *, params: dict[str, Any] | None = None, detail: str | None = None
+    ) -> None:
+        extra = {"detail": detail} if detail is not None else None
+        super().__init__("invalid_operation", message, 422, params=params, extra=extra)
 
 
 class RevisionTooOld(Conflict):
@@ -24,4 +33,9 @@ class RevisionTooOld(Conflict):
 
 class NoteTooLong(AppError):
     def __init__(self, limit: int) -> None:
-        super().__init__("note_too_long", f"a note holds at most {limit} characters", 413)
+        super().__init__(
+            "note_too_long",
+            "a note holds at most %(limit)s characters",
+            413,
+            params={"limit": limit},
+        )

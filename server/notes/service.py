@@ -20,7 +20,13 @@ from server.audit import service as audit
 from server.clock import UTCDateTime, utcnow
 from server.consults.models import ConsultRequest
 from server.errors import AppError
-from server.notes.errors import InvalidOperation, NoteFrozen, NoteTooLong, RevisionTooOld
+from server.notes.errors import (
+    OT_REFUSED,
+    InvalidOperation,
+    NoteFrozen,
+    NoteTooLong,
+    RevisionTooOld,
+)
 from server.notes.models import NoteUpdate, SharedNote
 from server.notes.ot import OTError, TextOperation, transform_against
 
@@ -162,7 +168,10 @@ def apply(
     if frozen_at is not None:
         raise NoteFrozen()
     if base_revision > revision:
-        raise InvalidOperation(f"revision {base_revision} is ahead of the note ({revision})")
+        raise InvalidOperation(
+            "revision %(base)s is ahead of the note (%(revision)s)",
+            params={"base": base_revision, "revision": revision},
+        )
     if base_revision < compacted:
         raise RevisionTooOld(compacted)
     try:
@@ -173,7 +182,7 @@ def apply(
         )
         text = op.apply(current)
     except OTError as error:
-        raise InvalidOperation(str(error)) from error
+        raise InvalidOperation(OT_REFUSED, detail=str(error)) from error
     if len(text) > max_chars and len(text) > len(current):
         raise NoteTooLong(max_chars)
     if op.is_noop():
@@ -212,7 +221,7 @@ def _parse(
     try:
         return TextOperation.from_json(op_json, max_insert=max_chars)
     except OTError as error:
-        raise InvalidOperation(str(error)) from error
+        raise InvalidOperation(OT_REFUSED, detail=str(error)) from error
 
 
 # The fast path, when the client is up to date with the text this process last saw:
@@ -258,7 +267,7 @@ def apply_known(
     try:
         new_text = op.apply(current)
     except OTError as error:
-        raise InvalidOperation(str(error)) from error
+        raise InvalidOperation(OT_REFUSED, detail=str(error)) from error
     if len(new_text) > max_chars and len(new_text) > len(current):
         raise NoteTooLong(max_chars)
     if op.is_noop():
@@ -358,7 +367,12 @@ def excerpt(session: Session, consult: ConsultRequest, start: int | None, end: i
     lo = 0 if start is None else start
     hi = len(text) if end is None else end
     if not 0 <= lo <= hi <= len(text):
-        raise AppError("invalid_selection", f"selection must lie within 0..{len(text)}", 422)
+        raise AppError(
+            "invalid_selection",
+            "selection must lie within 0..%(length)s",
+            422,
+            params={"length": len(text)},
+        )
     return text[lo:hi]
 
 

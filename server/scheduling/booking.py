@@ -71,7 +71,11 @@ def book(
     ):
         raise NotFound("specialist")
     if consult.status not in lifecycle.BOOKABLE:
-        raise Conflict("not_bookable", f"a consult that is {consult.status} cannot be booked")
+        raise Conflict(
+            "not_bookable",
+            "a consult that is %(status)s cannot be booked",
+            params={"status": consult.status},
+        )
     if consult.assigned_specialist_id not in (None, specialist_id):
         raise Conflict("assigned_elsewhere", "another specialist has taken this consult")
     if starts_at < now:

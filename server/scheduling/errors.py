@@ -8,13 +8,13 @@ from server.errors import AppError, Conflict
 
 
 class InvalidRoster(AppError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message, 422)
+    def __init__(self, code: str, message: str, *, params: dict[str, Any] | None = None) -> None:
+        super().__init__(code, message, 422, params=params)
 
 
 class InvalidSearch(AppError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message, 422)
+    def __init__(self, code: str, message: str, *, params: dict[str, Any] | None = None) -> None:
+        super().__init__(code, message, 422, params=params)
 
 
 class SlotTaken(Conflict):

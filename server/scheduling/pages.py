@@ -14,7 +14,7 @@ from server.accounts.deps import ClinicianUser, CurrentUser, GPUser, SettingsDep
 from server.accounts.models import Organisation, Role, Specialty, User
 from server.clock import utcnow
 from server.db import SessionDep
-from server.errors import AppError
+from server.errors import INVALID, AppError
 from server.scheduling import booking, calendar, rosters, search
 from server.scheduling.errors import SlotTaken
 from server.scheduling.models import RosterException, RosterRule
@@ -37,7 +37,14 @@ def _validated(model: type[M], values: dict[str, Any]) -> M:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        raise AppError("validation_error", f"{field}: {first.get('msg', 'invalid')}", 422) from None
+        # The page says one translated sentence; the detail stays for an API client.
+        raise AppError(
+            "validation_error",
+            INVALID,
+            422,
+            field=field,
+            extra={"detail": f"{field}: {first.get('msg', 'invalid')}"},
+        ) from None
 
 
 def _back(specialist_id: int) -> RedirectResponse:

@@ -194,7 +194,11 @@ def check_window(start: datetime, end: datetime, max_days: int) -> None:
     if end <= start:
         raise InvalidSearch("end_before_start", "the window must end after it starts")
     if end - start > timedelta(days=max_days):
-        raise InvalidSearch("window_too_long", f"search at most {max_days} days at a time")
+        raise InvalidSearch(
+            "window_too_long",
+            "search at most %(days)s days at a time",
+            params={"days": max_days},
+        )
 
 
 def search_slots(
@@ -217,7 +221,11 @@ def search_slots(
     if session.get(Specialty, specialty_id) is None:
         raise InvalidSearch("unknown_specialty", "no such specialty")
     if policy not in POLICIES:
-        raise InvalidSearch("unknown_policy", f"routing policy must be one of {POLICIES}")
+        raise InvalidSearch(
+            "unknown_policy",
+            "routing policy must be one of %(policies)s",
+            params={"policies": str(POLICIES)},
+        )
     now = now or utcnow()
     start = max(start.astimezone(UTC), now)
     end = end.astimezone(UTC)

@@ -196,7 +196,11 @@ def start_urgent(
     if consult.status == ConsultStatus.DRAFT:
         lifecycle.transition(session, consult, ConsultStatus.REQUESTED, actor, "urgent", ip=ip)
     if consult.status not in OPEN_TO_POOL:
-        raise Conflict("not_open", f"a consult that is {consult.status} cannot be rung out")
+        raise Conflict(
+            "not_open",
+            "a consult that is %(status)s cannot be rung out",
+            params={"status": consult.status},
+        )
     existing = session.exec(
         select(UrgentRequest).where(UrgentRequest.consult_request_id == consult.id)
     ).first()
