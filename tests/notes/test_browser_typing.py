@@ -136,7 +136,9 @@ def test_unsent_edits_survive_a_reload_and_are_sent_on_reconnect(
         "() => document.querySelector('[data-notes-text]').value === '혈압 150/90 (unsent)'"
     )
     assert gp.evaluate("() => Object.keys(sessionStorage).length") == 0
-    note = db.exec(select(SharedNote)).all()[-1]
+    # The newest note (PostgreSQL returns rows in no set order without ORDER BY).
+    note = db.exec(select(SharedNote).order_by(col(SharedNote.id).desc())).first()
+    assert note is not None
     db.refresh(note)
     assert note.text == "혈압 150/90 (unsent)"
     # Sent once, though it was sent before the reload too (same client id and seq).
@@ -202,7 +204,9 @@ def test_korean_ime_sends_whole_syllables_through_a_remote_edit(
             "(t) => document.querySelector('[data-notes-text]').value === t", arg=expected
         )
     # No stored update ever carried a lone jamo (a half-composed syllable).
-    note = db.exec(select(SharedNote)).all()[-1]
+    # The newest note (PostgreSQL returns rows in no set order without ORDER BY).
+    note = db.exec(select(SharedNote).order_by(col(SharedNote.id).desc())).first()
+    assert note is not None
     inserted = "".join(
         c
         for op in db.exec(select(NoteUpdate.op).where(col(NoteUpdate.note_id) == note.id)).all()

@@ -256,6 +256,9 @@ def test_urgent_ring_escalation_admin_accept_call_report_close(
     wait_until(lambda: frames(gp) > 0 and frames(taker) > 0, timeout=30)
 
     # The specialist hangs up, writes and signs the report; the GP closes the consult.
+    # Signing and closing cannot be undone, so the pages ask first: the test means it.
+    for page in (gp, taker):
+        page.on("dialog", lambda dialog: dialog.accept())
     taker.click("#btn-hangup")
     taker.wait_for_url(f"**/consults/{public_id}")
     taker.fill("textarea[name=findings]", "Inferior STEMI.")

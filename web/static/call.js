@@ -1,10 +1,7 @@
-/* Dari call page: WebRTC with perfect negotiation over Dari's signaling (docs/signaling.md).
- * Our own ES modules, no framework, no build step (layout: docs/web.md). Strings come
- * translated from the page (#call-strings), so every word on screen goes through the
- * server's catalog. This module wires the parts together and owns the call's life:
- * start, the signaling connection, hang-up. */
+/* Dari call page (docs/web.md, docs/signaling.md): wires the modules together and owns the
+ * call's life: start, signaling, hang-up. */
 
-import { $, csrf, onPageExit } from "./lib/page.js";
+import { $, onPageExit, post } from "./lib/page.js";
 import { connect } from "./lib/ws-client.js";
 import { flushOutbox, onChat, sendChat } from "./call/chat.js";
 import { copyInvite, invite, onKnock, redeemGuest, removeKnock } from "./call/lobby.js";
@@ -19,12 +16,8 @@ import {
 import { cleanForVideo, nextTier, tierOf, tuneOpus, videoCapKbps } from "./call/link.js";
 import { adapt, reportQuality, sampleStats } from "./call/quality.js";
 import { REPORT_EVERY_MS, STATS_EVERY_MS, linkLevel, tooWeakForAudio, tooWeakForVideo } from "./call/rules.js";
-import { cfg, root, send, signaling, state, t, timers } from "./call/state.js";
+import { cfg, peerList, root, send, signaling, state, t, timers } from "./call/state.js";
 import { clearError, hideBanner, setStatus, showBanner, showError } from "./call/ui.js";
-
-const SIGNALING_ERROR_SHOWN_MS = 15000;
-
-// ---- Signaling ----
 
 function handleFrame(f) {
   switch (f.type) {
@@ -66,18 +59,14 @@ function onWelcome(f) {
 }
 
 function onError(f) {
-  if (f.code === "room_full") {
-    setStatus("callFull");
-    return;
-  }
+  if (f.code === "room_full") return setStatus("callFull");
   if (window.console) console.warn("signaling error", f.code, f.message);
-  // A frame for a peer that has just left: a harmless race, nothing for the user to do.
-  if (f.code === "unknown_peer") return;
+  if (f.code === "unknown_peer") return undefined; // a peer that just left: a harmless race
   showError("signaling", "signalingError", { code: f.code });
-  timers.after(SIGNALING_ERROR_SHOWN_MS, () => clearError("signaling"));
+  timers.after(15000, () => clearError("signaling"));
+  return undefined;
 }
 
-/** The socket is gone: say why; the client reconnects unless the close was final. */
 function onSocketDown({ code, final }) {
   if (state.ended) return;
   if (final) {
@@ -86,16 +75,15 @@ function onSocketDown({ code, final }) {
     else setStatus(cfg.guest ? "refused" : "denied");
     return;
   }
-  const offline = navigator.onLine === false;
-  setStatus(offline ? "offline" : "reconnecting");
-  showBanner(offline ? "offline" : "reconnecting");
+  const offline = navigator.onLine === false ? "offline" : "reconnecting";
+  setStatus(offline);
+  showBanner(offline);
 }
 
 function connectSignaling() {
   signaling.client = connect({
     path: cfg.ws + "/room",
-    // Every (re)join carries the latest single-use resume token: within the server's
-    // grace we keep our peer id and the others restart ICE with us.
+    // per (re)join: the latest single-use resume token keeps our peer id
     hello: () => ({
       v: 1, type: "join", room: state.room, token: state.joinToken,
       resume_token: state.resumeToken, can_rollback: true,
@@ -103,7 +91,6 @@ function connectSignaling() {
     onFrame: handleFrame,
     onDown: onSocketDown,
     ping: () => ({ v: 1, type: "ping", ts: Date.now() }),
-    pingMs: 5000,
     silenceMs: () => Math.max(12000, state.heartbeatS * 1000),
     baseMs: 500,
     maxMs: 5000,
@@ -111,11 +98,7 @@ function connectSignaling() {
   });
 }
 
-// ---- The end of the call ----
-
-/** Stop everything the call owns: the leave frame, the socket and its heartbeat, every
- * timer, the peer connections, camera, microphone and screen. Shared notes on the page
- * close once their last edit is saved. */
+/** Stop everything the call owns; shared notes close once their last edit is saved. */
 function endCall() {
   if (state.ended) return;
   state.ended = true;
@@ -134,26 +117,17 @@ function hangUp() {
   if (cfg.consultUrl) location.href = cfg.consultUrl;
 }
 
-/** One click from a failing call to the written thread: same consult, nothing retyped. */
 async function continueInWriting(event) {
   event.preventDefault();
   if (cfg.switchUrl) {
-    const form = new URLSearchParams({ mode: "async", reason: t("writingReason") });
     try {
-      // Whatever the answer (already switched by the other side, say), the thread opens.
-      await fetch(cfg.switchUrl, {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "X-CSRF-Token": csrf() },
-        body: form,
-      });
-    } catch (e) { /* offline: the thread link still works when the network is back */ }
+      // whatever the answer (already switched, say), the thread opens
+      await post(cfg.switchUrl, new URLSearchParams({ mode: "async", reason: t("writingReason") }));
+    } catch (e) { /* offline: the thread link works when the network is back */ }
   }
   endCall();
   location.href = cfg.threadUrl;
 }
-
-// ---- Start ----
 
 function wireControls() {
   $("btn-mic").onclick = toggleMic;
@@ -165,13 +139,14 @@ function wireControls() {
   ["btn-writing", "call-banner-writing"].forEach((id) => {
     if ($(id)) $(id).onclick = continueInWriting;
   });
-  $("bandwidth").onchange = () => {
-    state.capKbps = parseInt($("bandwidth").value, 10) || 0;
+  const cap = $("bandwidth");
+  cap.onchange = () => {
+    state.capKbps = parseInt(cap.value, 10) || 0;
     applyAll();
   };
-  const savedCap = savedDevice("cap"); // set by the pre-call check's recommendation
-  if (savedCap && $("bandwidth").querySelector('option[value="' + savedCap + '"]')) {
-    $("bandwidth").value = savedCap;
+  const savedCap = savedDevice("cap"); // the pre-call check's recommendation
+  if (savedCap && cap.querySelector('option[value="' + savedCap + '"]')) {
+    cap.value = savedCap;
     state.capKbps = parseInt(savedCap, 10) || 0;
   }
   if ($("invite")) $("invite").onclick = invite;
@@ -204,8 +179,10 @@ async function start() {
   connectSignaling();
 }
 
+const peersWithPc = () => peerList().filter((p) => p.pc);
+
 if (root) {
-  // For tests and for curious engineers: read-only views and a few handles.
+  // For tests and curious engineers.
   window.dariCall = {
     state,
     rules: { linkLevel, tooWeakForVideo, tooWeakForAudio },
@@ -214,27 +191,22 @@ if (root) {
     adapt,
     sampleStats,
     hangUp,
-    /** Drop the signaling socket as a lost link would (it reconnects and resumes). */
     dropSignaling: () => signaling.client && signaling.client.drop(4000),
     socketOpen: () => !!signaling.client && signaling.client.isOpen(),
-    /** A frame as if the server had sent it. */
-    receive: handleFrame,
-    /** Timers still pending: the call's own and the signaling client's (0 after hang-up). */
+    receive: handleFrame, // a frame as if the server had sent it
     liveTimers: () => timers.size + (signaling.client ? signaling.client.liveTimers() : 0),
     inboundVideoFrames: async () => {
       let total = 0;
-      for (const peer of state.peers.values()) {
-        if (!peer.pc) continue;
-        const report = await peer.pc.getStats();
-        report.forEach((s) => {
+      for (const peer of peersWithPc()) {
+        (await peer.pc.getStats()).forEach((s) => {
           if (s.type === "inbound-rtp" && s.kind === "video") total += s.framesDecoded || 0;
         });
       }
       return total;
     },
-    connectionStates: () => Array.from(state.peers.values()).map((p) => (p.pc ? p.pc.connectionState : "none")),
+    connectionStates: () => peerList().map((p) => (p.pc ? p.pc.connectionState : "none")),
     senderParameters: () => {
-      const peer = Array.from(state.peers.values()).find((p) => p.pc);
+      const peer = peersWithPc()[0];
       if (!peer) return null;
       const out = {};
       ["audio", "video"].forEach((kind) => {

@@ -1,5 +1,4 @@
-/* In-call chat over the signaling `chat` frame; lines typed while disconnected are sent
- * after the reconnect. Text is always shown as text. */
+/* In-call chat over the `chat` frame; lines typed offline go after the reconnect. Text only. */
 
 import { $, el } from "../lib/page.js";
 import { send, state, t } from "./state.js";
@@ -7,9 +6,10 @@ import { clock } from "./ui.js";
 
 function appendChat(name, text, at, mine) {
   const item = el("li", mine ? "mine" : null);
-  const when = at ? new Date(at) : new Date();
-  item.appendChild(el("span", "chat-head", name + " · " + clock(when)));
-  item.appendChild(el("span", "chat-text", text));
+  item.append(
+    el("span", "chat-head", name + " · " + clock(at ? new Date(at) : new Date())),
+    el("span", "chat-text", text),
+  );
   const log = $("chat-log");
   log.appendChild(item);
   log.scrollTop = log.scrollHeight;
@@ -26,12 +26,11 @@ export function sendChat(event) {
   const text = input.value.trim();
   if (!text) return;
   const frame = { type: "chat", text: text.slice(0, 2000) };
-  if (!send(frame)) state.outbox.push(frame); // sent after the reconnect
+  if (!send(frame)) state.outbox.push(frame);
   appendChat(t("you"), text, null, true);
   input.value = "";
 }
 
-/** After a (re)join: what was typed while the socket was down. */
 export function flushOutbox() {
   while (state.outbox.length) send(state.outbox.shift());
 }

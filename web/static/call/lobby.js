@@ -10,20 +10,15 @@ export function onKnock(info) {
   const item = el("li");
   item.dataset.peer = info.peer_id;
   item.appendChild(el("span", null, t("guestWaiting", { name: info.name })));
-  const admit = el("button", "primary", t("admit"));
-  admit.type = "button";
-  admit.onclick = () => {
-    send({ type: "admit", peer: info.peer_id });
-    item.remove();
-  };
-  const deny = el("button", null, t("refuse"));
-  deny.type = "button";
-  deny.onclick = () => {
-    send({ type: "deny", peer: info.peer_id });
-    item.remove();
-  };
-  item.appendChild(admit);
-  item.appendChild(deny);
+  [["admit", "primary", "admit"], ["deny", null, "refuse"]].forEach(([type, cls, label]) => {
+    const button = el("button", cls, t(label));
+    button.type = "button";
+    button.onclick = () => {
+      send({ type, peer: info.peer_id });
+      item.remove();
+    };
+    item.appendChild(button);
+  });
   list.appendChild(item);
 }
 
@@ -54,8 +49,7 @@ export function copyInvite() {
   $("invite-copy").textContent = t("copied");
 }
 
-/** A guest's page: spend the invitation (it travels in the URL fragment, never in server
- * logs) for a join token. */
+/** Spend the invitation (in the URL fragment, never in server logs) for a join token. */
 export async function redeemGuest() {
   const token = location.hash.slice(1);
   history.replaceState(null, "", location.pathname);

@@ -1,5 +1,4 @@
-/* Local media and what we send: camera and microphone, screen share, the senders'
- * priority and bitrate cap, and audio only (manual or automatic). */
+/* Local media and what we send: camera, microphone, screen, sender parameters, audio only. */
 
 import { $ } from "../lib/page.js";
 import { tuneAudio, tuneVideo } from "./link.js";
@@ -21,13 +20,13 @@ export async function openLocalMedia() {
   const mic = savedDevice("microphone");
   const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
   if (mic) audio.deviceId = { ideal: mic };
-  // Modest resolution and frame rate: a rural uplink carries 360p at 15 fps well.
+  // A rural uplink carries 360p at 15 fps well.
   const video = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15, max: 24 } };
   if (cam) video.deviceId = { ideal: cam };
   for (const ask of [{ audio, video }, { audio, video: false }]) {
     try {
       return await navigator.mediaDevices.getUserMedia(ask);
-    } catch (e) { /* try the next, smaller ask */ }
+    } catch (e) { /* try the smaller ask */ }
   }
   showBanner("mediaDenied");
   return new MediaStream();
@@ -39,21 +38,25 @@ export function localTrack(kind) {
   return list[0] || null;
 }
 
+const stopAll = (stream) => stream.getTracks().forEach((tr) => tr.stop());
+
 export function stopLocal() {
-  if (state.local) state.local.getTracks().forEach((tr) => tr.stop());
+  if (state.local) stopAll(state.local);
 }
 
 export function attachLocalTracks(peer) {
   const pc = peer.pc;
   const have = pc.getSenders().map((s) => s.track);
-  const audio = localTrack("audio");
-  const video = localTrack("video");
-  if (audio && have.indexOf(audio) < 0) peer.senders.audio = pc.addTrack(audio, state.local);
-  if (video && have.indexOf(video) < 0) peer.senders.video = pc.addTrack(video, state.local);
+  const both = ["audio", "video"];
+  both.forEach((kind) => {
+    const track = localTrack(kind);
+    if (track && have.indexOf(track) < 0) peer.senders[kind] = pc.addTrack(track, state.local);
+  });
   // Without a camera or microphone we still want to see and hear the other side.
   const kinds = pc.getTransceivers().map((tr) => tr.receiver.track.kind);
-  if (!audio && kinds.indexOf("audio") < 0) pc.addTransceiver("audio", { direction: "recvonly" });
-  if (!video && kinds.indexOf("video") < 0) pc.addTransceiver("video", { direction: "recvonly" });
+  both.forEach((kind) => {
+    if (!localTrack(kind) && kinds.indexOf(kind) < 0) pc.addTransceiver(kind, { direction: "recvonly" });
+  });
   if (state.screen && !peer.senders.screen) {
     peer.senders.screen = pc.addTrack(state.screen.getVideoTracks()[0], state.screen);
   }
@@ -79,8 +82,8 @@ export function applySenderParameters(peer) {
     tuneAudio(enc, state.link);
   });
   setEncoding(peer.senders.video, (enc, params) => {
-    const settings = peer.senders.video.track.getSettings ? peer.senders.video.track.getSettings() : {};
-    tuneVideo(params, enc, state.link, cap, settings.height);
+    const track = peer.senders.video.track;
+    tuneVideo(params, enc, state.link, cap, (track.getSettings ? track.getSettings() : {}).height);
     enc.priority = "low";
     enc.active = !state.audioOnly;
   });
@@ -97,19 +100,15 @@ export function applyAll() {
   });
 }
 
-export function toggleMic() {
-  const audio = localTrack("audio");
-  state.micOn = !state.micOn;
-  if (audio) audio.enabled = state.micOn;
-  setPressed($("btn-mic"), !state.micOn, state.micOn ? "mute" : "unmute");
+function toggle(kind, flag, button, onKey, offKey) {
+  const track = localTrack(kind);
+  const on = (state[flag] = !state[flag]);
+  if (track) track.enabled = on;
+  setPressed($(button), !on, on ? onKey : offKey);
 }
 
-export function toggleCamera() {
-  const video = localTrack("video");
-  state.camOn = !state.camOn;
-  if (video) video.enabled = state.camOn;
-  setPressed($("btn-camera"), !state.camOn, state.camOn ? "cameraOff" : "cameraOn");
-}
+export const toggleMic = () => toggle("audio", "micOn", "btn-mic", "mute", "unmute");
+export const toggleCamera = () => toggle("video", "camOn", "btn-camera", "cameraOff", "cameraOn");
 
 /** Pause our video (encoding inactive: no renegotiation, instant to undo). */
 export function setAudioOnly(on, automatic) {
@@ -127,8 +126,7 @@ export function setAudioOnly(on, automatic) {
       run: () => setAudioOnly(false),
     });
   } else {
-    // The user's own "video on" holds off the automatic fall-back for a while; the
-    // automatic return does not (link.js backs off instead).
+    // Only the user's own "video on" holds off the automatic fall-back (link.js backs off).
     if (!automatic) state.autoPausedUntil = Date.now() + AUTO_PAUSE_MS;
     hideBanner("audioOnlyAuto");
     hideBanner("audioOnlyManual");
@@ -143,15 +141,11 @@ export async function toggleScreen() {
   } catch (e) {
     return undefined; // the user cancelled the picker
   }
-  if (state.ended) {
-    stream.getTracks().forEach((tr) => tr.stop());
-    return undefined;
-  }
+  if (state.ended) return stopAll(stream);
   state.screen = stream;
   const screenTrack = stream.getVideoTracks()[0];
   screenTrack.contentHint = "detail"; // an X-ray must stay sharp; frame rate may drop
   screenTrack.onended = stopScreen;
-  // A new track means renegotiation; perfect negotiation keeps either side free to do it.
   state.peers.forEach((peer) => {
     if (!peer.pc) return;
     peer.senders.screen = peer.pc.addTrack(screenTrack, stream);
@@ -163,7 +157,7 @@ export async function toggleScreen() {
 
 export function stopScreen() {
   if (!state.screen) return;
-  state.screen.getTracks().forEach((tr) => tr.stop());
+  stopAll(state.screen);
   state.screen = null;
   state.peers.forEach((peer) => {
     if (peer.pc && peer.senders.screen) {

@@ -1,7 +1,5 @@
 /* Peers and perfect negotiation (docs/signaling.md "Who offers, who is polite"): one
- * RTCPeerConnection per remote peer, roles from the server, frames of one peer handled
- * strictly in order, ICE restarted after a network change. A failure is shown to the
- * user in the page's error line (translated), not only logged. */
+ * RTCPeerConnection per peer, roles from the server, ICE restarted after a network change. */
 
 import { MEDIA_LOST_OFFER_MS, RECONNECT_SETTLE_MS, tuneOpus } from "./link.js";
 import { applySenderParameters, attachLocalTracks } from "./media.js";
@@ -15,35 +13,23 @@ const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long: restart ICE our
 const ICE_GIVE_UP_MS = 15000;       // still not connected this long after "failed": say so
 
 export function addPeer(info) {
-  const existing = state.peers.get(info.peer_id);
-  if (existing) {
-    existing.polite = info.polite !== false;
-    existing.offer = info.offer || "any";
-    return existing;
-  }
-  const peer = {
+  const peer = state.peers.get(info.peer_id) || {
     id: info.peer_id,
     name: info.name || "",
     kind: info.kind || "user",
-    polite: info.polite !== false,
-    offer: info.offer || "any",
-    pc: null,
-    makingOffer: false,
-    ignoreOffer: false,
+    pc: null, // startConnection() sets the connection's own fields
     queue: Promise.resolve(),
     tiles: new Map(),
     senders: {},
-    prev: null,
-    stats: {},
-    failedAt: 0,
   };
+  peer.polite = info.polite !== false;
+  peer.offer = info.offer || "any";
   state.peers.set(peer.id, peer);
   return peer;
 }
 
-/** A negotiation step failed: tell the user (and the console, for engineers). */
 function failed(peer, e) {
-  // Hung up, or the peer left meanwhile: the step had nothing left to do.
+  // hung up, or the peer left meanwhile: nothing left to do
   if (state.ended || !peer.pc || peer.pc.signalingState === "closed") return;
   if (window.console) console.warn("negotiation", peer.id, e);
   showError(peer.id, "negotiationFailed", { error: errorName(e) });
@@ -62,16 +48,9 @@ export function startConnection(peer, withTracks) {
     iceServers: state.iceServers,
     iceTransportPolicy: cfg.icePolicy === "relay" ? "relay" : "all",
   });
-  peer.pc = pc;
-  peer.senders = {};
-  peer.makingOffer = false;
-  peer.ignoreOffer = false;
-  peer.prev = null;
-  peer.failedAt = 0;
-  pc.onicecandidate = (e) => {
-    if (e.candidate) send({ type: "candidate", to: peer.id, candidate: e.candidate.toJSON() });
-    else send({ type: "end-of-candidates", to: peer.id });
-  };
+  Object.assign(peer, { pc, senders: {}, makingOffer: false, ignoreOffer: false, prev: null, failedAt: 0 });
+  pc.onicecandidate = ({ candidate: c }) =>
+    send(c ? { type: "candidate", to: peer.id, candidate: c.toJSON() } : { type: "end-of-candidates", to: peer.id });
   pc.onnegotiationneeded = () => negotiate(peer, pc);
   pc.ontrack = (e) => showRemoteTrack(peer, e.track, e.streams[0]);
   pc.onconnectionstatechange = () => onConnectionState(peer, pc);
@@ -94,26 +73,26 @@ async function negotiate(peer, pc) {
 
 export async function onDescription(peer, f) {
   let pc = peer.pc;
-  if (f.type === "offer" && (!pc || pc.connectionState === "failed" || pc.connectionState === "closed")) {
+  const offer = f.type === "offer";
+  if (offer && (!pc || pc.connectionState === "failed" || pc.connectionState === "closed")) {
     if (pc) closePeer(peer);
     pc = startConnection(peer, false);
   }
   if (!pc) return;
-  // Opus FEC and DTX: the description we apply configures our own encoder (link.js).
+  // Opus FEC/DTX: the description we apply configures our own encoder (link.js)
   const description = { type: f.type, sdp: tuneOpus(f.sdp) };
-  const collision = f.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
+  const collision = offer && (peer.makingOffer || pc.signalingState !== "stable");
   peer.ignoreOffer = !peer.polite && collision;
   if (peer.ignoreOffer) { // impolite: our offer wins
     state.glare.ignored++;
     return;
   }
-  if (collision) {
+  if (collision) { // polite: roll ours back, take theirs
     state.glare.rolledBack++;
-    // Polite side of a glare: roll our offer back, then take theirs.
     await pc.setLocalDescription({ type: "rollback" });
   }
   await pc.setRemoteDescription(description);
-  if (f.type === "offer") {
+  if (offer) {
     attachLocalTracks(peer);
     await pc.setLocalDescription();
     send({ type: "answer", to: peer.id, sdp: pc.localDescription.sdp });
@@ -135,7 +114,7 @@ function onConnectionState(peer, pc) {
   if (s === "connected") {
     peer.failedAt = 0;
     if (peer.everConnected) {
-      // Back after a cut: the first samples still count what the cut lost; let them pass.
+      // back after a cut: the first samples still count its losses
       peer.prev = null;
       state.link.settleUntil = Date.now() + RECONNECT_SETTLE_MS;
     }
@@ -143,10 +122,9 @@ function onConnectionState(peer, pc) {
     clearError(peer.id);
     hideBanner("iceRestart");
     applySenderParameters(peer);
-    sampleStats(); // the first sample now, not up to STATS_EVERY_MS later: an edge link shows at once
+    sampleStats(); // now, not a period later: an edge link shows at once
   } else if (s === "failed") {
-    // The media path broke (network change): restart ICE ourselves, and say so if
-    // that does not bring it back.
+    // network change: restart ICE, say so if that fails
     if (!peer.failedAt) {
       peer.failedAt = Date.now();
       timers.after(ICE_GIVE_UP_MS, () => {
@@ -164,8 +142,7 @@ function onConnectionState(peer, pc) {
 
 function restartIce(peer) {
   if (!peer.pc) return;
-  peer.restartedAt = Date.now();
-  // Once the page offers the written consult for a long cut, that banner stays up.
+  // a long cut's written-consult offer stays up
   const offering = state.link.downSince && Date.now() - state.link.downSince >= MEDIA_LOST_OFFER_MS;
   if (!offering) showBanner("iceRestart");
   if (peer.offer === "peer") send({ type: "ice-restart", to: peer.id });
@@ -175,27 +152,13 @@ function restartIce(peer) {
 export function onIceRestart(from) {
   const peer = state.peers.get(from);
   if (!peer) return;
-  if (!peer.pc || peer.pc.connectionState === "closed") {
-    startConnection(peer, true);
-    return;
-  }
-  peer.pc.restartIce();
+  if (!peer.pc || peer.pc.connectionState === "closed") startConnection(peer, true);
+  else peer.pc.restartIce();
 }
 
-/** Peers after a `welcome`: a fresh identity starts over, a resumed one catches up. */
+/** After a `welcome`: a fresh peer id starts over, a resumed one catches up on who came and went. */
 export function syncPeers(list, resumed) {
-  if (!resumed) {
-    // A fresh identity: the old connections belong to a peer id that no longer exists.
-    closeAllPeers();
-    list.forEach((info) => {
-      const peer = addPeer(info);
-      // The newcomer offers (docs/signaling.md "Who starts").
-      if (peer.offer !== "peer") startConnection(peer, true);
-    });
-    return;
-  }
-  // Resumed: the others were told to restart ICE with us. Catch up on who came and
-  // went while we were away (their peer-joined / peer-left frames were missed).
+  if (!resumed) closeAllPeers();
   const present = new Set(list.map((info) => info.peer_id));
   state.peers.forEach((peer, id) => {
     if (!present.has(id)) forgetPeer(peer);
@@ -245,7 +208,7 @@ export function closeAllPeers() {
 }
 
 export function updateStatus() {
-  if (state.ended) return;
+  if (state.ended || !signaling.client || !signaling.client.isOpen()) return;
   let connected = 0;
   let total = 0;
   state.peers.forEach((peer) => {
@@ -253,8 +216,5 @@ export function updateStatus() {
     total++;
     if (peer.pc && peer.pc.connectionState === "connected") connected++;
   });
-  if (!signaling.client || !signaling.client.isOpen()) return;
-  if (total === 0) setStatus("waiting");
-  else if (connected > 0) setStatus("connected");
-  else setStatus("connecting");
+  setStatus(total === 0 ? "waiting" : connected > 0 ? "connected" : "connecting");
 }

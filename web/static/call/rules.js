@@ -1,11 +1,10 @@
-/* Link rules of the call page: pure functions, thresholds documented in docs/web.md. */
+/* Link rules: pure functions, thresholds documented in docs/web.md. */
 
 export const WEAK_SAMPLES = 3;       // consecutive bad samples (about 6 s) before falling back
 export const STATS_EVERY_MS = 2000;
 export const REPORT_EVERY_MS = 15000;
-export const AUTO_PAUSE_MS = 60000;  // after the user turns video back on, no automatic fall-back for 1 min
+export const AUTO_PAUSE_MS = 60000;  // no automatic fall-back for 1 min after the user's "video on"
 
-/** Link level shown to the user: "good", "fair" or "poor". */
 export function linkLevel(s) {
   if (s.rttMs == null && s.lossPct == null) return "unknown";
   const rtt = s.rttMs || 0;
@@ -15,16 +14,13 @@ export function linkLevel(s) {
   return "poor";
 }
 
-/** True when a stats sample says the link cannot carry video. */
 export function tooWeakForVideo(s) {
   return (s.lossPct != null && s.lossPct > 15) ||
     (s.rttMs != null && s.rttMs > 1500) ||
-    // Low, not 120: a capped sender is app-limited and the estimate sinks with the cap
-    // (measured on the lab's 300 kbps link: 80–150 kbps while video ran at 10+ fps).
+    // low, not 120: a capped sender's estimate sinks with the cap (lab: 80–150 kbps at 10+ fps)
     (s.availableKbps != null && s.availableKbps < 60);
 }
 
-/** True when a sample says even audio is failing. */
 export function tooWeakForAudio(s) {
   return (s.lossPct != null && s.lossPct > 30) || (s.rttMs != null && s.rttMs > 3000);
 }

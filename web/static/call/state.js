@@ -1,5 +1,4 @@
-/* The call page's state, shared by its modules: the page's settings and strings, what is
- * known about the call, the signaling client, and the registry of the call's timers. */
+/* The call page's shared state: settings and strings, the call, the signaling client, timers. */
 
 import { Timers } from "../lib/timers.js";
 import { translator } from "../lib/page.js";
@@ -10,8 +9,7 @@ export const cfg = root ? root.dataset : {};
 const strings = document.getElementById("call-strings");
 export const t = translator(strings ? strings.dataset : {});
 
-/** The call's own timers (stats, delayed ICE restarts…); hang-up clears them all. */
-export const timers = new Timers();
+export const timers = new Timers(); // hang-up clears them all
 
 export const state = {
   room: cfg.room,
@@ -29,7 +27,7 @@ export const state = {
   audioOnlyAuto: false,
   autoPausedUntil: 0,
   capKbps: 0,
-  link: newLinkState(), // link.js: the tier and the automatic video fall-back and return
+  link: newLinkState(),
   ended: false,
   weakRun: 0,
   audioWeakRun: 0,
@@ -39,10 +37,11 @@ export const state = {
   glare: { ignored: 0, rolledBack: 0 },
 };
 
-/** The signaling connection (lib/ws-client.js), set when the call starts. */
 export const signaling = { client: null };
 
-/** Send a frame of protocol v1; false when the socket is down (nothing is queued here). */
+export const peerList = () => Array.from(state.peers.values());
+
+/** False when the socket is down (nothing is queued here). */
 export function send(frame) {
   frame.v = 1;
   return signaling.client ? signaling.client.send(frame) : false;

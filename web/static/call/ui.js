@@ -1,5 +1,4 @@
-/* What the call page shows: the status line, the banner over the video, the error line,
- * toggle buttons and the remote video tiles. */
+/* What the call page shows: status, banner, error line, toggles and remote video tiles. */
 
 import { $, el } from "../lib/page.js";
 import { cfg, t } from "./state.js";
@@ -10,21 +9,15 @@ export function setStatus(key, vars) {
   status.dataset.state = key;
 }
 
-/** The banner over the video: one at a time, with an optional action button and the
- * "continue in writing" link. */
+/** One banner at a time. */
 export function showBanner(key, action, withWriting) {
   const banner = $("call-banner");
   $("call-banner-text").textContent = t(key);
   banner.dataset.kind = key;
   const button = $("call-banner-action");
-  if (action) {
-    button.textContent = t(action.label);
-    button.onclick = action.run;
-    button.hidden = false;
-  } else {
-    button.hidden = true;
-    button.onclick = null;
-  }
+  button.hidden = !action;
+  button.onclick = action ? action.run : null;
+  if (action) button.textContent = t(action.label);
   if ($("call-banner-writing")) $("call-banner-writing").hidden = !withWriting;
   banner.hidden = false;
 }
@@ -34,12 +27,8 @@ export function hideBanner(kind) {
   if (!kind || banner.dataset.kind === kind) banner.hidden = true;
 }
 
-// ---- Errors: what failed, in words, until whatever failed recovers ----
+const errors = new Map(); // owner (a peer id, "signaling") → message; cleared when it recovers
 
-const errors = new Map(); // owner (a peer id, "signaling") → message
-
-/** Show an error (negotiation, ICE, signaling) in the page's error line, not only in the
- * console; `owner` names what must recover for it to go away. */
 export function showError(owner, key, vars) {
   errors.delete(owner);
   errors.set(owner, { key, text: t(key, vars) }); // the newest last
@@ -58,7 +47,7 @@ function renderErrors() {
   line.hidden = !newest;
 }
 
-/** A short name for a failure (a DOMException's name: a support engineer can look it up). */
+/** A DOMException's name: a support engineer can look it up. */
 export function errorName(e) {
   return (e && (e.name || e.message)) || "Error";
 }
@@ -68,7 +57,7 @@ export function setPressed(button, pressed, key) {
   button.textContent = t(key);
 }
 
-/** Hours and minutes in the user's language and zone (the clinic's clock, from the page). */
+/** Hours and minutes in the user's language and the clinic's zone. */
 export function clock(date) {
   const options = { hour: "2-digit", minute: "2-digit" };
   if (cfg.timezone) options.timeZone = cfg.timezone;
@@ -79,8 +68,6 @@ export function clock(date) {
   }
 }
 
-// ---- Remote video tiles ----
-
 export function updateEmpty() {
   $("stage-empty").hidden = $("remote-tiles").querySelector(".remote-tile") !== null;
 }
@@ -90,43 +77,37 @@ export function showRemoteTrack(peer, mediaTrack, stream) {
   let tile = peer.tiles.get(key);
   if (!tile) {
     const isScreen = peer.tiles.size > 0;
-    tile = el("figure", "remote-tile" + (isScreen ? " screen" : ""));
+    const made = el("figure", "remote-tile" + (isScreen ? " screen" : ""));
     const video = el("video");
     video.autoplay = true;
     video.playsInline = true;
-    const caption = el("figcaption", null, isScreen ? peer.name + " · " + t("screen") : peer.name);
     const badge = el("span", "tile-badge", t("remoteAudioOnly"));
     badge.hidden = true;
-    tile.appendChild(video);
-    tile.appendChild(caption);
-    tile.appendChild(badge);
-    tile.dataset.peer = peer.id;
-    $("remote-tiles").appendChild(tile);
-    peer.tiles.set(key, tile);
+    made.append(video, el("figcaption", null, isScreen ? peer.name + " · " + t("screen") : peer.name), badge);
+    made.dataset.peer = peer.id;
+    $("remote-tiles").appendChild(made);
+    peer.tiles.set(key, made);
     video.srcObject = stream || new MediaStream([mediaTrack]);
     if (stream) {
-      const shown = tile;
       stream.onremovetrack = () => {
-        if (!stream.getTracks().length) {
-          shown.remove();
-          peer.tiles.delete(key);
-          updateEmpty();
-        }
+        if (stream.getTracks().length) return;
+        made.remove();
+        peer.tiles.delete(key);
+        updateEmpty();
       };
     }
+    tile = made;
   }
   if (mediaTrack.kind === "video") {
     const shown = tile;
     const badge = shown.querySelector(".tile-badge");
-    // No video packets for a while (the other side paused video): say so on the tile.
-    mediaTrack.onmute = () => {
-      badge.hidden = false;
-      shown.classList.add("audio-only");
+    // muted: the other side paused its video
+    const paused = (on) => () => {
+      badge.hidden = !on;
+      shown.classList.toggle("audio-only", on);
     };
-    mediaTrack.onunmute = () => {
-      badge.hidden = true;
-      shown.classList.remove("audio-only");
-    };
+    mediaTrack.onmute = paused(true);
+    mediaTrack.onunmute = paused(false);
   }
   updateEmpty();
 }

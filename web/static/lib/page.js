@@ -1,8 +1,6 @@
-/* Small helpers shared by the pages' scripts: translated strings, DOM, JSON requests,
- * and leaving the page. */
+/* Small helpers shared by the pages' scripts. */
 
-/** `t(key, vars)` over strings the server translated into data-* attributes: every
- * word on screen goes through the catalog. `%(name)s` placeholders as in gettext. */
+/** `t(key, vars)` over data-* strings the server translated; `%(name)s` as in gettext. */
 export function translator(dataset) {
   return function t(key, vars) {
     const text = dataset[key] || key;
@@ -15,7 +13,7 @@ export function $(id) {
   return document.getElementById(id);
 }
 
-/** An element with a class and text (always text: nothing we show is parsed as HTML). */
+/** An element with a class and text (never parsed as HTML). */
 export function el(tag, cls, text) {
   const node = document.createElement(tag);
   if (cls) node.className = cls;
@@ -28,19 +26,17 @@ export function csrf() {
   return meta ? meta.content : "";
 }
 
+export function post(url, body, headers) {
+  return fetch(url, { method: "POST", credentials: "same-origin", headers: { ...headers, "X-CSRF-Token": csrf() }, body });
+}
+
 export async function postJSON(url, body) {
-  const response = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
-    body: JSON.stringify(body || {}),
-  });
+  const response = await post(url, JSON.stringify(body || {}), { "Content-Type": "application/json" });
   if (!response.ok) throw new Error("HTTP " + response.status);
   return response.json();
 }
 
-/** Leaving the page stops everything `stop` owns (sockets, timers). A page brought back
- * from the back/forward cache reloads rather than revive connections that are gone. */
+/** Leaving the page runs `stop`; a page back from the bfcache reloads (its sockets are gone). */
 export function onPageExit(stop) {
   addEventListener("pagehide", stop);
   addEventListener("pageshow", (event) => {

@@ -1,45 +1,35 @@
-/* The one WebSocket client of the call page, the shared notes panel and the inbox.
- *
- * It connects, sends the protocol's first frame on every new socket (built afresh each
- * time, so it carries the latest resume token, note revision or last notification id:
- * that is how each protocol resumes), keeps a heartbeat, treats a silent socket as dead,
- * reconnects with exponential back-off and jitter (at once when the browser comes back
- * online), never reconnects after a final close code, and close() leaves no socket and
- * no timer behind. The protocols on top: docs/signaling.md (/ws/room, /ws/user) and
- * docs/notes.md (/notes/ws/…). */
+/* The one WebSocket client (call, notes, inbox). `hello` is built afresh for each socket:
+ * that is how each protocol resumes (docs/signaling.md, docs/notes.md). */
 
 import { Timers } from "./timers.js";
 
-/** Delay before reconnect attempt `n` (from 0): doubling from `baseMs` up to `maxMs`, of
- * which the second half is random ("equal jitter"), so that clients dropped together by a
- * server restart do not all come back in the same instant. */
+/** Delay before attempt `n`: doubling up to `maxMs`, half of it random ("equal jitter") so
+ * that clients dropped by a server restart do not all come back at once. */
 export function backoff(n, baseMs, maxMs, random = Math.random) {
   const ceiling = Math.min(maxMs, baseMs * 2 ** n);
   return ceiling / 2 + (random() * ceiling) / 2;
 }
 
-/** ws: or wss: URL of a path on this site. */
 export function socketUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return scheme + "//" + location.host + path;
 }
 
 const DEFAULTS = {
-  path: "",                    // e.g. "/ws/user"
-  hello: null,                 // () => first frame of each socket (join, subscribe), or null
-  onFrame: () => {},           // (frame) for each JSON frame received (other text is ignored)
-  onConnecting: () => {},      // a new socket is being opened
-  onDown: () => {},            // ({code, final, delayMs}) the socket is gone; final: no retry
+  path: "",
+  hello: null,           // () => first frame of each socket, or null
+  onFrame: () => {},     // each JSON frame (other text is ignored)
+  onConnecting: () => {},
+  onDown: () => {},      // ({code, final, delayMs}); final: no retry
   ping: () => ({ type: "ping" }),
-  pingMs: 5000,                // heartbeat period
-  silenceMs: 20000,            // number or () => number: nothing heard for this long = dead link
-  connectMs: 15000,            // a connection attempt stuck this long is abandoned
-  baseMs: 1000,                // back-off: first delay (before jitter) …
-  maxMs: 30000,                // … and the longest
-  finalCodes: [4403],          // close codes after which we never reconnect on our own
+  pingMs: 5000,
+  silenceMs: 20000,      // or () => number: nothing heard this long = dead link
+  connectMs: 15000,      // a connection attempt stuck this long is abandoned
+  baseMs: 1000,
+  maxMs: 30000,
+  finalCodes: [4403],    // never reconnect on our own after these
 };
 
-/** Open a client; it connects at once. */
 export function connect(options) {
   const o = { ...DEFAULTS, ...options };
   const timers = new Timers();
@@ -56,7 +46,6 @@ export function connect(options) {
     const socket = new WebSocket(socketUrl(o.path));
     ws = socket;
     openedAt = Date.now();
-    let heard = false;
     o.onConnecting();
     socket.onopen = () => {
       lastHeard = Date.now();
@@ -65,10 +54,7 @@ export function connect(options) {
     };
     socket.onmessage = (event) => {
       lastHeard = Date.now();
-      if (!heard) {
-        heard = true;
-        attempt = 0; // the server answered: the next drop starts the back-off afresh
-      }
+      attempt = 0; // the server answered: the next drop starts the back-off afresh
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -82,8 +68,11 @@ export function connect(options) {
     };
   }
 
-  function detach(socket) {
+  function shut(socket, code) {
     socket.onopen = socket.onmessage = socket.onclose = null;
+    try {
+      socket.close(code);
+    } catch (e) { /* already closing */ }
   }
 
   function down(code) {
@@ -97,15 +86,10 @@ export function connect(options) {
     o.onDown({ code, final, delayMs });
   }
 
-  /** Give up on the current socket as if the link had dropped; reconnect after the back-off. */
+  /** Give up on the socket as if the link had dropped; reconnect after the back-off. */
   function drop(code) {
-    const dead = ws;
-    if (!dead || closed) return;
-    detach(dead);
-    try {
-      if (code) dead.close(code);
-      else dead.close();
-    } catch (e) { /* already closing */ }
+    if (!ws || closed) return;
+    shut(ws, code || undefined);
     down(1006);
   }
 
@@ -115,18 +99,17 @@ export function connect(options) {
       if (Date.now() - openedAt > o.connectMs) drop(); // stuck on a dead link
       return;
     }
-    if (ws.readyState !== WebSocket.OPEN) return;
+    if (!isOpen()) return;
     const silence = typeof o.silenceMs === "function" ? o.silenceMs() : o.silenceMs;
     // A socket whose network vanished may never report close: give up on it ourselves.
-    if (Date.now() - lastHeard > silence) {
-      drop();
-      return;
-    }
-    send(o.ping());
+    if (Date.now() - lastHeard > silence) drop();
+    else send(o.ping());
   }
 
+  const isOpen = () => !!ws && ws.readyState === WebSocket.OPEN;
+
   function send(frame) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    if (!isOpen()) return false;
     ws.send(JSON.stringify(frame));
     return true;
   }
@@ -138,20 +121,14 @@ export function connect(options) {
     open();
   }
 
-  /** For good: close the socket, clear every timer, never reconnect. */
+  /** For good: no socket, no timer, no reconnect. */
   function close(code = 1000) {
     if (closed) return;
     closed = true;
     timers.clear();
     removeEventListener("online", onOnline);
-    const socket = ws;
+    if (ws) shut(ws, code);
     ws = null;
-    if (socket) {
-      detach(socket);
-      try {
-        socket.close(code);
-      } catch (e) { /* already closing */ }
-    }
   }
 
   addEventListener("online", onOnline);
@@ -162,7 +139,7 @@ export function connect(options) {
     send,
     drop,
     close,
-    isOpen: () => !!ws && ws.readyState === WebSocket.OPEN,
+    isOpen,
     isClosed: () => closed,
     liveTimers: () => timers.size,
   };
