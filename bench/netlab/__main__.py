@@ -89,12 +89,29 @@ def _cell(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
+# The pre-call page's words, in the mode the call would take (low: the call's weak tier).
+PRECALL_MODE = {
+    "video": "video",
+    "low": "video (low)",
+    "audio": "audio only",
+    "written": "continue in writing",
+}
+
+
+def precall_cell(r: dict[str, Any]) -> str:
+    pc = r.get("precall") or {}
+    said = PRECALL_MODE.get(pc.get("recommendation") or "", "no result")
+    figures = f"{_cell(pc.get('rtt_ms'))}, {_cell(pc.get('loss_pct'))}"
+    return f"{said} ({figures}) / {_cell(r.get('sustained'))}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| profile | link | first audio / video (s) | concealment % (GP→S / S→GP) | RTT ms "
         "| jitter ms | video fps (GP→S / S→GP) | freezes (n, s) | audio only (on / back, s) "
-        "| recovery after cut (s) | relay | what the GP saw |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recovery after cut (s) | relay | what the GP saw "
+        "| pre-call said (RTT ms, loss %) / call sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s, g = r["specialist_receives"] or {}, r["gp_receives"] or {}
@@ -121,7 +138,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_cell(s.get('rtt_ms'))} | {_cell(s.get('jitter_ms'))} "
             f"| {_cell(s.get('fps'))} / {_cell(g.get('fps'))} "
             f"| {_cell(s.get('freezes'))}, {_cell(s.get('freeze_s'))} "
-            f"| {_cell(on)} / {_cell(back)} | {_cell(r['recovery_s'])} | {relay} | {saw} |"
+            f"| {_cell(on)} / {_cell(back)} | {_cell(r['recovery_s'])} | {relay} | {saw} "
+            f"| {precall_cell(r)} |"
         )
     return "\n".join(lines)
 
