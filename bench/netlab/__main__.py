@@ -32,6 +32,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="steady window per profile")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "netlab")
     parser.add_argument("--timeout", type=float, default=0.0, help="0: from the profiles")
+    parser.add_argument(
+        "--no-precall", action="store_true", help="skip the pre-call check before each call"
+    )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, help="print the table of a results.json, run nothing")
     return parser.parse_args(argv)
@@ -41,7 +44,10 @@ def budget(args: argparse.Namespace) -> float:
     total = 60.0
     for name in args.profiles:
         total += (
-            60 + PROFILES[name].cut_s * 1.2 + (args.seconds if not PROFILES[name].cut_s else 90)
+            (0 if args.no_precall else 30)
+            + 60
+            + PROFILES[name].cut_s * 1.2
+            + (args.seconds if not PROFILES[name].cut_s else 90)
         )
     return total
 
@@ -63,6 +69,7 @@ def outside(args: argparse.Namespace) -> int:
             str(args.seconds),
             "--out",
             str(args.out),
+            *(["--no-precall"] if args.no_precall else []),
             "--profiles",
             *args.profiles,
         ]
@@ -147,7 +154,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def inside(args: argparse.Namespace) -> int:
     from bench.netlab.harness import run_lab, summarise
 
-    runs = run_lab(args.profiles, args.seconds, args.out)
+    runs = run_lab(args.profiles, args.seconds, args.out, precall=not args.no_precall)
     rows = [summarise(run) for run in runs]
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     print(table(rows), flush=True)

@@ -123,6 +123,7 @@ def measure(
     coturn: Coturn,
     profile: Profile,
     seconds: float,
+    precall: bool = True,
 ) -> Run:
     run = Run(profile)
     with Session(observer_engine(db_url), expire_on_commit=False) as db:
@@ -145,8 +146,9 @@ def measure(
     call_path = f"/consults/{case.consult.public_id}/call"
     try:
         # The GP checks the link first, through the same relayed TURN path as the call.
-        run.precall = precall_check(gp)
-        print(f"netlab: {profile.name} pre-call: {json.dumps(run.precall)}", flush=True)
+        if precall:
+            run.precall = precall_check(gp)
+            print(f"netlab: {profile.name} pre-call: {json.dumps(run.precall)}", flush=True)
         log_offset = len(coturn.text())
         counters_before = relay.counters()
         t0 = time.monotonic()
@@ -248,7 +250,7 @@ def media_flows(prev: Sample, cur: Sample) -> bool:
     return grew(prev.gp, cur.gp) and grew(prev.sp, cur.sp)
 
 
-def run_lab(names: list[str], seconds: float, out_dir: Path) -> list[Run]:
+def run_lab(names: list[str], seconds: float, out_dir: Path, precall: bool = True) -> list[Run]:
     out_dir.mkdir(parents=True, exist_ok=True)
     coturn = Coturn(out_dir / "coturn.log")
     relay = RelayThread()
@@ -267,7 +269,9 @@ def run_lab(names: list[str], seconds: float, out_dir: Path) -> list[Run]:
                     if name not in PROFILES:
                         raise LabError(f"unknown profile {name!r}: {', '.join(PROFILES)}")
                     print(f"netlab: {name} ({PROFILES[name].describe()})", flush=True)
-                    run = measure(browser, base, db_url, relay, coturn, PROFILES[name], seconds)
+                    run = measure(
+                        browser, base, db_url, relay, coturn, PROFILES[name], seconds, precall
+                    )
                     runs.append(run)
                     raw = [{"t": round(x.t, 2), "gp": x.gp, "sp": x.sp} for x in run.samples]
                     (out_dir / f"samples-{name}.json").write_text(json.dumps(raw))

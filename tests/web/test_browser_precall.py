@@ -29,6 +29,26 @@ CASES = [
     ({"connected": True, "rttMs": 40, "lossPct": 0, "availableKbps": 61}, "video"),
     ({"connected": True, "rttMs": 3001, "lossPct": 0}, "written"),
     ({"connected": True, "rttMs": 40, "lossPct": 31}, "written"),
+    # Camera on, the link chokes; microphone only, speech gets through: audio, not written.
+    (
+        {
+            "connected": True,
+            "rttMs": 570,
+            "lossPct": 31,
+            "audio": {"connected": True, "rttMs": 330, "lossPct": 6},
+        },
+        "audio",
+    ),
+    (
+        {
+            "connected": True,
+            "rttMs": 570,
+            "lossPct": 31,
+            "audio": {"connected": True, "rttMs": 3100, "lossPct": 6},
+        },
+        "written",
+    ),
+    ({"connected": True, "rttMs": 570, "lossPct": 31, "audio": {"connected": False}}, "written"),
 ]
 
 # Link samples around the tier boundaries of call/link.js.

@@ -4,19 +4,23 @@
  * call page's own link rules (call/link.js tiers, call/rules.js fall-back thresholds),
  * so it names the mode the call will settle in (docs/web.md "Pre-call check"). */
 
-import { START_VIDEO_KBPS, TIERS, tierOf } from "./call/link.js";
+import { START_VIDEO_KBPS, TIERS, tierOf, tuneOpus } from "./call/link.js";
 import { tooWeakForAudio, tooWeakForVideo } from "./call/rules.js";
 
 /**
  * The plain recommendation from a link test (pure: tested on its own).
- * m = {connected, rttMs, lossPct, availableKbps}: lossPct one way, rttMs the round trip.
+ * m = {connected, rttMs, lossPct, availableKbps, audio}: lossPct one way, rttMs the round
+ * trip, with camera and microphone on; `audio` = {rttMs, lossPct} with the microphone
+ * only (as the call runs after falling back; absent: the same figures).
  * Returns "video" | "low" (the call's weak tier: smaller video) | "audio" (the call
  * falls back to audio only) | "written" (the call would offer to continue in writing).
  */
 export function recommend(m) {
   if (!m || !m.connected) return "written";
   const s = { rttMs: m.rttMs, lossPct: m.lossPct, availableKbps: m.availableKbps };
-  if (tooWeakForAudio(s)) return "written";
+  const audio = m.audio ? { rttMs: m.audio.rttMs, lossPct: m.audio.lossPct } : s;
+  if (m.audio && !m.audio.connected) return "written"; // no probe came back without video
+  if (tooWeakForAudio(audio)) return "written";
   const tier = tierOf(s);
   if (tier === "edge" || tooWeakForVideo(s)) return "audio";
   return tier === "weak" ? "low" : "video";
@@ -27,7 +31,7 @@ window.dariPrecall = { recommend: recommend, tierOf: tierOf, result: null };
 const root = document.getElementById("precall");
 const S = root ? document.getElementById("precall-strings").dataset : {};
 function $(id) { return document.getElementById(id); }
-var TEST_MS = 10000;
+var TEST_MS = 12000; // VIDEO_PHASE_MS + AUDIO_PHASE_MS
 var stream = null;
 var meterTimer = null;
 var audioContext = null;
@@ -104,36 +108,53 @@ function waitForGathering(pc) {
 }
 
 var PING_MS = 100;
+// First with camera and microphone (capped as the call starts them), then microphone only:
+// the first phase says whether the link carries video, the second whether it carries
+// speech once video is off, as the call then does.
+var VIDEO_PHASE_MS = 6000;
+var AUDIO_PHASE_MS = 6000;
+var DRAIN_MS = 1500; // the queue video filled drains before the second phase counts
 
 /* Round trip, loss and jitter from small probes the echo peer sends back on an
  * unreliable data channel (not from the echoed media: aiortc sends VP8 at 250 kbps or
- * more and Opus at 96 kbps, whatever the link, which would measure aiortc instead). */
-function probeLink(channel, ms, onSecond) {
-  var sent = [], back = {}, rtts = [];
+ * more and Opus at 96 kbps, whatever the link, which would measure aiortc instead).
+ * Resolves with the first phase's figures and the second's as `.audio`. */
+function probeLink(channel, videoOff, onSecond) {
+  var sent = [], back = [];
   var seq = 0;
   channel.onmessage = function (e) {
     var n = parseInt(e.data, 10);
     if (isNaN(n) || sent[n] == null || back[n] != null) return;
     back[n] = performance.now() - sent[n];
-    rtts.push(back[n]);
   };
   return new Promise(function (resolve) {
-    var started = performance.now();
+    var t0 = performance.now();
     var ping = setInterval(function () {
       if (channel.readyState !== "open") return;
       sent[seq] = performance.now();
       channel.send(String(seq));
       seq += 1;
     }, PING_MS);
-    var tick = setInterval(function () { onSecond(figures(sent, back, rtts, false)); }, 1000);
+    var tick = setInterval(function () {
+      onSecond(figures(sent, back, t0, performance.now(), false));
+    }, 1000);
     setTimeout(function () {
-      clearInterval(ping);
-      // Late probes still count: wait a little for those in flight.
+      var t1 = performance.now();
+      videoOff();
       setTimeout(function () {
-        clearInterval(tick);
-        resolve(figures(sent, back, rtts, true));
-      }, Math.min(3000, Math.max(1000, 2 * median(rtts))));
-    }, ms - (performance.now() - started));
+        clearInterval(ping);
+        var t2 = performance.now();
+        var rtt = figures(sent, back, t0, t2, false).rttMs || 0;
+        // Late probes still count: wait a little for those in flight.
+        setTimeout(function () {
+          clearInterval(tick);
+          var m = figures(sent, back, t0, t1, true);
+          m.audio = figures(sent, back, t1 + DRAIN_MS, t2, true);
+          m.connected = m.connected || m.audio.connected;
+          resolve(m);
+        }, Math.min(3000, Math.max(1000, 2 * rtt)));
+      }, AUDIO_PHASE_MS);
+    }, VIDEO_PHASE_MS);
   });
 }
 
@@ -143,26 +164,29 @@ function median(values) {
   return v[Math.floor(v.length / 2)];
 }
 
-function figures(sent, back, rtts, final) {
-  var m = { connected: sent.length > 0, rttMs: null, lossPct: null, jitterMs: null };
+/** Figures of the probes sent in [from, to). */
+function figures(sent, back, from, to, final) {
+  var rtts = [];
+  var due = 0, lost = 0;
+  // Probes still in flight are not lost yet (until the test ends).
+  var cutoff = final ? to : Math.min(to, performance.now() - 1000);
+  for (var n = 0; n < sent.length; n++) {
+    if (sent[n] < from || sent[n] >= to) continue;
+    if (back[n] != null) rtts.push(back[n]);
+    if (sent[n] >= cutoff && back[n] == null) continue;
+    due += 1;
+    if (back[n] == null) lost += 1;
+  }
+  var m = { connected: rtts.length > 0, rttMs: null, lossPct: null, jitterMs: null };
   if (rtts.length) {
     m.rttMs = median(rtts);
     var d = 0;
     for (var i = 1; i < rtts.length; i++) d += Math.abs(rtts[i] - rtts[i - 1]);
     m.jitterMs = rtts.length > 1 ? d / (rtts.length - 1) : 0;
   }
-  // Probes still in flight are not lost yet (until the test ends).
-  var cutoff = performance.now() - (final ? 0 : Math.max(1000, 2 * (m.rttMs || 0)));
-  var due = 0, lost = 0;
-  for (var n = 0; n < sent.length; n++) {
-    if (sent[n] > cutoff) continue;
-    due += 1;
-    if (back[n] == null) lost += 1;
-  }
   if (due > 0) {
     // A probe is lost if either way loses it: the one-way loss the call's rules use.
-    var roundTrip = lost / due;
-    m.lossPct = 100 * (1 - Math.sqrt(1 - roundTrip));
+    m.lossPct = 100 * (1 - Math.sqrt(1 - lost / due));
   }
   return m;
 }
@@ -205,7 +229,6 @@ async function runTest() {
   var ws = new WebSocket(scheme + "//" + location.host + root.dataset.ws + "/echo");
   var finished = false;
   var kbps = null;
-  pc.ontrack = function (e) { $("echo").srcObject = e.streams[0] || new MediaStream([e.track]); };
   // Our camera and microphone go up as the call starts them (link.js: low start), so the
   // probes measure a link that carries them; nothing comes back but the probes.
   var caps = { audio: TIERS.start.audioKbps, video: START_VIDEO_KBPS };
@@ -218,6 +241,11 @@ async function runTest() {
     });
   }
   var channel = pc.createDataChannel("probe", { ordered: false, maxRetransmits: 0 });
+  function videoOff() {
+    pc.getSenders().forEach(function (sender) {
+      if (sender.track && sender.track.kind === "video") sender.replaceTrack(null);
+    });
+  }
 
   function finish(m, statusKey) {
     if (finished) return;
@@ -248,12 +276,13 @@ async function runTest() {
     var frame;
     try { frame = JSON.parse(event.data); } catch (e) { return; }
     if (frame.type !== "answer") return;
-    await pc.setRemoteDescription({ type: "answer", sdp: frame.sdp });
+    // Opus as the call sends it (in-band FEC, DTX, 40 ms packets: call/link.js).
+    await pc.setRemoteDescription({ type: "answer", sdp: tuneOpus(frame.sdp) });
     if (channel.readyState !== "open") {
       await new Promise(function (resolve) { channel.onopen = resolve; });
     }
     $("test-status").textContent = S.testing;
-    var m = await probeLink(channel, TEST_MS, function (partial) {
+    var m = await probeLink(channel, videoOff, function (partial) {
       availableKbps(pc).then(function (k) { if (k != null) kbps = k; });
       partial.availableKbps = kbps;
       show(partial);
