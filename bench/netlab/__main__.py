@@ -108,7 +108,10 @@ PRECALL_MODE = {
 def precall_cell(r: dict[str, Any]) -> str:
     pc = r.get("precall") or {}
     said = PRECALL_MODE.get(pc.get("recommendation") or "", "no result")
-    figures = f"{_cell(pc.get('rtt_ms'))}, {_cell(pc.get('loss_pct'))}"
+    figures = (
+        f"{_cell(pc.get('rtt_ms'))} ms, {_cell(pc.get('loss_pct'))} %; mic only "
+        f"{_cell(pc.get('audio_rtt_ms'))} ms, {_cell(pc.get('audio_loss_pct'))} %"
+    )
     return f"{said} ({figures}) / {_cell(r.get('sustained'))}"
 
 
@@ -117,7 +120,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| profile | link | first audio / video (s) | concealment % (GP→S / S→GP) | RTT ms "
         "| jitter ms | video fps (GP→S / S→GP) | freezes (n, s) | audio only (on / back, s) "
         "| recovery after cut (s) | relay | what the GP saw "
-        "| pre-call said (RTT ms, loss %) / call sustained |",
+        "| pre-call said (camera on: RTT, loss; mic only: RTT, loss) / call sustained |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

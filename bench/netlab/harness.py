@@ -226,6 +226,7 @@ def precall_check(page: Page) -> dict[str, Any]:
         return {"recommendation": None, "failed": str(e)[:200]}
     result = page.evaluate("() => window.dariPrecall.result")
     m = result.get("measured") or {}
+    a = m.get("audio") or {}
 
     def r(v: Any) -> float | None:
         return None if v is None else round(float(v), 1)
@@ -236,6 +237,9 @@ def precall_check(page: Page) -> dict[str, Any]:
         "loss_pct": r(m.get("lossPct")),
         "jitter_ms": r(m.get("jitterMs")),
         "available_kbps": r(m.get("availableKbps")),
+        # The second phase: microphone only, as the call runs after a fall-back.
+        "audio_rtt_ms": r(a.get("rttMs")),
+        "audio_loss_pct": r(a.get("lossPct")),
     }
 
 
