@@ -40,10 +40,11 @@ class EchoSession:
         @self.pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
             # The pre-call probes: each message goes straight back (round trip and loss).
-            @channel.on("message")
             def on_message(message: Any) -> None:
                 if channel.readyState == "open" and isinstance(message, str) and len(message) < 64:
                     channel.send(message)
+
+            channel.on("message", on_message)
 
     async def answer(self, offer_sdp: str) -> str:
         from aiortc import RTCSessionDescription

@@ -31,7 +31,7 @@ window.dariPrecall = { recommend: recommend, tierOf: tierOf, result: null };
 const root = document.getElementById("precall");
 const S = root ? document.getElementById("precall-strings").dataset : {};
 function $(id) { return document.getElementById(id); }
-var TEST_MS = 12000; // VIDEO_PHASE_MS + AUDIO_PHASE_MS
+var TEST_MS = 13000; // VIDEO_PHASE_MS + AUDIO_PHASE_MS
 var stream = null;
 var meterTimer = null;
 var audioContext = null;
@@ -111,7 +111,8 @@ var PING_MS = 100;
 // First with camera and microphone (capped as the call starts them), then microphone only:
 // the first phase says whether the link carries video, the second whether it carries
 // speech once video is off, as the call then does.
-var VIDEO_PHASE_MS = 6000;
+var VIDEO_PHASE_MS = 7000;
+var WARMUP_MS = 1500; // the first key frame's burst and the encoder's start do not count
 var AUDIO_PHASE_MS = 6000;
 var DRAIN_MS = 1500; // the queue video filled drains before the second phase counts
 
@@ -148,7 +149,7 @@ function probeLink(channel, videoOff, onSecond) {
         // Late probes still count: wait a little for those in flight.
         setTimeout(function () {
           clearInterval(tick);
-          var m = figures(sent, back, t0, t1, true);
+          var m = figures(sent, back, t0 + WARMUP_MS, t1, true);
           m.audio = figures(sent, back, t1 + DRAIN_MS, t2, true);
           m.connected = m.connected || m.audio.connected;
           resolve(m);
