@@ -17,7 +17,9 @@ import { tooWeakForAudio, tooWeakForVideo } from "./call/rules.js";
  */
 export function recommend(m) {
   if (!m || !m.connected) return "written";
-  const s = { rttMs: m.rttMs, lossPct: m.lossPct, availableKbps: m.availableKbps };
+  // Not the bitrate estimate: the test sends at the call's start caps (76 kbps), so the
+  // sender is app-limited and the estimate sits near the cap on any link (link.js tierOf).
+  const s = { rttMs: m.rttMs, lossPct: m.lossPct };
   const audio = m.audio ? { rttMs: m.audio.rttMs, lossPct: m.audio.lossPct } : s;
   if (m.audio && !m.audio.connected) return "written"; // no probe came back without video
   if (tooWeakForAudio(audio)) return "written";
