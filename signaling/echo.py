@@ -1,7 +1,8 @@
 """The pre-call echo peer: aiortc answers a browser's offer and sends its media back.
 
 aiortc does not trickle: the browser sends a complete offer, the echo peer
-answers with a complete description. Each session costs encoder CPU, so only a
+answers with a complete description. Messages on a data channel come straight back:
+the pre-call page measures round trip and loss with them. Each session costs encoder CPU, so only a
 few run at once and each has a time limit (enforced by the endpoint).
 """
 
@@ -32,7 +33,18 @@ class EchoSession:
         @self.pc.on("track")
         def on_track(track: Any) -> None:
             # Send back what we receive, through a relay so the track can be read once.
+            # (The pre-call page offers its media send-only, so nothing goes back: it
+            # measures the link with the probes below.)
             self.pc.addTrack(self.relay.subscribe(track))
+
+        @self.pc.on("datachannel")
+        def on_datachannel(channel: Any) -> None:
+            # The pre-call probes: each message goes straight back (round trip and loss).
+            def on_message(message: Any) -> None:
+                if channel.readyState == "open" and isinstance(message, str) and len(message) < 64:
+                    channel.send(message)
+
+            channel.on("message", on_message)
 
     async def answer(self, offer_sdp: str) -> str:
         from aiortc import RTCSessionDescription

@@ -32,6 +32,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="steady window per profile")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "netlab")
     parser.add_argument("--timeout", type=float, default=0.0, help="0: from the profiles")
+    parser.add_argument(
+        "--no-precall", action="store_true", help="skip the pre-call check before each call"
+    )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, help="print the table of a results.json, run nothing")
     return parser.parse_args(argv)
@@ -41,7 +44,10 @@ def budget(args: argparse.Namespace) -> float:
     total = 60.0
     for name in args.profiles:
         total += (
-            60 + PROFILES[name].cut_s * 1.2 + (args.seconds if not PROFILES[name].cut_s else 90)
+            (0 if args.no_precall else 30)
+            + 60
+            + PROFILES[name].cut_s * 1.2
+            + (args.seconds if not PROFILES[name].cut_s else 90)
         )
     return total
 
@@ -63,6 +69,7 @@ def outside(args: argparse.Namespace) -> int:
             str(args.seconds),
             "--out",
             str(args.out),
+            *(["--no-precall"] if args.no_precall else []),
             "--profiles",
             *args.profiles,
         ]
@@ -89,12 +96,32 @@ def _cell(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
+# The pre-call page's words, in the mode the call would take (low: the call's weak tier).
+PRECALL_MODE = {
+    "video": "video",
+    "low": "video (low)",
+    "audio": "audio only",
+    "written": "continue in writing",
+}
+
+
+def precall_cell(r: dict[str, Any]) -> str:
+    pc = r.get("precall") or {}
+    said = PRECALL_MODE.get(pc.get("recommendation") or "", "no result")
+    figures = (
+        f"{_cell(pc.get('rtt_ms'))} ms, {_cell(pc.get('loss_pct'))} %; mic only "
+        f"{_cell(pc.get('audio_rtt_ms'))} ms, {_cell(pc.get('audio_loss_pct'))} %"
+    )
+    return f"{said} ({figures}) / {_cell(r.get('sustained'))}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| profile | link | first audio / video (s) | concealment % (GP→S / S→GP) | RTT ms "
         "| jitter ms | video fps (GP→S / S→GP) | freezes (n, s) | audio only (on / back, s) "
-        "| recovery after cut (s) | relay | what the GP saw |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recovery after cut (s) | relay | what the GP saw "
+        "| pre-call said (camera on: RTT, loss; mic only: RTT, loss) / call sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s, g = r["specialist_receives"] or {}, r["gp_receives"] or {}
@@ -121,7 +148,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_cell(s.get('rtt_ms'))} | {_cell(s.get('jitter_ms'))} "
             f"| {_cell(s.get('fps'))} / {_cell(g.get('fps'))} "
             f"| {_cell(s.get('freezes'))}, {_cell(s.get('freeze_s'))} "
-            f"| {_cell(on)} / {_cell(back)} | {_cell(r['recovery_s'])} | {relay} | {saw} |"
+            f"| {_cell(on)} / {_cell(back)} | {_cell(r['recovery_s'])} | {relay} | {saw} "
+            f"| {precall_cell(r)} |"
         )
     return "\n".join(lines)
 
@@ -129,7 +157,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def inside(args: argparse.Namespace) -> int:
     from bench.netlab.harness import run_lab, summarise
 
-    runs = run_lab(args.profiles, args.seconds, args.out)
+    runs = run_lab(args.profiles, args.seconds, args.out, precall=not args.no_precall)
     rows = [summarise(run) for run in runs]
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     print(table(rows), flush=True)

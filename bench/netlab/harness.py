@@ -40,6 +40,7 @@ PROBE = (Path(__file__).parent / "probe.js").read_text()
 SETUP_TIMEOUT_S = 45.0
 WARMUP_S = 12.0
 RECOVERY_WAIT_S = 60.0
+PRECALL_TIMEOUT_S = 45.0
 CHAT_TEXT = "netlab: chat before the cut"
 NOTE_TEXT = "netlab: note before the cut"
 # Status lines every call shows; "what the user saw" lists the others.
@@ -93,6 +94,7 @@ class Run:
     chat_kept: bool | None = None
     coturn: dict[str, int] = field(default_factory=dict)
     relay: dict[str, dict[str, int]] = field(default_factory=dict)
+    precall: dict[str, Any] = field(default_factory=dict)
 
 
 def probe(page: Page) -> dict[str, Any]:
@@ -121,13 +123,12 @@ def measure(
     coturn: Coturn,
     profile: Profile,
     seconds: float,
+    precall: bool = True,
 ) -> Run:
     run = Run(profile)
     with Session(observer_engine(db_url), expire_on_commit=False) as db:
         case = make_call_case(db)
     relay.set(profile.impairment())
-    log_offset = len(coturn.text())
-    counters_before = relay.counters()
     contexts = []
     pages = []
     for user in (case.gp, case.specialist):
@@ -144,6 +145,12 @@ def measure(
     gp.add_init_script(TO_RELAY)
     call_path = f"/consults/{case.consult.public_id}/call"
     try:
+        # The GP checks the link first, through the same relayed TURN path as the call.
+        if precall:
+            run.precall = precall_check(gp)
+            print(f"netlab: {profile.name} pre-call: {json.dumps(run.precall)}", flush=True)
+        log_offset = len(coturn.text())
+        counters_before = relay.counters()
         t0 = time.monotonic()
         gp.goto(call_path)
         sp.goto(call_path)
@@ -205,6 +212,37 @@ def measure(
     return run
 
 
+def precall_check(page: Page) -> dict[str, Any]:
+    """The pre-call page's link test on this link: its figures and recommendation."""
+    page.goto("/precall")
+    page.wait_for_function("() => document.getElementById('preview').srcObject !== null")
+    page.click("#start-test")
+    try:
+        page.wait_for_function(
+            "() => !document.getElementById('recommendation').hidden",
+            timeout=PRECALL_TIMEOUT_S * 1000,
+        )
+    except Exception as e:  # reported as such in the table, the call still runs
+        return {"recommendation": None, "failed": str(e)[:200]}
+    result = page.evaluate("() => window.dariPrecall.result")
+    m = result.get("measured") or {}
+    a = m.get("audio") or {}
+
+    def r(v: Any) -> float | None:
+        return None if v is None else round(float(v), 1)
+
+    return {
+        "recommendation": result.get("recommendation"),
+        "rtt_ms": r(m.get("rttMs")),
+        "loss_pct": r(m.get("lossPct")),
+        "jitter_ms": r(m.get("jitterMs")),
+        "available_kbps": r(m.get("availableKbps")),
+        # The second phase: microphone only, as the call runs after a fall-back.
+        "audio_rtt_ms": r(a.get("rttMs")),
+        "audio_loss_pct": r(a.get("lossPct")),
+    }
+
+
 def media_flows(prev: Sample, cur: Sample) -> bool:
     """Audio packets arrive again on both pages between two samples."""
 
@@ -216,7 +254,7 @@ def media_flows(prev: Sample, cur: Sample) -> bool:
     return grew(prev.gp, cur.gp) and grew(prev.sp, cur.sp)
 
 
-def run_lab(names: list[str], seconds: float, out_dir: Path) -> list[Run]:
+def run_lab(names: list[str], seconds: float, out_dir: Path, precall: bool = True) -> list[Run]:
     out_dir.mkdir(parents=True, exist_ok=True)
     coturn = Coturn(out_dir / "coturn.log")
     relay = RelayThread()
@@ -235,7 +273,9 @@ def run_lab(names: list[str], seconds: float, out_dir: Path) -> list[Run]:
                     if name not in PROFILES:
                         raise LabError(f"unknown profile {name!r}: {', '.join(PROFILES)}")
                     print(f"netlab: {name} ({PROFILES[name].describe()})", flush=True)
-                    run = measure(browser, base, db_url, relay, coturn, PROFILES[name], seconds)
+                    run = measure(
+                        browser, base, db_url, relay, coturn, PROFILES[name], seconds, precall
+                    )
                     runs.append(run)
                     raw = [{"t": round(x.t, 2), "gp": x.gp, "sp": x.sp} for x in run.samples]
                     (out_dir / f"samples-{name}.json").write_text(json.dumps(raw))
@@ -349,6 +389,15 @@ def summarise(run: Run) -> dict[str, Any]:
         [s for s in window if s.t >= first_on + 4] if first_on is not None else []
     )  # from a few seconds after the first fall-back: what the call then sustains
     sp_on, sp_off = _audio_only(run, "sp")
+    # What the call sustained: its mode at the end of the steady window (before any cut).
+    end = window[-1] if window else None
+    sustained = (
+        None
+        if end is None
+        else "audio only"
+        if end.gp.get("audioOnly") or end.sp.get("audioOnly")
+        else "video"
+    )
     locals_ = {s.gp.get("local") for s in window} | {s.sp.get("local") for s in window}
     return {
         "profile": run.profile.name,
@@ -372,4 +421,6 @@ def summarise(run: Run) -> dict[str, Any]:
         "candidate_types": sorted(str(x) for x in locals_),
         "coturn": run.coturn,
         "relay": run.relay,
+        "precall": run.precall,
+        "sustained": sustained,
     }

@@ -51,9 +51,14 @@ def call_page(request: Request, viewing: ConsultForParticipant, settings: Settin
 
 
 @router.get("/precall")
-def precall_page(request: Request, user: CurrentUser) -> Response:
-    """Camera, microphone and link check before a consult."""
-    return render(request, "calls/precall.html", signaling_path=SIGNALING_PATH)
+def precall_page(request: Request, user: CurrentUser, settings: SettingsDep) -> Response:
+    """Camera, microphone and link check before a consult (same ICE policy as the call)."""
+    return render(
+        request,
+        "calls/precall.html",
+        signaling_path=SIGNALING_PATH,
+        ice_policy=settings.ice_transport_policy,
+    )
 
 
 @router.get("/calls/guest")

@@ -19,13 +19,14 @@ def test_the_call_page_carries_the_ice_policy(
     client: TestClient, db: Session, database_url: str, tmp_path: Path
 ) -> None:
     case = make_call_case(db)
-    path = f"/consults/{case.consult.public_id}/call"
-    login(client, case.gp)
-    assert 'data-ice-policy="all"' in client.get(path).text  # the default: any path
-    relay_app = create_app(make_settings(database_url, tmp_path, ice_transport_policy="relay"))
-    with make_client(relay_app) as relay_client:
-        login(relay_client, case.gp)
-        assert 'data-ice-policy="relay"' in relay_client.get(path).text
+    # The pre-call check measures through the same path as the call.
+    for path in (f"/consults/{case.consult.public_id}/call", "/precall"):
+        login(client, case.gp)
+        assert 'data-ice-policy="all"' in client.get(path).text  # the default: any path
+        relay_app = create_app(make_settings(database_url, tmp_path, ice_transport_policy="relay"))
+        with make_client(relay_app) as relay_client:
+            login(relay_client, case.gp)
+            assert 'data-ice-policy="relay"' in relay_client.get(path).text
 
 
 def test_an_unknown_ice_policy_is_refused(database_url: str, tmp_path: Path) -> None:
