@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Page, WebSocketRoute
 from sqlmodel import Session, col, select
 
+from server.consults.models import ConsultRequest
 from server.notes.models import NoteUpdate, SharedNote
 from tests.browser_support import logged_in_page
 from tests.notes.factories import consult_with_pair
@@ -203,13 +204,17 @@ def test_korean_ime_sends_whole_syllables_through_a_remote_edit(
         page.wait_for_function(
             "(t) => document.querySelector('[data-notes-text]').value === t", arg=expected
         )
-    # No stored update ever carried a lone jamo (a half-composed syllable).
-    # The newest note (PostgreSQL returns rows in no set order without ORDER BY).
-    note = db.exec(select(SharedNote).order_by(col(SharedNote.id).desc())).first()
-    assert note is not None
+    # No stored update ever carried a lone jamo (a half-composed syllable). This test's
+    # note, found by its consult, and its updates in revision order (PostgreSQL returns
+    # rows in no set order without ORDER BY).
+    url, _, _ = pair
+    public_id = url.split("/")[2]
+    consult = db.exec(select(ConsultRequest).where(ConsultRequest.public_id == public_id)).one()
+    note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
+    updates = select(NoteUpdate.op).where(col(NoteUpdate.note_id) == note.id)
     inserted = "".join(
         c
-        for op in db.exec(select(NoteUpdate.op).where(col(NoteUpdate.note_id) == note.id)).all()
+        for op in db.exec(updates.order_by(col(NoteUpdate.revision))).all()
         for c in json.loads(op)
         if isinstance(c, str)
     )
