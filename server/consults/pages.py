@@ -208,6 +208,27 @@ async def new_consult_submit(
                 os.unlink(spooled.path)
 
 
+def _refused(
+    request: Request,
+    viewing: Viewing,
+    session: Session,
+    settings: Any,
+    refusal: AppError,
+    values: dict[str, Any],
+) -> Response:
+    """The consult page again, with what was typed and the message by its field."""
+    _keep_typed(values, refusal)
+    return _detail(
+        request,
+        viewing,
+        session,
+        settings,
+        status=refusal.status,
+        errors=_field_errors(request, refusal),
+        values=values,
+    )
+
+
 @router.get("/consults/{public_id}")
 def consult_page(
     request: Request, viewing: ConsultForUser, session: SessionDep, settings: SettingsDep
@@ -289,17 +310,8 @@ def page_transition(
         service.change_status(session, viewing, to, reason)
     except AppError as refusal:
         values: dict[str, Any] = {"reason": reason}
-        _keep_typed(values, refusal)
         refusal.field = refusal.field or "reason"
-        return _detail(
-            request,
-            viewing,
-            session,
-            settings,
-            status=refusal.status,
-            errors=_field_errors(request, refusal),
-            values=values,
-        )
+        return _refused(request, viewing, session, settings, refusal, values)
     return _back(viewing.consult.public_id)
 
 
@@ -328,16 +340,7 @@ def page_message(
     except AppError as refusal:
         refusal.field = "body"  # the form's one text field ("message" in the API)
         values: dict[str, Any] = {"body": body}
-        _keep_typed(values, refusal)
-        return _detail(
-            request,
-            viewing,
-            session,
-            settings,
-            status=refusal.status,
-            errors=_field_errors(request, refusal),
-            values=values,
-        )
+        return _refused(request, viewing, session, settings, refusal, values)
     return _back(viewing.consult.public_id, "#thread")
 
 
@@ -413,16 +416,7 @@ def page_report(
             reports.sign(session, viewing)
     except AppError as refusal:
         values = data.model_dump()
-        _keep_typed(values, refusal)
-        return _detail(
-            request,
-            viewing,
-            session,
-            settings,
-            status=refusal.status,
-            errors=_field_errors(request, refusal),
-            values=values,
-        )
+        return _refused(request, viewing, session, settings, refusal, values)
     return _back(viewing.consult.public_id, "#report")
 
 
@@ -474,16 +468,7 @@ def page_close(
         service.close(session, viewing, CloseIn(outcome=outcome, usefulness=rating, note=note))
     except AppError as refusal:
         values: dict[str, Any] = {"note": note, "outcome": outcome, "action": action}
-        _keep_typed(values, refusal)
-        return _detail(
-            request,
-            viewing,
-            session,
-            settings,
-            status=refusal.status,
-            errors=_field_errors(request, refusal),
-            values=values,
-        )
+        return _refused(request, viewing, session, settings, refusal, values)
     return _back(viewing.consult.public_id)
 
 
