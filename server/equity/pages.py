@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -173,6 +174,14 @@ def _charts(figures: Figures, labels: Labels, gettext: Any) -> list[dict[str, st
     ]
 
 
+def _view(
+    request: Request, session: Session, filters: Filters
+) -> tuple[Callable[[str], str], Labels, Figures]:
+    """What the page and the CSV share: the viewer's language, the labels and the figures."""
+    locale = request_locale(request, viewer_of(request))
+    return translations(locale).gettext, _labels(session, locale), _compute(session, filters)
+
+
 @router.get("/equity")
 def equity_page(
     request: Request,
@@ -186,10 +195,7 @@ def equity_page(
 ) -> Response:
     """Time to consult by region, specialty, urgency and week, beside the reference."""
     filters = _filters(scope, weeks, start, region, specialty, urgency)
-    locale = request_locale(request, viewer_of(request))
-    gettext = translations(locale).gettext
-    labels = _labels(session, locale)
-    figures = _compute(session, filters)
+    gettext, labels, figures = _view(request, session, filters)
     tables = [
         (
             dimension.value,
@@ -252,10 +258,7 @@ def equity_csv(
 ) -> Response:
     """The same figures as CSV (UTF-8 with BOM, so spreadsheet programs read Hangul)."""
     filters = _filters(scope, weeks, start, region, specialty, urgency)
-    locale = request_locale(request, viewer_of(request))
-    gettext = translations(locale).gettext
-    labels = _labels(session, locale)
-    figures = _compute(session, filters)
+    gettext, labels, figures = _view(request, session, filters)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([gettext(column) for column in CSV_COLUMNS])
