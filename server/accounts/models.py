@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index
+from sqlalchemy import BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 from server.clock import UTCDateTime, utcnow
@@ -71,6 +71,9 @@ class User(SQLModel, table=True):
     totp_enabled_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime, nullable=True)
     )
+    # The time step (RFC 6238 T) of the last code accepted: a code is good once
+    # (RFC 6238 §5.2), so one seen over a shoulder or replayed opens nothing.
+    totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )

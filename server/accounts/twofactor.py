@@ -14,6 +14,7 @@ import secrets
 import pyotp
 import qrcode
 import qrcode.image.svg
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from server.accounts.models import RecoveryCode, User
@@ -47,24 +48,54 @@ def start_enrolment(session: Session, user: User) -> str:
     """A new secret for a user not yet enrolled (or re-enrolling); in force once confirmed."""
     if user.totp_secret is None or user.totp_enabled_at is None:
         user.totp_secret = pyotp.random_base32()
+        user.totp_last_step = None  # steps of the old secret say nothing of the new
         session.add(user)
         session.flush()
     return user.totp_secret
 
 
-def code_is_valid(user: User, code: str) -> bool:
-    """The authenticator's current code (one step either side for clock drift)."""
+def matching_step(user: User, code: str) -> int | None:
+    """The time step whose code this is (one step either side for clock drift), or None."""
     code = code.strip().replace(" ", "")
     if not user.totp_secret or not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(user.totp_secret)
+    step = totp.timecode(utcnow())
+    for candidate in (step, step - 1, step + 1):
+        if hmac.compare_digest(totp.generate_otp(candidate), code):
+            return candidate
+    return None
+
+
+def spend_code(session: Session, user: User, code: str) -> bool:
+    """Accept a code once: its step must be later than the last one accepted.
+
+    One conditional UPDATE, so two sign-ins racing with the same code cannot both
+    win (RFC 6238 §5.2: the verifier must not accept the second attempt of an OTP).
+    """
+    step = matching_step(user, code)
+    if step is None:
         return False
-    return bool(pyotp.TOTP(user.totp_secret).verify(code, valid_window=1))
+    result = session.execute(
+        update(User)
+        .where(
+            col(User.id) == user.id,
+            or_(col(User.totp_last_step).is_(None), col(User.totp_last_step) < step),
+        )
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    user.totp_last_step = step
+    return True
 
 
 def confirm_enrolment(session: Session, user: User, code: str, *, ip: str = "") -> list[str]:
     """Check a first code from the app; two-factor is then on. The recovery codes, once."""
     if user.totp_secret is None:
         raise AppError("totp_not_started", "start the set-up first", 409)
-    if not code_is_valid(user, code):
+    if not spend_code(session, user, code):
         raise AppError("invalid_otp", "that code is not right; try the next one", 422, field="code")
     user.totp_enabled_at = utcnow()
     session.add(user)
@@ -104,8 +135,8 @@ def use_recovery_code(session: Session, user: User, code: str) -> bool:
 
 
 def second_factor_ok(session: Session, user: User, code: str) -> bool:
-    """An authenticator code, or else an unused recovery code."""
-    if code_is_valid(user, code):
+    """An authenticator code not used before, or else an unused recovery code."""
+    if spend_code(session, user, code):
         return True
     cleaned = code.strip()
     return 8 <= len(cleaned) <= 16 and use_recovery_code(session, user, cleaned)

@@ -4,6 +4,7 @@ a stolen password alone opens nothing. The enrolment is also driven in Chromium.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pyotp
@@ -96,6 +97,29 @@ def test_a_stolen_password_alone_opens_nothing_and_codes_are_throttled(
         assert _login(thief, specialist, otp=pyotp.TOTP(secret).now())[0] == 429
 
 
+def test_an_authenticator_code_opens_one_sign_in_only(totp_app: FastAPI, db: Session) -> None:
+    specialist = make_user(db, Role.SPECIALIST)
+    with make_client(totp_app) as owner:
+        _login(owner, specialist)
+        secret, _ = _enrol(owner)
+    db.refresh(specialist)
+    enrolled_step = specialist.totp_last_step
+    assert enrolled_step is not None
+    totp = pyotp.TOTP(secret)
+    # The enrolment's own code, replayed (read over a shoulder, say): refused.
+    with make_client(totp_app) as replay:
+        replayed = totp.at(enrolled_step * totp.interval)
+        assert _login(replay, specialist, otp=replayed) == (401, {"code": "invalid_otp"})
+    # The next step's code (the phone's clock a little ahead) works once, not twice.
+    next_code = totp.at(time.time() + totp.interval)
+    with make_client(totp_app) as first:
+        assert _login(first, specialist, otp=next_code) == (200, {"pending": ""})
+    with make_client(totp_app) as second:
+        assert _login(second, specialist, otp=next_code) == (401, {"code": "invalid_otp"})
+    db.refresh(specialist)
+    assert specialist.totp_last_step is not None and specialist.totp_last_step > enrolled_step
+
+
 def test_recovery_codes_work_once_and_gps_may_choose(totp_app: FastAPI, db: Session) -> None:
     gp = make_user(db, Role.GP)
     with make_client(totp_app) as client:
@@ -154,7 +178,8 @@ def test_enrol_and_sign_in_with_a_code_in_chromium(
         page.fill("#code", "000000")
         page.click("#code-step button")
         page.wait_for_selector("[role=alert]")
-        page.fill("#code", pyotp.TOTP(secret.strip()).now())
+        # Not the enrolment's code again (each code opens one sign-in): the next step's.
+        page.fill("#code", pyotp.TOTP(secret.strip()).at(time.time() + 30))
         page.click("#code-step button")
         page.wait_for_url(f"{base}/")
         context.close()
