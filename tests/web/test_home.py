@@ -132,6 +132,10 @@ def test_specialist_inbox_shows_the_pool_urgent_first_with_accept_and_decline(
     assert elsewhere.public_id not in text
     assert f'action="/consults/{routine.public_id}/transition"' in text
     assert 'value="accepted"' in text and 'value="declined"' in text
+    # Declining cannot be undone: the button asks first (lib/confirm.js, loaded here).
+    decline = text.split('value="declined"', 1)[1].split(">", 1)[0]
+    assert 'data-confirm="이 협진을 거절할까요? 의뢰 기관이 사유를 읽습니다.' in decline
+    assert "/static/lib/confirm." in text
     # Accepting from the inbox goes through the consults' own route and rule.
     accepted = client.post(
         f"/consults/{routine.public_id}/transition",

@@ -2,14 +2,9 @@
  * data-confirm, also in parts the page refreshes live), and the report draft saving
  * itself while the specialist types, its time shown in the organisation's zone. */
 
+import "./lib/confirm.js";
 import { csrf } from "./lib/page.js";
 import { Timers } from "./lib/timers.js";
-
-document.addEventListener("submit", (event) => {
-  const button = event.submitter;
-  const question = (button && button.dataset.confirm) || event.target.dataset.confirm;
-  if (question && !window.confirm(question)) event.preventDefault();
-});
 
 function clockTime(status) {
   try {
