@@ -23,6 +23,15 @@ log = logging.getLogger("dari.errors")
 INVALID = "Some of what was entered is not valid; check the form and try again."
 
 
+def english(params: dict[str, Any]) -> dict[str, Any]:
+    """The values as the English message shows them: a tuple is a choice ("gp or specialist");
+    pages translate each item and the word between them (web/render.translate_message)."""
+    return {
+        name: " or ".join(str(item) for item in value) if isinstance(value, tuple) else value
+        for name, value in params.items()
+    }
+
+
 class AppError(Exception):
     """A refusal with a stable code, a human message and its HTTP status.
 
@@ -43,7 +52,7 @@ class AppError(Exception):
     ) -> None:
         self.template = message
         self.params = dict(params or {})
-        self.message = message % self.params if self.params else message
+        self.message = message % english(self.params) if self.params else message
         super().__init__(self.message)
         self.code = code
         self.status = status

@@ -196,6 +196,8 @@ def render(
 
 
 GENERIC_REFUSAL = N_("This could not be done. Nothing was changed.")
+# Between the items of a tuple value ("gp or specialist"), in the page's language.
+CHOICE_WORD = N_("or")
 
 
 def translate_message(
@@ -208,14 +210,18 @@ def translate_message(
     translated = catalog.gettext(message)
     if translated == message and not _is_source(catalog):
         translated = catalog.gettext(GENERIC_REFUSAL)
-    values = {
-        name: catalog.gettext(value) if isinstance(value, str) and value else value
-        for name, value in (params or {}).items()
-    }
+    values = {name: _translated(catalog, value) for name, value in (params or {}).items()}
     try:
         return translated % values if values else translated
     except (KeyError, TypeError, ValueError):
         return translated
+
+
+def _translated(catalog: NullTranslations, value: Any) -> Any:
+    if isinstance(value, tuple):
+        word = f" {catalog.gettext(CHOICE_WORD)} "
+        return word.join(str(_translated(catalog, item)) for item in value)
+    return catalog.gettext(value) if isinstance(value, str) and value else value
 
 
 def _is_source(catalog: NullTranslations) -> bool:

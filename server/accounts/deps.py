@@ -122,7 +122,7 @@ def require_role(*roles: Role) -> Callable[[User], User]:
 
     def guard(user: CurrentUser) -> User:
         if user.role not in allowed:
-            raise Forbidden("only for: %(roles)s", params={"roles": ", ".join(sorted(allowed))})
+            raise Forbidden("only for: %(roles)s", params={"roles": tuple(sorted(allowed))})
         return user
 
     return guard

@@ -208,7 +208,7 @@ def transition(
         raise TransitionNotAllowed(current, target, allowed_from(current))
     party = party_of(actor, consult)
     if party is None or party not in moves[target]:
-        who = " or ".join(sorted(p.value for p in moves[target]))
+        who = tuple(sorted(p.value for p in moves[target]))
         raise Forbidden(
             "only the %(who)s may move a %(current)s consult to %(target)s",
             params={"who": who, "current": current, "target": target},

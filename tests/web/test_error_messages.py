@@ -253,3 +253,19 @@ def test_booking_a_booked_consult_again_reads_korean(client: TestClient, db: Ses
     assert api.status_code == 409
     assert api.json()["error"]["code"] in {"not_bookable", "already_scheduled"}
     assert not HANGUL.search(api.json()["error"]["message"])
+
+
+def test_a_choice_of_parties_reads_in_the_pages_language() -> None:
+    """A tuple value is a choice: each item and the word between them are translated
+    (no "clinic or specialist" left in English on a Korean page)."""
+    from server.errors import Forbidden
+    from web.render import translate_message
+
+    refusal = Forbidden(
+        "only the %(who)s may move a %(current)s consult to %(target)s",
+        params={"who": ("clinic", "specialist"), "current": "accepted", "target": "declined"},
+    )
+    assert refusal.message == "only the clinic or specialist may move a accepted consult to declined"
+    korean = translate_message(i18n.translations("ko"), refusal.template, refusal.params)
+    assert "의원 또는 전문의만" in korean
+    assert not re.search(r"[A-Za-z]", korean), korean
