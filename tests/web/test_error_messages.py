@@ -265,7 +265,8 @@ def test_a_choice_of_parties_reads_in_the_pages_language() -> None:
         "only the %(who)s may move a %(current)s consult to %(target)s",
         params={"who": ("clinic", "specialist"), "current": "accepted", "target": "declined"},
     )
-    assert refusal.message == "only the clinic or specialist may move a accepted consult to declined"
+    english = "only the clinic or specialist may move a accepted consult to declined"
+    assert refusal.message == english
     korean = translate_message(i18n.translations("ko"), refusal.template, refusal.params)
     assert "의원 또는 전문의만" in korean
     assert not re.search(r"[A-Za-z]", korean), korean
