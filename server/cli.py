@@ -228,6 +228,21 @@ def audit_verify() -> None:
     typer.echo("audit log intact")
 
 
+@audit_app.command("adopt-legacy")
+def audit_adopt_legacy() -> None:
+    """Once, after upgrading from the first release (unkeyed chain): check its events and
+    vouch for them with one keyed event, so `dari audit verify` accepts them."""
+    from server.audit import service as audit
+
+    with _session() as session:
+        try:
+            adopted = audit.adopt_legacy(session)
+        except ValueError as error:
+            raise fail(f"nothing adopted: {error}") from None
+        session.commit()
+    typer.echo(f"{adopted} first-release event(s) adopted" if adopted else "nothing to adopt")
+
+
 consults_app = typer.Typer(help="Consults", no_args_is_help=True)
 app.add_typer(consults_app, name="consults")
 

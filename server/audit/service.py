@@ -82,8 +82,8 @@ def keying_for(session: Session) -> Keying:
     return keying
 
 
-def _digest(prev_hash: str, event: AuditEvent, key: bytes) -> str:
-    payload = json.dumps(
+def _payload(prev_hash: str, event: AuditEvent) -> bytes:
+    return json.dumps(
         [
             event.seq,
             event.at.isoformat(),
@@ -98,8 +98,20 @@ def _digest(prev_hash: str, event: AuditEvent, key: bytes) -> str:
         ],
         ensure_ascii=False,
         separators=(",", ":"),
-    )
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+    ).encode()
+
+
+def _digest(prev_hash: str, event: AuditEvent, key: bytes) -> str:
+    return hmac.new(key, _payload(prev_hash, event), hashlib.sha256).hexdigest()
+
+
+def _legacy_digest(prev_hash: str, event: AuditEvent) -> str:
+    """How events were hashed before the chain was keyed (first release): plain SHA-256.
+    Such events verify only below a keyed adoption event (`adopt_legacy`)."""
+    return hashlib.sha256(_payload(prev_hash, event)).hexdigest()
+
+
+LEGACY_ADOPTED = "audit.legacy_adopted"
 
 
 def record(
@@ -243,18 +255,42 @@ def verify(session: Session) -> list[Problem]:
     return problems
 
 
+def _adopted_prefix(events: list[AuditEvent], key: bytes) -> tuple[int, str]:
+    """(seq, hash) of the last unkeyed event vouched for by a keyed adoption event, or
+    (0, ""): the adoption event's HMAC binds that hash, so the prefix below it cannot be
+    changed, and a chain recomputed without the key has no valid adoption event."""
+    for event in events:
+        if event.action != LEGACY_ADOPTED:
+            continue
+        if not hmac.compare_digest(_digest(event.prev_hash, event, key), event.hash):
+            continue
+        detail = json.loads(event.detail or "{}")
+        up_to, last_hash = detail.get("up_to"), detail.get("hash")
+        if isinstance(up_to, int) and isinstance(last_hash, str):
+            return up_to, last_hash
+    return 0, ""
+
+
 def verify_events(
     events: Iterable[AuditEvent], head: AuditHead | None, key: bytes
 ) -> list[Problem]:
     problems: list[Problem] = []
+    ordered = list(events)
+    legacy_up_to, legacy_hash = _adopted_prefix(ordered, key)
     prev_hash, expected_seq = GENESIS, 1
-    for event in events:
+    for event in ordered:
         if event.seq != expected_seq:
             problems.append(Problem(event.seq, f"expected event {expected_seq}: missing events"))
         if event.prev_hash != prev_hash:
             problems.append(Problem(event.seq, "does not follow the previous event"))
-        if not hmac.compare_digest(_digest(event.prev_hash, event, key), event.hash):
+        keyed = hmac.compare_digest(_digest(event.prev_hash, event, key), event.hash)
+        legacy = event.seq <= legacy_up_to and hmac.compare_digest(
+            _legacy_digest(event.prev_hash, event), event.hash
+        )
+        if not (keyed or legacy):
             problems.append(Problem(event.seq, "contents changed after it was written"))
+        if event.seq == legacy_up_to and event.hash != legacy_hash:
+            problems.append(Problem(event.seq, "differs from the adopted first-release chain"))
         prev_hash, expected_seq = event.hash, event.seq + 1
     last_seq = expected_seq - 1
     if head is None:
@@ -263,6 +299,39 @@ def verify_events(
     elif head.seq != last_seq or (last_seq and head.hash != prev_hash):
         problems.append(Problem(head.seq, f"log ends at {last_seq} but its head says {head.seq}"))
     return problems
+
+
+def adopt_legacy(session: Session) -> int:
+    """After upgrading from the first release: check the events hashed without a key as
+    that release did (an intact, unkeyed chain from the start), then vouch for them with
+    one keyed event naming the last one. Returns how many were adopted (0: none to adopt).
+    Raises ValueError if that prefix is not intact: nothing is vouched for then."""
+    events = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all()
+    key = keying_for(session).key
+    if _adopted_prefix(list(events), key)[0]:
+        return 0
+    prev_hash, last = GENESIS, None
+    for event in events:
+        if hmac.compare_digest(_digest(event.prev_hash, event, key), event.hash):
+            break  # the keyed chain starts here
+        intact = (
+            event.seq == (last.seq + 1 if last else 1)
+            and event.prev_hash == prev_hash
+            and hmac.compare_digest(_legacy_digest(event.prev_hash, event), event.hash)
+        )
+        if not intact:
+            raise ValueError(f"event {event.seq} is not part of an intact first-release chain")
+        prev_hash, last = event.hash, event
+    if last is None:
+        return 0
+    record(
+        session,
+        LEGACY_ADOPTED,
+        actor_id=None,
+        object_type="audit",
+        detail={"up_to": last.seq, "hash": last.hash},
+    )
+    return last.seq
 
 
 def verify_checkpoints(

@@ -208,3 +208,82 @@ def test_forged_checkpoint_line_is_detected(scratch_url: str, tmp_path: Path) ->
     with (tmp_path / "audit-checkpoints.log").open("a") as handle:
         handle.write('{"seq":9,"hash":"00","at":"2026-01-01T00:00:00+00:00","sig":"beef"}\n')
     assert any("not signed" in p.message for p in problems_of(scratch_url))
+
+
+def _rehash_unkeyed(url: str, from_seq: int, ip: str | None = None, until: int = 10**9) -> None:
+    """Rewrite events `from_seq`..`until` as the first release hashed them (no key),
+    optionally changing the first one's ip; the head follows."""
+    from sqlmodel import col, select
+
+    from server.audit.models import AuditEvent
+
+    engine = create_engine(url)
+    with Session(engine) as session:
+        events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all())
+        session.expunge_all()
+    engine.dispose()
+    statements, prev = [], audit.GENESIS
+    for event in events:
+        if from_seq <= event.seq <= until:
+            if ip is not None and event.seq == from_seq:
+                event.ip = ip
+                statements.append(f"UPDATE auditevent SET ip = '{ip}' WHERE seq = {event.seq}")
+            event.prev_hash = prev
+            event.hash = audit._legacy_digest(prev, event)
+            statements.append(
+                f"UPDATE auditevent SET prev_hash = '{event.prev_hash}', hash = '{event.hash}' "
+                f"WHERE seq = {event.seq}"
+            )
+        prev = event.hash
+    statements.append(f"UPDATE audithead SET hash = '{prev}' WHERE id = 1")
+    tamper(url, *statements)
+
+
+def cli_adopt(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setenv("DARI_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["audit", "adopt-legacy"])
+    finally:
+        get_settings.cache_clear()
+    engine_for(url).dispose()
+    return result.exit_code, result.output
+
+
+def test_a_first_release_chain_is_adopted_once_and_stays_guarded(
+    scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database from the first release: its chain was hashed without a key, and it had
+    # no checkpoints (they came with the key).
+    _rehash_unkeyed(scratch_url, 1)
+    (tmp_path / "audit-checkpoints.log").unlink()
+    assert {p.seq for p in problems_of(scratch_url)} == {1, 2, 3, 4, 5}
+    audit.configure(scratch_url, TEST_SECRET, tmp_path / "audit-checkpoints.log")
+    assert cli_adopt(scratch_url, monkeypatch) == (0, "5 first-release event(s) adopted\n")
+    assert problems_of(scratch_url) == []
+    assert cli_adopt(scratch_url, monkeypatch) == (0, "nothing to adopt\n")
+    # The adoption event's HMAC names the last unkeyed hash: the adopted events cannot
+    # be edited and rehashed the old way afterwards.
+    _rehash_unkeyed(scratch_url, 2, ip="6.6.6.6", until=5)
+    problems = {(p.seq, p.message) for p in problems_of(scratch_url)}
+    assert (5, "differs from the adopted first-release chain") in problems
+    assert (6, "does not follow the previous event") in problems
+
+
+def test_a_chain_rehashed_without_the_key_cannot_be_adopted_by_a_forger(
+    scratch_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Someone with the database only rewrites the whole chain unkeyed: without a keyed
+    # adoption event, nothing of it verifies.
+    _rehash_unkeyed(scratch_url, 1, ip="6.6.6.6")
+    assert {p.seq for p in problems_of(scratch_url) if "changed" in p.message} >= {1, 2, 3}
+
+
+def test_adoption_refuses_a_broken_first_release_chain(
+    scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rehash_unkeyed(scratch_url, 1)
+    tamper(scratch_url, "UPDATE auditevent SET ip = '6.6.6.6' WHERE seq = 2")
+    code, output = cli_adopt(scratch_url, monkeypatch)
+    assert code == 2 and "event 2 is not part of an intact first-release chain" in output
+    assert {p.seq for p in problems_of(scratch_url)} >= {1, 2, 3, 4, 5}
