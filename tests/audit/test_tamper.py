@@ -7,16 +7,17 @@ never with the shared one."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from server import migrate
 from server.audit import service as audit
+from server.audit.models import AuditEvent
 from server.cli import app as cli
 from server.db import engine_for
 from server.settings import get_settings
@@ -61,17 +62,20 @@ def problems_of(url: str) -> list[audit.Problem]:
     return found
 
 
-def cli_verify(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+def cli_audit(url: str, monkeypatch: pytest.MonkeyPatch, command: str) -> tuple[int, str]:
+    """`dari audit COMMAND` against that database: (exit code, output)."""
     monkeypatch.setenv("DARI_DATABASE_URL", url)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(cli, ["audit", "verify"])
+        result = CliRunner().invoke(cli, ["audit", command])
     finally:
         get_settings.cache_clear()
-    from server.db import engine_for
-
     engine_for(url).dispose()
     return result.exit_code, result.output
+
+
+def cli_verify(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    return cli_audit(url, monkeypatch, "verify")
 
 
 def tamper(url: str, *statements: str) -> None:
@@ -136,26 +140,29 @@ def test_inserted_event_is_detected(scratch_url: str, monkeypatch: pytest.Monkey
     assert cli_verify(scratch_url, monkeypatch)[0] == 1
 
 
-def _recompute_from(url: str, seq: int, key: bytes) -> None:
-    """An attacker edits event `seq` and recomputes every later hash and the head."""
-    from sqlmodel import col, select
-
-    from server.audit.models import AuditEvent
-
+def _rehash(
+    url: str,
+    from_seq: int,
+    digest: Callable[[str, AuditEvent], str],
+    *,
+    ip: str | None = None,
+    until: int = 10**9,
+) -> None:
+    """Rewrite events `from_seq`..`until` with `digest` (optionally changing the first
+    one's ip), each linked to the one before; the head follows."""
     engine = create_engine(url)
     with Session(engine) as session:
         events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all())
         session.expunge_all()
     engine.dispose()
-    prev = None
-    statements = [f"UPDATE auditevent SET ip = '6.6.6.6' WHERE seq = {seq}"]
+    statements, prev = [], audit.GENESIS
     for event in events:
-        if event.seq == seq:
-            event.ip = "6.6.6.6"
-        if event.seq >= seq:
-            assert prev is not None
+        if from_seq <= event.seq <= until:
+            if ip is not None and event.seq == from_seq:
+                event.ip = ip
+                statements.append(f"UPDATE auditevent SET ip = '{ip}' WHERE seq = {event.seq}")
             event.prev_hash = prev
-            event.hash = audit._digest(prev, event, key)
+            event.hash = digest(prev, event)
             statements.append(
                 f"UPDATE auditevent SET prev_hash = '{event.prev_hash}', hash = '{event.hash}' "
                 f"WHERE seq = {event.seq}"
@@ -163,6 +170,16 @@ def _recompute_from(url: str, seq: int, key: bytes) -> None:
         prev = event.hash
     statements.append(f"UPDATE audithead SET hash = '{prev}' WHERE id = 1")
     tamper(url, *statements)
+
+
+def _recompute_from(url: str, seq: int, key: bytes) -> None:
+    """An attacker edits event `seq` and recomputes every later hash and the head."""
+    _rehash(url, seq, lambda prev, event: audit._digest(prev, event, key), ip="6.6.6.6")
+
+
+def _rehash_unkeyed(url: str, from_seq: int, ip: str | None = None, until: int = 10**9) -> None:
+    """As the first release hashed its chain: without a key."""
+    _rehash(url, from_seq, audit._legacy_digest, ip=ip, until=until)
 
 
 def test_truncated_tail_with_the_head_moved_back_is_detected(
@@ -210,44 +227,8 @@ def test_forged_checkpoint_line_is_detected(scratch_url: str, tmp_path: Path) ->
     assert any("not signed" in p.message for p in problems_of(scratch_url))
 
 
-def _rehash_unkeyed(url: str, from_seq: int, ip: str | None = None, until: int = 10**9) -> None:
-    """Rewrite events `from_seq`..`until` as the first release hashed them (no key),
-    optionally changing the first one's ip; the head follows."""
-    from sqlmodel import col, select
-
-    from server.audit.models import AuditEvent
-
-    engine = create_engine(url)
-    with Session(engine) as session:
-        events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all())
-        session.expunge_all()
-    engine.dispose()
-    statements, prev = [], audit.GENESIS
-    for event in events:
-        if from_seq <= event.seq <= until:
-            if ip is not None and event.seq == from_seq:
-                event.ip = ip
-                statements.append(f"UPDATE auditevent SET ip = '{ip}' WHERE seq = {event.seq}")
-            event.prev_hash = prev
-            event.hash = audit._legacy_digest(prev, event)
-            statements.append(
-                f"UPDATE auditevent SET prev_hash = '{event.prev_hash}', hash = '{event.hash}' "
-                f"WHERE seq = {event.seq}"
-            )
-        prev = event.hash
-    statements.append(f"UPDATE audithead SET hash = '{prev}' WHERE id = 1")
-    tamper(url, *statements)
-
-
 def cli_adopt(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    monkeypatch.setenv("DARI_DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli, ["audit", "adopt-legacy"])
-    finally:
-        get_settings.cache_clear()
-    engine_for(url).dispose()
-    return result.exit_code, result.output
+    return cli_audit(url, monkeypatch, "adopt-legacy")
 
 
 def test_a_first_release_chain_is_adopted_once_and_stays_guarded(
