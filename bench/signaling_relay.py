@@ -1,10 +1,16 @@
-"""Relay round-trip latency: Dari's signaling against a bare `websockets` relay.
+"""Relay round-trip latency: Dari's signaling against a bare `websockets` relay, same loop.
 
-    .venv/bin/python -m bench.signaling_relay [--messages 10000] [--runs 5]
+    .venv/bin/python -m bench.signaling_relay [--messages 10000] [--runs 5] [--asyncio]
+        [--redis redis://127.0.0.1:6379/0]
 
 Two clients in one room; A sends a small offer frame to B, B answers it, A
-times the round trip. Both servers run in their own process, started in this
-run, alternately; the figure that counts is the ratio of medians.
+times the round trip. Every server runs in its own process, started in this run,
+on uvloop (as `dari serve` runs): the bare relay, Dari alone, and two Dari
+processes sharing Redis (under a key prefix of this run's own) with A on one and
+B on the other. With --asyncio the bare relay and Dari also run on asyncio's own
+loop, reported apart. The cases take turns within each run; the figures that
+count are the ratios of the medians over runs: Dari / bare on the same loop, and
+Dari across two processes / Dari on one.
 """
 
 from __future__ import annotations
@@ -14,10 +20,16 @@ import asyncio
 import json
 import statistics
 import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.signaling_servers import start, stop, token_for
+
+Pair = tuple[ClientConnection, ClientConnection, str, str]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -25,31 +37,30 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def dari_pair(port: int, room: str) -> tuple[ClientConnection, ClientConnection, str, str]:
-    url = f"ws://127.0.0.1:{port}/ws/room"
-    a = await connect(url)
-    b = await connect(url)
+async def dari_pair(port_a: int, port_b: int, room: str) -> Pair:
+    a = await connect(f"ws://127.0.0.1:{port_a}/ws/room")
+    b = await connect(f"ws://127.0.0.1:{port_b}/ws/room")
     await a.send(json.dumps({"type": "join", "room": room, "token": token_for(1, room)}))
     a_id = json.loads(await a.recv())["peer_id"]
     await b.send(json.dumps({"type": "join", "room": room, "token": token_for(2, room)}))
     b_id = json.loads(await b.recv())["peer_id"]
-    await a.recv()  # peer-joined
+    await a.recv()  # peer-joined (from the other process, when there are two)
     return a, b, a_id, b_id
 
 
-async def bare_pair(port: int, room: str) -> tuple[ClientConnection, ClientConnection, str, str]:
-    url = f"ws://127.0.0.1:{port}"
-    a = await connect(url)
-    b = await connect(url)
+async def bare_pair(port_a: int, port_b: int, room: str) -> Pair:
+    a = await connect(f"ws://127.0.0.1:{port_a}")
+    b = await connect(f"ws://127.0.0.1:{port_b}")
     for ws in (a, b):
         await ws.send(json.dumps({"room": room}))
         await ws.recv()
     return a, b, "a", "b"
 
 
-async def round_trips(kind: str, port: int, messages: int) -> list[float]:
-    pair = dari_pair if kind == "dari" else bare_pair
-    a, b, a_id, b_id = await pair(port, f"bench-{time.monotonic_ns()}")
+async def round_trips(
+    pair: Callable[[int, int, str], Awaitable[Pair]], ports: tuple[int, int], messages: int
+) -> list[float]:
+    a, b, a_id, b_id = await pair(*ports, f"bench-{time.monotonic_ns()}")
     sdp = "v=0 " + "x" * 100
     offer = json.dumps({"type": "offer", "to": b_id, "sdp": sdp})
     answer = json.dumps({"type": "answer", "to": a_id, "sdp": sdp})
@@ -72,36 +83,94 @@ async def round_trips(kind: str, port: int, messages: int) -> list[float]:
     return samples
 
 
+@dataclass
+class Case:
+    name: str
+    pair: Callable[[int, int, str], Awaitable[Pair]]
+    ports: tuple[int, int]
+    p50: list[float]
+    p99: list[float]
+
+
+def clear_prefix(url: str, prefix: str) -> None:
+    """Drop the run's keys (rooms' presence and counters expire anyway, in an hour)."""
+    from redis import Redis
+
+    client = Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--asyncio", action="store_true", help="also both on asyncio's loop")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="'' to skip")
     args = parser.parse_args()
-    servers = {kind: start(kind) for kind in ("bare", "dari")}
-    results: dict[str, list[tuple[float, float]]] = {"bare": [], "dari": []}
+    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    processes = []
+    cases: list[Case] = []
+
+    def server(kind: str, *options: str) -> int:
+        process, port = start(kind, *options)
+        processes.append(process)
+        return port
+
     try:
+        for loop in ("uvloop", "asyncio") if args.asyncio else ("uvloop",):
+            bare = server("bare", "--loop", loop)
+            dari = server("dari", "--loop", loop)
+            cases.append(Case(f"bare/{loop}", bare_pair, (bare, bare), [], []))
+            cases.append(Case(f"dari/{loop}", dari_pair, (dari, dari), [], []))
+        if args.redis:
+            redis = ("--broker", args.redis, "--prefix", prefix)
+            first, second = server("dari", *redis), server("dari", *redis)
+            cases.append(Case("dari/uvloop/redis x2", dari_pair, (first, second), [], []))
         for run in range(args.runs):
-            for kind in ("bare", "dari"):
-                samples = asyncio.run(round_trips(kind, servers[kind][1], args.messages))
-                results[kind].append((percentile(samples, 0.5), percentile(samples, 0.99)))
+            for case in cases:
+                samples = uvloop.run(round_trips(case.pair, case.ports, args.messages))
+                case.p50.append(percentile(samples, 0.5))
+                case.p99.append(percentile(samples, 0.99))
                 print(
-                    f"run {run + 1} {kind:>4}: p50 {results[kind][-1][0]:.3f} ms"
-                    f"  p99 {results[kind][-1][1]:.3f} ms"
+                    f"run {run + 1} {case.name:>20}: p50 {case.p50[-1]:.3f} ms"
+                    f"  p99 {case.p99[-1]:.3f} ms",
+                    flush=True,
                 )
     finally:
-        for process, _ in servers.values():
+        for process in processes:
             stop(process)
+        if args.redis:
+            clear_prefix(args.redis, prefix)
     summary = {
-        kind: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-        for kind, runs in results.items()
+        case.name: (statistics.median(case.p50), statistics.median(case.p99)) for case in cases
     }
     print(f"\n{args.messages} round trips x {args.runs} runs, median of runs:")
-    for kind, (p50, p99) in summary.items():
-        print(f"  {kind:>4}: p50 {p50:.3f} ms  p99 {p99:.3f} ms")
-    print(
-        f"  ratio dari/bare: p50 {summary['dari'][0] / summary['bare'][0]:.2f}x"
-        f"  p99 {summary['dari'][1] / summary['bare'][1]:.2f}x"
-    )
+    for name, (p50, p99) in summary.items():
+        print(f"  {name:>20}: p50 {p50:.3f} ms  p99 {p99:.3f} ms")
+
+    def ratio(label: str, over: str, under: str) -> None:
+        if over in summary and under in summary:
+            (p50_o, p99_o), (p50_u, p99_u) = summary[over], summary[under]
+            print(f"  {label}: p50 {p50_o / p50_u:.2f}x  p99 {p99_o / p99_u:.2f}x")
+
+    ratio("dari/bare on uvloop", "dari/uvloop", "bare/uvloop")
+    ratio("dari/bare on asyncio", "dari/asyncio", "bare/asyncio")
+    ratio("redis x2 / one process", "dari/uvloop/redis x2", "dari/uvloop")
+    by_name = {case.name: case for case in cases}
+
+    def per_run(label: str, over: str, under: str) -> None:
+        if over in by_name and under in by_name:
+            pairs = zip(by_name[over].p50, by_name[under].p50, strict=True)
+            print(f"  {label} p50 per run: " + " ".join(f"{o / u:.2f}" for o, u in pairs))
+
+    per_run("dari/bare on uvloop", "dari/uvloop", "bare/uvloop")
+    per_run("dari/bare on asyncio", "dari/asyncio", "bare/asyncio")
+    per_run("redis x2 / one process", "dari/uvloop/redis x2", "dari/uvloop")
 
 
 if __name__ == "__main__":

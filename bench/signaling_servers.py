@@ -3,6 +3,13 @@
     python -m bench.signaling_servers dari PORT   # Dari's signaling app under uvicorn
     python -m bench.signaling_servers bare PORT   # a bare `websockets` relay (the baseline)
 
+    ... [--loop uvloop|asyncio] [--broker redis://127.0.0.1:6379/0 --prefix bench:x:]
+
+Both run on the event loop given (uvloop by default, as `dari serve` picks it when it
+is installed), so a comparison is between servers, not between loops. Dari can use
+the Redis broker under a key prefix of the run's own (two processes sharing it are
+the cross-process case).
+
 Dari runs with a gatekeeper that checks signed join tokens exactly as the server
 does (HMAC, expiry, room), but without the database: the benchmarks measure
 the relay, not SQLite. The per-connection rate limit stays on, set high.
@@ -10,6 +17,7 @@ the relay, not SQLite. The per-connection rate limit stays on, set high.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -68,17 +76,31 @@ def token_for(user_id: int, room: str) -> str:
     return tokens.sign_join(SECRET, claims, 600)
 
 
-def serve_dari(port: int) -> None:
+LOOPS = ("uvloop", "asyncio")
+
+
+def serve_dari(port: int, loop: str = "uvloop", broker: str = "memory://", prefix: str = "") -> None:
     import uvicorn
 
+    from signaling import app
     from signaling.app import SignalingService, standalone_app
 
+    if prefix:
+        # The run's own keys and channels on a Redis that others may share.
+        from signaling.broker import RedisBroker
+
+        def broker_for(url: str) -> RedisBroker:
+            return RedisBroker(url, prefix=prefix)
+
+        app.broker_for = broker_for  # type: ignore[assignment]
     config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
-    service = SignalingService(TokenGate(), config, "memory://")
-    uvicorn.run(standalone_app(service), host="127.0.0.1", port=port, log_level="warning")
+    service = SignalingService(TokenGate(), config, broker)
+    uvicorn.run(
+        standalone_app(service), host="127.0.0.1", port=port, log_level="warning", loop=loop
+    )
 
 
-def serve_bare(port: int) -> None:
+def serve_bare(port: int, loop: str = "uvloop") -> None:
     """The least a relay can do: pair sockets by room, forward every frame to the other."""
     from websockets.asyncio.server import ServerConnection, serve
 
@@ -103,7 +125,12 @@ def serve_bare(port: int) -> None:
         async with serve(handler, "127.0.0.1", port, max_size=2**16):
             await asyncio.Future()
 
-    asyncio.run(main())
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def free_port() -> int:
@@ -113,11 +140,13 @@ def free_port() -> int:
         return port
 
 
-def start(kind: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a server process and wait until its port accepts connections."""
+def start(kind: str, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server process and wait until its port accepts connections.
+
+    `options` are this module's command-line options (--loop, --broker, --prefix)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.signaling_servers", kind, str(port)],
+        [sys.executable, "-m", "bench.signaling_servers", kind, str(port), *options],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -149,6 +178,19 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["dari", "bare"])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop")
+    parser.add_argument("--broker", default="memory://", help="Dari only")
+    parser.add_argument("--prefix", default="", help="Dari with Redis: key/channel prefix")
+    args = parser.parse_args()
+    if args.kind == "dari":
+        serve_dari(args.port, args.loop, args.broker, args.prefix)
+    else:
+        serve_bare(args.port, args.loop)
+
+
 if __name__ == "__main__":
-    mode, port_text = sys.argv[1], sys.argv[2]
-    {"dari": serve_dari, "bare": serve_bare}[mode](int(port_text))
+    main()
