@@ -87,9 +87,12 @@ class FrameReader(Generic[F]):
 
     async def next(self, wait: float) -> F:
         """The next valid frame; error frames for bad ones; Closed when it must end."""
+        config = self.config
         while True:
+            # asyncio.timeout, not wait_for: no task created for every frame.
             try:
-                message = await asyncio.wait_for(self.websocket.receive(), wait)
+                async with asyncio.timeout(wait):
+                    message = await self.websocket.receive()
             except TimeoutError:
                 raise Closed(4408, "no heartbeat") from None
             if message["type"] == "websocket.disconnect":
@@ -98,15 +101,16 @@ class FrameReader(Generic[F]):
             data: str | bytes = text if text is not None else (message.get("bytes") or b"")
             if len(data) > self.max_bytes:
                 raise Closed(1009, "frame too large")
+            # Token bucket: refilled by the time since the last frame.
             now = time.monotonic()
-            self.tokens = min(
-                self.config.burst, self.tokens + (now - self.stamp) * self.config.rate_per_second
-            )
+            tokens = self.tokens + (now - self.stamp) * config.rate_per_second
+            if tokens > config.burst:
+                tokens = config.burst
             self.stamp = now
-            self.tokens -= 1
-            if self.tokens < 0:
+            self.tokens = tokens = tokens - 1
+            if tokens < 0:
                 # Overdrawn twice the burst: a flood, not a burst. Close.
-                if self.tokens < -self.config.burst:
+                if tokens < -config.burst:
                     raise Closed(1008, "rate limit exceeded")
                 await self.error("rate_limited", "too many frames; slow down")
                 continue

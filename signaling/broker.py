@@ -168,10 +168,14 @@ class RedisBroker:
         await self._redis.aclose()
 
     async def _read(self) -> None:
+        # A blocking read (timeout=None): woken by the socket, not a poll with a
+        # timer armed and cancelled for every message. The pubsub is never idle
+        # (the control channel), and redis-py reconnects and resubscribes it on the
+        # next read after a failure.
         while True:
             try:
                 message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=1.0
+                    ignore_subscribe_messages=True, timeout=None
                 )
             except self.errors:  # a Redis hiccup must not end fan-out for good
                 log.exception("redis pubsub read failed; retrying")

@@ -316,7 +316,17 @@ def _explain(error: ValidationError) -> str:
 
 
 def parse_client(text: str | bytes) -> ClientFrame:
-    """Validate one frame from a client; raises ProtocolError with a stable code."""
+    """Validate one frame from a client; raises ProtocolError with a stable code.
+
+    A good frame is parsed and validated in one pass (pydantic's JSON mode, no
+    Python dict in between); a frame that fails it is parsed again step by step,
+    for the same error code and message as ever.
+    """
+    if len(text) <= MAX_FRAME_BYTES:
+        try:
+            return _client_adapter.validate_json(text)
+        except ValidationError:
+            pass
     data = _load(text)
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in CLIENT_TYPES:

@@ -4,11 +4,20 @@ Every process serving a room, the publishing one included, receives each message
 from the broker and delivers it to its own peers; a frame for one peer on this
 process skips the broker. Messages that act on a peer's state rather than carry
 a frame (replaced, adopted, admitted, denied) go to the hub's `on_control`.
+
+A frame for a peer on another process needs to know that the peer is an admitted
+member of the room (else the sender gets `unknown_peer`). Reading presence for
+every frame would cost a broker round trip each, so the admitted members found by
+one read are remembered for `MEMBERS_FRESH_SECONDS`, and forgotten at once when the
+room channel says one left, was replaced or denied. Only a hit skips the read: a
+miss (a newcomer, a guest) always reads presence. Whatever that memory says, the
+process holding the target delivers only to an admitted peer of that room.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
@@ -23,6 +32,11 @@ log = logging.getLogger("dari.signaling.relay")
 
 Control = bus.Replaced | bus.Adopted | bus.Admitted | bus.Denied
 ControlHandler = Callable[[str, Control], Awaitable[None]]
+
+
+# How long a presence read vouches for a remote target (a dead process's peer is
+# found by the next read after that, as by presence's own sweep).
+MEMBERS_FRESH_SECONDS = 1.0
 
 
 def _channel(room: str) -> str:
@@ -43,6 +57,8 @@ class RoomChannel:
         self.presence = presence
         self.node_id = node_id
         self.on_control = on_control
+        # room -> (admitted peer ids from the last presence read, read at monotonic time)
+        self._members: dict[str, tuple[frozenset[str], float]] = {}
 
     # --- the broker edge ----------------------------------------------------------------
 
@@ -61,6 +77,7 @@ class RoomChannel:
 
     async def close(self, room: str) -> None:
         """Stop receiving the room's messages (its last peer here has gone)."""
+        self._members.pop(room, None)
         try:
             await self.broker.unsubscribe(_channel(room))
         except self.broker.errors:
@@ -89,11 +106,30 @@ class RoomChannel:
             else:
                 await target.send(frame)
             return
-        record = (await self.presence.live(sender.room)).get(to)
-        if record is None or not record.admitted:
+        if not await self._is_member(sender.room, to):
             await sender.error("unknown_peer", "no such peer in this room")
             return
-        await self.publish(sender.room, bus.ToPeer(to=to, frame=frame))
+        await self.broker.publish(
+            _channel(sender.room), bus.encode(bus.ToPeer(to=to, frame=frame, node=self.node_id))
+        )
+
+    async def _is_member(self, room: str, peer_id: str) -> bool:
+        """Is `peer_id` an admitted peer of the room (on any process)?"""
+        now = time.monotonic()
+        known = self._members.get(room)
+        if known is not None and peer_id in known[0] and now - known[1] < MEMBERS_FRESH_SECONDS:
+            return True
+        live = await self.presence.live(room)
+        if self.local.serves(room):  # not closed while we read
+            members = frozenset(pid for pid, record in live.items() if record.admitted)
+            self._members[room] = (members, now)
+        record = live.get(peer_id)
+        return record is not None and record.admitted
+
+    def _forget_member(self, room: str, peer_id: str) -> None:
+        known = self._members.get(room)
+        if known is not None and peer_id in known[0]:
+            self._members[room] = (known[0] - {peer_id}, known[1])
 
     def _admitted(self, room: str, *, besides: str | None = None) -> list[LocalPeer]:
         """This process's admitted peers of the room (guests in the lobby hear nothing),
@@ -107,7 +143,7 @@ class RoomChannel:
         match message:
             case bus.ToPeer(to=to, frame=frame):
                 target = self.local.get(to)
-                if target is not None and target.room == room:
+                if target is not None and target.room == room and target.admitted:
                     await target.send(frame)
             case bus.Chat(frame=frame):
                 for peer in self._admitted(room):
@@ -120,10 +156,14 @@ class RoomChannel:
                     if peer.identity.kind == "user":
                         await peer.send(p.Knock(peer=peer_info(peer.record(), record)))
             case bus.Left(peer_id=peer_id, reason=reason):
+                self._forget_member(room, peer_id)
                 for peer in self._admitted(room, besides=peer_id):
                     await peer.send(p.PeerLeft(peer_id=peer_id, reason=reason))
             case bus.Reconnected(from_=sender):
                 for peer in self._admitted(room, besides=sender):
                     await peer.send(p.IceRestart(from_=sender, reason="reconnected"))
-            case bus.Replaced() | bus.Adopted() | bus.Admitted() | bus.Denied():
+            case bus.Replaced(to=peer_id) | bus.Denied(peer_id=peer_id):
+                self._forget_member(room, peer_id)
+                await self.on_control(room, message)
+            case bus.Adopted() | bus.Admitted():
                 await self.on_control(room, message)
