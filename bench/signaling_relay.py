@@ -22,12 +22,12 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.signaling_servers import start, stop, token_for
+from bench.signaling_servers import cpu_seconds, start, stop, token_for
 
 Pair = tuple[ClientConnection, ClientConnection, str, str]
 
@@ -88,8 +88,10 @@ class Case:
     name: str
     pair: Callable[[int, int, str], Awaitable[Pair]]
     ports: tuple[int, int]
-    p50: list[float]
-    p99: list[float]
+    pids: tuple[int, ...]
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per round trip
 
 
 def clear_prefix(url: str, prefix: str) -> None:
@@ -116,29 +118,34 @@ def main() -> None:
     processes = []
     cases: list[Case] = []
 
-    def server(kind: str, *options: str) -> int:
+    def server(kind: str, *options: str) -> tuple[int, int]:
         process, port = start(kind, *options)
         processes.append(process)
-        return port
+        return port, process.pid
 
     try:
         for loop in ("uvloop", "asyncio") if args.asyncio else ("uvloop",):
-            bare = server("bare", "--loop", loop)
-            dari = server("dari", "--loop", loop)
-            cases.append(Case(f"bare/{loop}", bare_pair, (bare, bare), [], []))
-            cases.append(Case(f"dari/{loop}", dari_pair, (dari, dari), [], []))
+            (bare, bare_pid), (dari, dari_pid) = (
+                server("bare", "--loop", loop),
+                server("dari", "--loop", loop),
+            )
+            cases.append(Case(f"bare/{loop}", bare_pair, (bare, bare), (bare_pid,)))
+            cases.append(Case(f"dari/{loop}", dari_pair, (dari, dari), (dari_pid,)))
         if args.redis:
             redis = ("--broker", args.redis, "--prefix", prefix)
-            first, second = server("dari", *redis), server("dari", *redis)
-            cases.append(Case("dari/uvloop/redis x2", dari_pair, (first, second), [], []))
+            (first, pid1), (second, pid2) = server("dari", *redis), server("dari", *redis)
+            cases.append(Case("dari/uvloop/redis x2", dari_pair, (first, second), (pid1, pid2)))
         for run in range(args.runs):
             for case in cases:
+                cpu_before = sum(cpu_seconds(pid) for pid in case.pids)
                 samples = uvloop.run(round_trips(case.pair, case.ports, args.messages))
+                cpu = sum(cpu_seconds(pid) for pid in case.pids) - cpu_before
                 case.p50.append(percentile(samples, 0.5))
                 case.p99.append(percentile(samples, 0.99))
+                case.cpu_us.append(cpu / args.messages * 1e6)
                 print(
                     f"run {run + 1} {case.name:>20}: p50 {case.p50[-1]:.3f} ms"
-                    f"  p99 {case.p99[-1]:.3f} ms",
+                    f"  p99 {case.p99[-1]:.3f} ms  server CPU {case.cpu_us[-1]:.0f} us/trip",
                     flush=True,
                 )
     finally:
@@ -150,8 +157,12 @@ def main() -> None:
         case.name: (statistics.median(case.p50), statistics.median(case.p99)) for case in cases
     }
     print(f"\n{args.messages} round trips x {args.runs} runs, median of runs:")
-    for name, (p50, p99) in summary.items():
-        print(f"  {name:>20}: p50 {p50:.3f} ms  p99 {p99:.3f} ms")
+    for case in cases:
+        p50, p99 = summary[case.name]
+        cpu = statistics.median(case.cpu_us)
+        print(
+            f"  {case.name:>20}: p50 {p50:.3f} ms  p99 {p99:.3f} ms  server CPU {cpu:.0f} us/trip"
+        )
 
     def ratio(label: str, over: str, under: str) -> None:
         if over in summary and under in summary:

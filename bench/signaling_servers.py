@@ -79,7 +79,9 @@ def token_for(user_id: int, room: str) -> str:
 LOOPS = ("uvloop", "asyncio")
 
 
-def serve_dari(port: int, loop: str = "uvloop", broker: str = "memory://", prefix: str = "") -> None:
+def serve_dari(
+    port: int, loop: str = "uvloop", broker: str = "memory://", prefix: str = ""
+) -> None:
     import uvicorn
 
     from signaling import app
@@ -168,6 +170,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -122,11 +123,101 @@ class MemoryBroker:
         return self._seq[room]
 
 
+class _Publisher:
+    """PUBLISH on a connection of its own, pipelined.
+
+    Each publish writes its command at once and waits for its reply, which one task
+    reads in order for everyone: concurrent publishers do not queue behind each
+    other's round trip, and none goes through the pool and redis-py's retry and
+    timeout wrappers (a task per command). A publisher still sees its own failure:
+    a lost connection or a reply later than `timeout` fails every publish in flight
+    with a RedisError, and the next publish connects again.
+    """
+
+    def __init__(self, redis: Any, timeout: float) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        self._redis = redis
+        self._timeout = timeout
+        self._lost = RedisConnectionError
+        self._late = RedisTimeoutError
+        self._conn: Any = None
+        self._pending: deque[asyncio.Future[None]] = deque()
+        self._replies: asyncio.Task[None] | None = None
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> Any:
+        async with self._opening:
+            if self._conn is None:
+                pool = self._redis.connection_pool
+                # No socket timeout on the connection: `publish` bounds the wait itself.
+                conn = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+                await conn.connect()
+                self._conn = conn
+                self._replies = asyncio.create_task(self._read(conn), name="redis-publish-replies")
+            return self._conn
+
+    async def publish(self, channel: str, message: str) -> None:
+        conn = self._conn or await self._open()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Appended and written with no await in between: replies come in this order.
+        self._pending.append(future)
+        try:
+            await conn.send_packed_command(conn.pack_command("PUBLISH", channel, message), False)
+        except Exception as error:
+            await self._drop(conn, self._lost(f"publish failed: {error!r}"))
+            raise
+        try:
+            async with asyncio.timeout(self._timeout):
+                await future
+        except TimeoutError:
+            await self._drop(conn, self._late("no reply to PUBLISH in time"))
+            raise self._late("no reply to PUBLISH in time") from None
+
+    async def _read(self, conn: Any) -> None:
+        try:
+            while True:
+                reply = await conn.read_response(timeout=math.inf)
+                future = self._pending.popleft()
+                if future.done():
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            await self._drop(conn, self._lost(f"publish connection lost: {error!r}"))
+
+    async def _drop(self, conn: Any, error: Exception) -> None:
+        """Fail what is in flight on `conn` and forget it (the next publish reconnects)."""
+        if self._conn is not conn:
+            return
+        self._conn = None
+        pending, self._pending = self._pending, deque()
+        for future in pending:
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved here: a publisher that gave up is not told
+        task, self._replies = self._replies, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        await conn.disconnect(nowait=True)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._drop(self._conn, self._lost("broker closed"))
+
+
 class RedisBroker:
     """Many processes: redis.asyncio pub/sub, presence in a hash + sorted set per room."""
 
     # A room's keys vanish an hour after their last write, whatever happens.
     KEY_TTL = 3600
+    # As redis-py's default socket timeout: a publish waits no longer for Redis.
+    PUBLISH_TIMEOUT = 5.0
 
     def __init__(self, url: str, prefix: str = "dari:sig:") -> None:
         from redis.asyncio import Redis
@@ -141,6 +232,7 @@ class RedisBroker:
         self._pubsub: Any = None
         self._handlers: dict[str, Handler] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._publisher = _Publisher(self._redis, self.PUBLISH_TIMEOUT)
         self._control = f"{prefix}control:{id(self)}:{time.time_ns()}"
 
     def _key(self, kind: str, room: str) -> str:
@@ -164,37 +256,52 @@ class RedisBroker:
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
+        await self._publisher.close()
         self._handlers.clear()
         await self._redis.aclose()
 
     async def _read(self) -> None:
-        # A blocking read (timeout=None): woken by the socket, not a poll with a
-        # timer armed and cancelled for every message. The pubsub is never idle
-        # (the control channel), and redis-py reconnects and resubscribes it on the
-        # next read after a failure.
+        # A blocking read straight from the pub/sub connection: woken by the socket,
+        # not a poll with a timer armed and cancelled for every message, and without
+        # redis-py's per-read retry wrapper. The pubsub is never idle (the control
+        # channel). After a failure, the next read goes through redis-py's own
+        # `get_message`, which reconnects and resubscribes.
+        pubsub = self._pubsub
         while True:
+            conn = pubsub.connection
             try:
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=None
-                )
+                if conn is None or not conn.is_connected:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    channel, data = message["channel"], message["data"]
+                else:
+                    reply = await conn.read_response(
+                        timeout=math.inf, disconnect_on_error=False, push_request=True
+                    )
+                    if not isinstance(reply, list) or not reply or reply[0] != "message":
+                        # (Un)subscribe confirmations: redis-py keeps its books with them.
+                        await pubsub.handle_message(reply, ignore_subscribe_messages=True)
+                        continue
+                    channel, data = reply[1], reply[2]
             except self.errors:  # a Redis hiccup must not end fan-out for good
                 log.exception("redis pubsub read failed; retrying")
+                if conn is not None:
+                    await conn.disconnect(nowait=True)
                 await asyncio.sleep(0.5)
                 continue
-            if message is None or message.get("type") != "message":
-                continue
-            handler = self._handlers.get(message["channel"])
+            handler = self._handlers.get(channel)
             if handler is None:
                 continue
             try:
-                await handler(message["data"])
+                await handler(data)
             except Exception:
                 # This task reads for every room of the process: one message whose
                 # delivery fails (a gate or a bug) must not stop the others.
-                log.exception("broker handler failed for %s", message["channel"])
+                log.exception("broker handler failed for %s", channel)
 
     async def publish(self, channel: str, message: str) -> None:
-        await self._redis.publish(self._prefix + channel, message)
+        await self._publisher.publish(self._prefix + channel, message)
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         name = self._prefix + channel
