@@ -94,7 +94,7 @@ def serve_dari(
         def broker_for(url: str) -> RedisBroker:
             return RedisBroker(url, prefix=prefix)
 
-        app.broker_for = broker_for  # type: ignore[assignment]
+        app.broker_for = broker_for  # type: ignore[attr-defined]
     config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
     service = SignalingService(TokenGate(), config, broker)
     uvicorn.run(

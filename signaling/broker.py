@@ -228,7 +228,9 @@ class RedisBroker:
         self.errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self._url = url
         self._prefix = prefix
-        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+        # RESP2 unless the URL asks otherwise: under RESP3, redis-py hands each pub/sub
+        # message to a push handler that formats it for a debug log, read or not.
+        self._redis: Redis = Redis.from_url(url, decode_responses=True, protocol=2)
         self._pubsub: Any = None
         self._handlers: dict[str, Handler] = {}
         self._reader: asyncio.Task[None] | None = None

@@ -327,6 +327,12 @@ def parse_client(text: str | bytes) -> ClientFrame:
             return _client_adapter.validate_json(text)
         except ValidationError:
             pass
+    return parse_client_stepwise(text)
+
+
+def parse_client_stepwise(text: str | bytes) -> ClientFrame:
+    """`parse_client` one check at a time (JSON, object, version, type, fields): each
+    failure with its own code and message."""
     data = _load(text)
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in CLIENT_TYPES:
