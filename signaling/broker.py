@@ -123,6 +123,18 @@ class MemoryBroker:
         return self._seq[room]
 
 
+def _publish_command(channel: str, message: str) -> bytes:
+    """PUBLISH channel message in the Redis protocol (what redis-py's `pack_command`
+    makes, without its general machinery)."""
+    name, data = channel.encode(), message.encode()
+    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+        len(name),
+        name,
+        len(data),
+        data,
+    )
+
+
 class _Publisher:
     """PUBLISH on a connection of its own, pipelined.
 
@@ -164,7 +176,7 @@ class _Publisher:
         # Appended and written with no await in between: replies come in this order.
         self._pending.append(future)
         try:
-            await conn.send_packed_command(conn.pack_command("PUBLISH", channel, message), False)
+            await conn.send_packed_command(_publish_command(channel, message), False)
         except Exception as error:
             await self._drop(conn, self._lost(f"publish failed: {error!r}"))
             raise

@@ -10,7 +10,6 @@ a field a newer release adds is ignored by an older one.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,15 +46,21 @@ class _Message(BaseModel):
     node: str = ""  # the publishing process (set by the room channel)
 
 
-def _frame_text(value: Any) -> Any:
-    """A relayed frame travels as the text the browser will receive."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 RelayedFrame = Annotated[
     p.RelayedOffer | p.RelayedAnswer | p.RelayedCandidate | p.RelayedEndOfCandidates | p.IceRestart,
     Field(discriminator="type"),
 ]
+_relayed: TypeAdapter[RelayedFrame] = TypeAdapter(RelayedFrame)
+
+
+def _relayed_text(value: Any) -> Any:
+    """A relayed frame travels as the text the browser will receive; it is validated in
+    one pass from that text (no Python dict in between)."""
+    return _relayed.validate_json(value) if isinstance(value, str | bytes) else value
+
+
+def _chat_text(value: Any) -> Any:
+    return p.ChatMessage.model_validate_json(value) if isinstance(value, str | bytes) else value
 
 
 class ToPeer(_Message):
@@ -65,7 +70,7 @@ class ToPeer(_Message):
     to: str
     frame: RelayedFrame
 
-    _parse_frame = field_validator("frame", mode="before")(_frame_text)
+    _parse_frame = field_validator("frame", mode="before")(_relayed_text)
 
     @field_serializer("frame")
     def _dump_frame(self, frame: p.Frame) -> str:
@@ -78,7 +83,7 @@ class Chat(_Message):
     k: Literal["all"] = "all"
     frame: p.ChatMessage
 
-    _parse_frame = field_validator("frame", mode="before")(_frame_text)
+    _parse_frame = field_validator("frame", mode="before")(_chat_text)
 
     @field_serializer("frame")
     def _dump_frame(self, frame: p.Frame) -> str:
