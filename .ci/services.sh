@@ -53,7 +53,7 @@ if ! command -v turnserver >/dev/null; then
 fi
 command -v ip >/dev/null || { say "installing iproute2"; apt_install iproute2; }
 # Debian's HAProxy: the failover test puts two signaling processes behind it
-# (tests/signaling/test_failover_browser.py; each test starts its own, on a free port).
+# (tests/web/test_browser_failover.py; each test starts its own, on a free port).
 if ! command -v haproxy >/dev/null; then
   say "installing HAProxy"; apt_install haproxy
 fi

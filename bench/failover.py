@@ -102,7 +102,9 @@ def start_node(
     return process, port
 
 
-def haproxy_config(port: int, backends: list[int], *, health: str = "/healthz") -> str:
+def haproxy_config(
+    port: int, backends: list[int], *, health: str = "/healthz", balance: str = "roundrobin"
+) -> str:
     """Round robin over the backends, WebSocket upgrades passed through, no stickiness.
 
     A connection refused by a dead backend is retried on another one at once
@@ -129,21 +131,22 @@ frontend dari
     default_backend signaling
 
 backend signaling
-    balance roundrobin
+    balance {balance}
 {check}{servers}
 """
 
 
 def start_haproxy(
-    backends: list[int], *, health: str = "/healthz"
+    backends: list[int], *, health: str = "/healthz", balance: str = "roundrobin"
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Debian's HAProxy in the foreground on a free port of 127.0.0.1."""
+    """Debian's HAProxy in the foreground on a free port of 127.0.0.1 (`balance first`:
+    every connection to the first backend that is up, which a test can predict)."""
     if not Path(HAPROXY).exists():
         raise RuntimeError("haproxy missing: apt-get install -y haproxy (see .ci/services.sh)")
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="dari-haproxy-"))
     config = folder / "haproxy.cfg"
-    config.write_text(haproxy_config(port, backends, health=health))
+    config.write_text(haproxy_config(port, backends, health=health, balance=balance))
     process = subprocess.Popen(
         [HAPROXY, "-db", "-f", str(config)],
         stdout=subprocess.DEVNULL,
