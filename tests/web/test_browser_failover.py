@@ -5,7 +5,8 @@ process holding both of them is killed (kill -9): their pages reconnect by thems
 through the same address to the survivor and resume (same peer ids), nobody hears a
 leave, and the media keeps flowing the whole time on the same peer connections. The
 killed process is started again; one page moves to it; then the process holding only
-the other peer is killed, with the same outcome.
+the other peer is killed while that peer's page is offline for a while: the GP's page
+says the specialist is reconnecting (within 5 s) and keeps the call until they are back.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +218,29 @@ def test_killing_a_signaling_process_mid_call_keeps_the_call(browser: Browser, s
         nodes = holders(site, room)
         assert nodes[gp_id] != nodes[sp_id]
 
-        # B, holding only the specialist, is killed.
-        kill_and_follow(site, 1, pages, movers=[specialist])
+        # B, holding only the specialist, is killed while the specialist's page cannot
+        # reach any server for a while (its media path is untouched): the GP's page
+        # hears that the specialist is away within 5 s and says "reconnecting" for
+        # them, keeps the call, and hears them back once they resume.
+        specialist.context.set_offline(True)
+        killed = time.monotonic()
+        before = inbound_bytes(gp)
+        site.kill(1)
+        wait_until(lambda: gp.evaluate("() => window.dariCall.awayPeers()") == [sp_id], timeout=10)
+        assert time.monotonic() - killed < 5.0
+        assert gp.get_attribute("#call-status", "data-state") == "peerAway"
+        time.sleep(1.0)
+        assert inbound_bytes(gp) > before and connected(gp)
+        sp_token = specialist.evaluate("() => window.dariCall.state.resumeToken")
+        specialist.context.set_offline(False)
+        wait_until(lambda: resumed(specialist, sp_id, sp_token), timeout=30)
+        wait_until(lambda: gp.evaluate("() => window.dariCall.awayPeers()") == [], timeout=10)
+        assert gp.get_attribute("#call-status", "data-state") in ("peerBack", "connected")
+        during = [inbound_bytes(page) for page in pages]
+        time.sleep(1.5)
+        after = [inbound_bytes(page) for page in pages]
+        assert all(a > d for a, d in zip(after, during, strict=True)), (during, after)
+        assert all(same_connection(page) for page in pages)
 
         for page in pages:
             seen: dict[str, list[str]] = page.evaluate("() => window.__dariSeen")
