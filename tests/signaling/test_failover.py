@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection
 
 from bench.failover import end, start_node
 from bench.signaling_servers import token_for
+from signaling import protocol as p
 from signaling.broker import MemoryBroker
 from signaling.bus import PeerRecord
 from signaling.gate import Identity, SignalingConfig
@@ -90,6 +91,40 @@ async def test_an_entry_that_resumed_elsewhere_is_not_marked_away() -> None:
     assert not await broker.presence_away("r", "p", "n1", time.time() + 30)
     assert await broker.presence_away("r", "p", "n3", time.time() + 30)
     assert not await broker.presence_away("r", "p", "n3", time.time() + 30)  # once
+
+
+async def test_a_stalled_process_taken_for_dead_says_its_peers_are_back() -> None:
+    broker = MemoryBroker()
+    local = LocalPeers()
+    mine = LocalPeer(
+        peer_id="p_mine",
+        room="r",
+        identity=Identity(key="user:1", name="One"),
+        can_rollback=True,
+        seq=1,
+        conn=object(),  # type: ignore[arg-type]  # connected; never written to here
+        admitted=True,
+    )
+    local.add(mine)
+    backs: list[str] = []
+
+    async def on_back(peer: LocalPeer) -> None:
+        backs.append(peer.peer_id)
+
+    async def on_ghost(room: str, record: PeerRecord) -> None:
+        raise AssertionError("no ghost here")
+
+    presence = Presence(broker, SignalingConfig(), local, on_ghost, node_id="n1", on_back=on_back)
+    await presence.put(mine, 15)
+    # Another process took n1 for dead while its loop was blocked:
+    assert await broker.presence_away("r", "p_mine", "n1", time.time() + 30)
+    await presence.live("r")
+    assert backs == ["p_mine"]
+
+
+def test_the_away_frame_is_part_of_the_protocol() -> None:
+    frame = p.parse_server('{"v": 1, "type": "peer-away", "peer_id": "p_a"}')
+    assert isinstance(frame, p.PeerAway) and frame.peer_id == "p_a"
 
 
 # --- across real processes on Redis -------------------------------------------------------
