@@ -63,7 +63,8 @@ class Presence:
         # Other processes whose peers we have seen, and in which of our rooms: the
         # heartbeat watch checks these only.
         self.watched: dict[str, set[str]] = {}
-        # Processes whose heartbeat lapsed (a process id is never reused).
+        # Processes whose heartbeat lapsed (a process id is never reused; one that
+        # beats again leaves the set).
         self.dead: set[str] = set()
 
     async def put(self, peer: LocalPeer, ttl: float, *, away: bool = False) -> None:
@@ -86,9 +87,10 @@ class Presence:
         return away
 
     async def _node_dead(self, node: str) -> bool:
-        if node in self.dead:
-            return True
+        """Asked of the broker each time: a process taken for dead (its loop stalled, or
+        Redis was out of reach longer than the TTL) that beats again is alive again."""
         if node in await self.broker.nodes_alive([node]):
+            self.dead.discard(node)
             return False
         self.dead.add(node)
         return True

@@ -83,6 +83,38 @@ async def test_a_lapsed_heartbeat_marks_the_peers_away_once_then_the_window_deci
     assert [r.peer_id for r in ghosts] == ["p_theirs"] and ghosts[0].away
 
 
+async def test_a_process_taken_for_dead_that_beats_again_is_alive_again() -> None:
+    broker = MemoryBroker()
+    local = LocalPeers()
+    local.add(
+        LocalPeer(
+            peer_id="p_ours", room="r", identity=Identity(key="user:2", name="Two"),
+            can_rollback=True, seq=2, conn=None, admitted=True,
+        )
+    )  # fmt: skip
+    aways: list[str] = []
+
+    async def on_away(room: str, record: PeerRecord) -> None:
+        aways.append(record.peer_id)
+
+    async def on_ghost(room: str, record: PeerRecord) -> None:
+        raise AssertionError("no ghost here")
+
+    presence = Presence(broker, SignalingConfig(), local, on_ghost, node_id="n2", on_away=on_away)
+    theirs = {"peer_id": "p_theirs", "key": "user:1", "name": "One", "kind": "user",
+              "can_rollback": True, "seq": 1, "admitted": True, "node": "n1"}  # fmt: skip
+    await broker.presence_put("r", "p_theirs", theirs, 15)
+    await presence.live("r")
+    await presence.check_nodes()  # n1 never beat: dead, its peer away
+    assert aways == ["p_theirs"] and "n1" in presence.dead
+    # n1 was only stalled: it beats again and rewrites its peer's entry (not away).
+    await broker.node_beat("n1", 3)
+    await broker.presence_put("r", "p_theirs", theirs, 15)
+    assert not (await presence.live("r"))["p_theirs"].away
+    await presence.check_nodes()
+    assert aways == ["p_theirs"] and "n1" not in presence.dead
+
+
 async def test_an_entry_that_resumed_elsewhere_is_not_marked_away() -> None:
     broker = MemoryBroker()
     record = {"peer_id": "p", "node": "n3", "away": False}
