@@ -122,6 +122,9 @@ class RoomChannel:
             case bus.Left(peer_id=peer_id, reason=reason):
                 for peer in self._admitted(room, besides=peer_id):
                     await peer.send(p.PeerLeft(peer_id=peer_id, reason=reason))
+            case bus.Away(peer_id=peer_id):
+                for peer in self._admitted(room, besides=peer_id):
+                    await peer.send(p.PeerAway(peer_id=peer_id))
             case bus.Reconnected(from_=sender):
                 for peer in self._admitted(room, besides=sender):
                     await peer.send(p.IceRestart(from_=sender, reason="reconnected"))
