@@ -129,7 +129,11 @@ function onConnectionState(peer, pc) {
     if (!peer.failedAt) {
       peer.failedAt = Date.now();
       timers.after(ICE_GIVE_UP_MS, () => {
-        if (peer.pc === pc && pc.connectionState !== "connected") showError(peer.id, "iceFailed");
+        // A path never found may be a firewall; a link that worked and dropped is a cut,
+        // which the media-lost banner speaks of (quality.js), not this.
+        if (peer.pc === pc && pc.connectionState !== "connected" && !peer.everConnected) {
+          showError(peer.id, "iceFailed");
+        }
       });
     }
     restartIce(peer);
