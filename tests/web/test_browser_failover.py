@@ -122,7 +122,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 def inbound_bytes(page: Any) -> int:
-    value: int = page.evaluate("() => window.dariCall.inboundBytes()")
+    value: int = page.evaluate("() => window.dariCall.inbound('bytesReceived')")
     return value
 
 

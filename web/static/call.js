@@ -197,11 +197,12 @@ if (root) {
     socketOpen: () => !!signaling.client && signaling.client.isOpen(),
     receive: handleFrame, // a frame as if the server had sent it
     liveTimers: () => timers.size + (signaling.client ? signaling.client.liveTimers() : 0),
-    inboundVideoFrames: async () => {
+    // Sum of an inbound-rtp field over the peers: ("framesDecoded", "video"), ("bytesReceived")
+    inbound: async (field, kind) => {
       let total = 0;
       for (const peer of peersWithPc()) {
         (await peer.pc.getStats()).forEach((s) => {
-          if (s.type === "inbound-rtp" && s.kind === "video") total += s.framesDecoded || 0;
+          if (s.type === "inbound-rtp" && (!kind || s.kind === kind)) total += s[field] || 0;
         });
       }
       return total;
@@ -209,15 +210,6 @@ if (root) {
     connectionStates: () => peerList().map((p) => (p.pc ? p.pc.connectionState : "none")),
     peerIds: () => peerList().map((p) => p.id),
     awayPeers: () => peerList().filter((p) => p.away).map((p) => p.id),
-    inboundBytes: async () => {
-      let total = 0;
-      for (const peer of peersWithPc()) {
-        (await peer.pc.getStats()).forEach((s) => {
-          if (s.type === "inbound-rtp") total += s.bytesReceived || 0;
-        });
-      }
-      return total;
-    },
     senderParameters: () => {
       const peer = peersWithPc()[0];
       if (!peer) return null;
