@@ -52,4 +52,9 @@ if ! command -v turnserver >/dev/null; then
   say "installing coturn"; apt_install coturn
 fi
 command -v ip >/dev/null || { say "installing iproute2"; apt_install iproute2; }
-say "PostgreSQL, Redis, Chromium and coturn are ready"
+# Debian's HAProxy: the failover test puts two signaling processes behind it
+# (tests/web/test_browser_failover.py; each test starts its own, on a free port).
+if ! command -v haproxy >/dev/null; then
+  say "installing HAProxy"; apt_install haproxy
+fi
+say "PostgreSQL, Redis, Chromium, coturn and HAProxy are ready"

@@ -72,6 +72,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--runs", "100"],
         "full": [],
     },
+    "failover": {
+        "quick": ["--runs", "1"],
+        "modest": ["--runs", "3"],
+        "full": [],
+    },
 }
 SIZES = ("quick", "modest", "full")
 

@@ -84,18 +84,11 @@ def serve_dari(
 ) -> None:
     import uvicorn
 
-    from signaling import app
     from signaling.app import SignalingService, standalone_app
 
-    if prefix:
-        # The run's own keys and channels on a Redis that others may share.
-        from signaling.broker import RedisBroker
-
-        def broker_for(url: str) -> RedisBroker:
-            return RedisBroker(url, prefix=prefix)
-
-        app.broker_for = broker_for  # type: ignore[attr-defined]
     config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
+    if prefix:  # the run's own keys and channels on a Redis that others may share
+        config.broker_prefix = prefix
     service = SignalingService(TokenGate(), config, broker)
     uvicorn.run(
         standalone_app(service), host="127.0.0.1", port=port, log_level="warning", loop=loop

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # --- signaling and calls (docs/signaling.md) ---
     # Broker URL (memory:// or redis://); empty means redis_url if set, else memory://.
     signaling_broker_url: str = ""
+    # Key and channel prefix in that broker (several deployments on one Redis).
+    signaling_broker_prefix: str = "dari:sig:"
     signaling_port: int = 8001
     signaling_max_peers: int = 4
     signaling_resume_seconds: float = 30.0

@@ -155,7 +155,7 @@ class SignalingService:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
-        broker: Broker = broker_for(self.broker_url)
+        broker: Broker = broker_for(self.broker_url, self.config.broker_prefix)
         self._hub = Hub(broker, self.gate, self.config)
         self._users = UserChannel(self.gate, self.config)
         self._echo = EchoService(self.config)

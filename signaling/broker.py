@@ -32,6 +32,8 @@ class Broker(Protocol):
     # What this backend's calls raise when it cannot be reached (caught by callers
     # that can carry on without it, e.g. the presence refresher).
     errors: tuple[type[Exception], ...]
+    # Whether other processes share it (and could take this one's peers over).
+    shared: bool
 
     async def connect(self) -> None: ...
 
@@ -58,6 +60,26 @@ class Broker(Protocol):
         """True for the one caller that actually removed it (so only one announces)."""
         ...
 
+    async def presence_away(self, room: str, peer_id: str, node: str, until: float) -> bool:
+        """Mark an entry held by `node` away, expiring at `until` (its resume window).
+
+        True for the one caller that marked it (so only one announces); False if it is
+        gone, already away, or now held by another node (it resumed there)."""
+        ...
+
+    # --- node heartbeats: which processes are alive ---
+    async def node_beat(self, node: str, ttl: float) -> None:
+        """This process is alive for `ttl` more seconds."""
+        ...
+
+    async def nodes_alive(self, nodes: list[str]) -> set[str]:
+        """Those of `nodes` whose heartbeat has not expired."""
+        ...
+
+    async def node_gone(self, node: str) -> None:
+        """This process stops (a clean stop): the others need not wait for the expiry."""
+        ...
+
     async def next_seq(self, room: str) -> int: ...
 
 
@@ -65,11 +87,13 @@ class MemoryBroker:
     """One process: channels are dicts of handlers; presence is a dict."""
 
     errors: tuple[type[Exception], ...] = ()  # nothing to reach
+    shared = False
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._presence: dict[str, dict[str, tuple[dict[str, Any], float]]] = defaultdict(dict)
         self._seq: dict[str, int] = defaultdict(int)
+        self._nodes: dict[str, float] = {}
 
     async def connect(self) -> None:
         return None
@@ -117,6 +141,23 @@ class MemoryBroker:
         if not entries:
             self._presence.pop(room, None)
         return True
+
+    async def presence_away(self, room: str, peer_id: str, node: str, until: float) -> bool:
+        entry = self._presence.get(room, {}).get(peer_id)
+        if entry is None or entry[0].get("node") != node or entry[0].get("away"):
+            return False
+        self._presence[room][peer_id] = ({**entry[0], "away": True}, until)
+        return True
+
+    async def node_beat(self, node: str, ttl: float) -> None:
+        self._nodes[node] = time.monotonic() + ttl
+
+    async def nodes_alive(self, nodes: list[str]) -> set[str]:
+        now = time.monotonic()
+        return {node for node in nodes if self._nodes.get(node, 0.0) > now}
+
+    async def node_gone(self, node: str) -> None:
+        self._nodes.pop(node, None)
 
     async def next_seq(self, room: str) -> int:
         self._seq[room] += 1
@@ -223,11 +264,27 @@ class _Publisher:
             await self._drop(self._conn, self._lost("broker closed"))
 
 
+# Marks one presence entry away, atomically: only if it still exists, is still held by
+# the dead node (not resumed elsewhere meanwhile) and is not away already. Records are
+# flat JSON objects (signaling/bus.py PeerRecord), so cjson keeps them intact.
+_AWAY_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local record = cjson.decode(raw)
+if record['node'] ~= ARGV[2] or record['away'] == true then return 0 end
+record['away'] = true
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+
 class RedisBroker:
     """Many processes: redis.asyncio pub/sub, presence in a hash + sorted set per room."""
 
     # A room's keys vanish an hour after their last write, whatever happens.
     KEY_TTL = 3600
+    shared = True
     # As redis-py's default socket timeout: a publish waits no longer for Redis.
     PUBLISH_TIMEOUT = 5.0
 
@@ -248,6 +305,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._publisher = _Publisher(self._redis, self.PUBLISH_TIMEOUT)
         self._control = f"{prefix}control:{id(self)}:{time.time_ns()}"
+        self._away = self._redis.register_script(_AWAY_SCRIPT)
 
     def _key(self, kind: str, room: str) -> str:
         return f"{self._prefix}{kind}:{room}"
@@ -363,6 +421,24 @@ class RedisBroker:
             removed, _ = await pipe.execute()
         return bool(removed)
 
+    async def presence_away(self, room: str, peer_id: str, node: str, until: float) -> bool:
+        keys = [self._key("peers", room), self._key("expiry", room)]
+        return bool(await self._away(keys=keys, args=[peer_id, node, until]))
+
+    # A node's heartbeat is a key with a TTL kept by Redis itself, so that no two
+    # machines' clocks are compared (unlike the presence expiry scores).
+    async def node_beat(self, node: str, ttl: float) -> None:
+        await self._redis.set(self._key("node", node), "1", px=max(1, int(ttl * 1000)))
+
+    async def nodes_alive(self, nodes: list[str]) -> set[str]:
+        if not nodes:
+            return set()
+        values = await self._redis.mget([self._key("node", node) for node in nodes])
+        return {node for node, value in zip(nodes, values, strict=True) if value is not None}
+
+    async def node_gone(self, node: str) -> None:
+        await self._redis.delete(self._key("node", node))
+
     async def next_seq(self, room: str) -> int:
         key = self._key("seq", room)
         value = int(await self._redis.incr(key))
@@ -370,11 +446,11 @@ class RedisBroker:
         return value
 
 
-def broker_for(url: str) -> Broker:
-    """memory:// (or empty) for one process, redis://… for several."""
+def broker_for(url: str, prefix: str = "dari:sig:") -> Broker:
+    """memory:// (or empty) for one process, redis://… for several (keys under `prefix`)."""
     scheme = urlparse(url).scheme if url else "memory"
     if scheme == "memory":
         return MemoryBroker()
     if scheme in {"redis", "rediss", "unix"}:
-        return RedisBroker(url)
+        return RedisBroker(url, prefix or "dari:sig:")
     raise ValueError(f"unknown broker URL scheme {scheme!r}; use memory:// or redis://")

@@ -38,6 +38,11 @@ class PeerRecord(BaseModel):
     seq: int  # join order in the room: decides who is polite
     admitted: bool  # False while a guest waits in the lobby
     resume: str = ""  # hash of the peer's current resume token
+    # The process holding the peer (its heartbeat tells whether it is alive), and
+    # whether the peer is away: its socket dropped or its process died, and its
+    # resume window runs until the entry's expiry. Older releases omit both.
+    node: str = ""
+    away: bool = False
 
 
 class _Message(BaseModel):
@@ -113,6 +118,13 @@ class Left(_Message):
     lobby: bool = False  # it was still waiting in the lobby
 
 
+class Away(_Message):
+    """A peer's socket dropped or its process died: it may resume until its window ends."""
+
+    k: Literal["away"] = "away"
+    peer_id: str
+
+
 class Reconnected(_Message):
     """A peer came back on a new socket: the others restart ICE with it."""
 
@@ -168,6 +180,7 @@ Message = Annotated[
     | Joined
     | Knocked
     | Left
+    | Away
     | Reconnected
     | Replaced
     | Adopted

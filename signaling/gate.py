@@ -48,6 +48,14 @@ class SignalingConfig:
     heartbeat_seconds: float = 15.0
     presence_ttl_seconds: float = 15.0
     presence_refresh_seconds: float = 5.0
+    # Each process's heartbeat in the broker: written every `node_beat_seconds`,
+    # expiring after `node_ttl_seconds`; another process serving a room notices a
+    # dead one within ttl + beat and marks its peers away (docs/signaling.md).
+    node_beat_seconds: float = 1.0
+    node_ttl_seconds: float = 3.0
+    # Where a shared broker keeps this deployment's keys and channels (two deployments,
+    # or two test runs, can share one Redis).
+    broker_prefix: str = "dari:sig:"
     join_timeout_seconds: float = 10.0
     rate_per_second: float = 50.0
     burst: float = 100.0

@@ -63,7 +63,12 @@ def peer_info(me: PeerRecord, other: PeerRecord) -> p.PeerInfo:
         other_can_rollback=other.can_rollback,
     )
     return p.PeerInfo(
-        peer_id=other.peer_id, name=other.name, kind=other.kind, polite=polite, offer=offer
+        peer_id=other.peer_id,
+        name=other.name,
+        kind=other.kind,
+        polite=polite,
+        offer=offer,
+        away=other.away,
     )
 
 

@@ -176,6 +176,8 @@ class PeerInfo(BaseModel):
     # Your role towards this peer (see "Who offers, who is polite").
     polite: bool
     offer: OfferRole
+    # Reconnecting (its socket or its process went away; it may still resume).
+    away: bool = False
 
 
 class Welcome(Frame):
@@ -211,6 +213,14 @@ class PeerLeft(Frame):
     type: Literal["peer-left"] = "peer-left"
     peer_id: str
     reason: LeaveReason = "left"
+
+
+class PeerAway(Frame):
+    """The peer's link to signaling dropped; it may resume (then `ice-restart` follows)
+    until its resume window ends (then `peer-left`). Its media may well still flow."""
+
+    type: Literal["peer-away"] = "peer-away"
+    peer_id: str
 
 
 class RelayedOffer(Frame):
@@ -276,6 +286,7 @@ ServerFrame = Annotated[
     | Knock
     | PeerJoined
     | PeerLeft
+    | PeerAway
     | RelayedOffer
     | RelayedAnswer
     | RelayedCandidate

@@ -159,6 +159,9 @@ class RoomChannel:
                 self._forget_member(room, peer_id)
                 for peer in self._admitted(room, besides=peer_id):
                     await peer.send(p.PeerLeft(peer_id=peer_id, reason=reason))
+            case bus.Away(peer_id=peer_id):
+                for peer in self._admitted(room, besides=peer_id):
+                    await peer.send(p.PeerAway(peer_id=peer_id))
             case bus.Reconnected(from_=sender):
                 for peer in self._admitted(room, besides=sender):
                     await peer.send(p.IceRestart(from_=sender, reason="reconnected"))

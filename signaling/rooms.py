@@ -61,12 +61,21 @@ class Hub:
     lobby: Lobby = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _refresher: asyncio.Task[None] | None = None
+    _heartbeat: asyncio.Task[None] | None = None
     _closing: bool = False
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _record_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.presence = Presence(self.broker, self.config, self.local, self._ghost)
+        self.presence = Presence(
+            self.broker,
+            self.config,
+            self.local,
+            self._ghost,
+            node_id=self.node_id,
+            on_away=self._away_elsewhere,
+            on_back=self._back,
+        )
         self.channel = RoomChannel(
             self.broker, self.local, self.presence, self.node_id, self._control
         )
@@ -76,23 +85,55 @@ class Hub:
 
     async def start(self) -> None:
         await self.broker.connect()
+        await self.broker.node_beat(self.node_id, self.config.node_ttl_seconds)
         self._refresher = asyncio.create_task(self.presence.refresh_loop(), name="presence-refresh")
+        self._heartbeat = asyncio.create_task(self.presence.heartbeat_loop(), name="node-heartbeat")
 
     async def stop(self) -> None:
-        """Close every connection (1001) and release the broker."""
+        """Close every connection (1001) and release the broker.
+
+        With a shared broker the peers are handed over, not ended: they are marked away
+        and resume through another process (or this one restarted) within their window,
+        so a rolling restart keeps the calls. Alone (memory://) nobody could take them
+        over: a clean stop is a leave, and the others hear it at once."""
         self._closing = True
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        hand_over = self.broker.shared
         for peer in self.local.all():
+            if hand_over and peer.admitted and not peer.gone:
+                await self._hand_over(peer)
+                continue
             if peer.conn is not None:
                 await peer.conn.close(1001, "server shutting down")
-            # A clean stop is a leave, not a ghost: the others hear it at once.
             await self.finish(peer, "gone")
+        if hand_over:
+            with contextlib.suppress(*self.broker.errors):
+                await self.broker.node_gone(self.node_id)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.broker.disconnect()
+
+    async def _hand_over(self, peer: LocalPeer) -> None:
+        """A stopping process lets go of a peer without ending it: away, then closed."""
+        conn, peer.conn = peer.conn, None
+        peer.gone = True  # for this process only: its entry stays, marked away
+        announced = peer.expiry_task is not None  # already away (its socket had dropped)
+        if peer.expiry_task is not None:
+            peer.expiry_task.cancel()
+            peer.expiry_task = None
+        try:
+            await self.presence.put(peer, self.config.resume_seconds, away=True)
+            if not announced:
+                await self.channel.publish(peer.room, bus.Away(peer_id=peer.peer_id))
+        except self.broker.errors:
+            log.warning("room %s: hand-over of a peer failed: broker unreachable", peer.room)
+        await self._forget(peer)
+        if conn is not None:
+            await conn.close(1001, "server shutting down")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -343,10 +384,16 @@ class Hub:
         if peer.conn is not conn or peer.gone:
             return  # replaced or resumed meanwhile: nothing to do
         peer.conn = None
-        if not peer.admitted or self._closing:
+        if not peer.admitted or (self._closing and not self.broker.shared):
             await self.finish(peer, "left")
             return
-        await self.presence.put(peer, self.config.resume_seconds)
+        if self._closing:
+            await self._hand_over(peer)
+            return
+        await self.presence.put(peer, self.config.resume_seconds, away=True)
+        # The room hears it at once: the page shows "reconnecting" for this peer and
+        # keeps its media; `peer-left` only if the window ends without a resume.
+        await self.channel.publish(peer.room, bus.Away(peer_id=peer.peer_id))
         peer.expiry_task = asyncio.create_task(self._expire_later(peer))
 
     async def _expire_later(self, peer: LocalPeer) -> None:
@@ -384,8 +431,23 @@ class Hub:
             await self.channel.close(peer.room)
 
     async def _ghost(self, room: str, record: PeerRecord) -> None:
-        """A peer whose process stopped refreshing it (removed by us): the room hears it."""
-        await self._announce_left(room, record.peer_id, "gone", admitted=record.admitted)
+        """A peer whose entry expired (removed by us): the room hears it. An away peer's
+        resume window has ended (a timeout, as on its own process); otherwise its process
+        stopped refreshing it."""
+        reason: p.LeaveReason = "timeout" if record.away else "gone"
+        await self._announce_left(room, record.peer_id, reason, admitted=record.admitted)
+
+    async def _away_elsewhere(self, room: str, record: PeerRecord) -> None:
+        """A dead process's peer, marked away by us: the room hears it (once)."""
+        log.info("room %s: peer %s away (process %s stopped)", room, record.peer_id, record.node)
+        await self.channel.publish(room, bus.Away(peer_id=record.peer_id))
+
+    async def _back(self, peer: LocalPeer) -> None:
+        """Our peer was taken for away while we stalled: rewrite its entry, tell the room."""
+        await self.presence.put(peer, self.config.presence_ttl_seconds)
+        await self.channel.publish(
+            peer.room, bus.Reconnected(from_=peer.peer_id, except_=peer.peer_id)
+        )
 
     async def _announce_left(
         self, room: str, peer_id: str, reason: p.LeaveReason, *, admitted: bool

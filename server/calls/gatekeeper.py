@@ -209,6 +209,7 @@ def build_signaling(settings: Settings, engine: Engine, secret: str) -> Signalin
         notification_poll_seconds=settings.notification_poll_seconds,
         echo_max_sessions=settings.echo_max_sessions,
         echo_max_seconds=settings.echo_max_seconds,
+        broker_prefix=settings.signaling_broker_prefix,
     )
     return SignalingService(
         ServerGatekeeper(settings, engine, secret), config, settings.resolved_broker_url()

@@ -96,6 +96,8 @@ def test_a_presence_record_keeps_its_keys() -> None:
         "seq": 3,
         "admitted": True,
         "resume": "h",
+        "node": "",
+        "away": False,
     }
 
 

@@ -190,6 +190,9 @@ async def test_resume_keeps_peer_id_and_asks_for_ice_restart(live_server: str, d
     assert again["resumed"] is True and again["peer_id"] == first["peer_id"]
     assert again["resume_token"] != first["resume_token"]
     assert [peer["peer_id"] for peer in again["peers"]] == [gp_welcome["peer_id"]]
+    # The room heard that it was away (reconnecting), then that it is back.
+    away = await recv(gp)
+    assert away["type"] == "peer-away" and away["peer_id"] == first["peer_id"]
     restart = await recv(gp)
     assert restart["type"] == "ice-restart" and restart["from"] == first["peer_id"]
     assert restart["reason"] == "reconnected"

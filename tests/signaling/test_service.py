@@ -37,7 +37,9 @@ async def test_peer_that_does_not_return_is_announced_after_the_grace_period() -
         b, welcome_b = await joined(base, "user:2")
         await recv_type(a, "peer-joined")
         b.transport.abort()
-        # Within the grace period nothing is said...
+        # Within the grace period the room only hears that it is away (reconnecting)...
+        away = await recv(a)
+        assert away["type"] == "peer-away" and away["peer_id"] == welcome_b["peer_id"]
         await send(a, type="ping")
         assert (await recv(a))["type"] == "pong"
         # ...after it, the room hears a timeout.

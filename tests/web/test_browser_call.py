@@ -18,7 +18,7 @@ from tests.web.support import make_call_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-FRAMES = "() => window.dariCall.inboundVideoFrames()"
+FRAMES = "() => window.dariCall.inbound('framesDecoded', 'video')"
 
 
 def frames(page: Any) -> int:

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def frames(page: Any) -> int:
-    value: int = page.evaluate("() => window.dariCall.inboundVideoFrames()")
+    value: int = page.evaluate("() => window.dariCall.inbound('framesDecoded', 'video')")
     return value
 
 

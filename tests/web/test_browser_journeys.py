@@ -188,7 +188,7 @@ def join_both(gp: Any, specialist: Any, consult_url: str) -> None:
         page.wait_for_url(f"**{consult_url}/call*")
     wait_until(
         lambda: all(
-            page.evaluate("() => window.dariCall.inboundVideoFrames()") > 0
+            page.evaluate("() => window.dariCall.inbound('framesDecoded', 'video')") > 0
             for page in (gp, specialist)
         ),
         timeout=30,

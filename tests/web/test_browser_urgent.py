@@ -155,7 +155,7 @@ def wait_ringing(page: Any, timeout: float) -> float:
 
 
 def frames(page: Any) -> int:
-    value: int = page.evaluate("() => window.dariCall.inboundVideoFrames()")
+    value: int = page.evaluate("() => window.dariCall.inbound('framesDecoded', 'video')")
     return value
 
 

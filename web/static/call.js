@@ -10,7 +10,7 @@ import {
   toggleCamera, toggleMic, toggleScreen,
 } from "./call/media.js";
 import {
-  closeAllPeers, onCandidate, onDescription, onIceRestart, onPeerJoined,
+  closeAllPeers, onCandidate, onDescription, onIceRestart, onPeerAway, onPeerJoined,
   onPeerLeft, syncPeers, updateStatus, withPeer,
 } from "./call/negotiation.js";
 import { cleanForVideo, nextTier, tierOf, tuneOpus, videoCapKbps } from "./call/link.js";
@@ -30,6 +30,8 @@ function handleFrame(f) {
     case "peer-left":
       removeKnock(f.peer_id);
       return onPeerLeft(f.peer_id);
+    // Its signaling link (or the server process holding it) dropped: keep the call.
+    case "peer-away": return onPeerAway(f.peer_id);
     case "offer":
     case "answer":
       return withPeer(f.from, (peer) => onDescription(peer, f));
@@ -37,7 +39,7 @@ function handleFrame(f) {
       return withPeer(f.from, (peer) => onCandidate(peer, f.candidate));
     case "end-of-candidates":
       return withPeer(f.from, (peer) => onCandidate(peer, null));
-    case "ice-restart": return onIceRestart(f.from);
+    case "ice-restart": return onIceRestart(f.from, f.reason);
     case "chat": return onChat(f);
     case "error": return onError(f);
     default: return undefined;
@@ -195,16 +197,19 @@ if (root) {
     socketOpen: () => !!signaling.client && signaling.client.isOpen(),
     receive: handleFrame, // a frame as if the server had sent it
     liveTimers: () => timers.size + (signaling.client ? signaling.client.liveTimers() : 0),
-    inboundVideoFrames: async () => {
+    // Sum of an inbound-rtp field over the peers: ("framesDecoded", "video"), ("bytesReceived")
+    inbound: async (field, kind) => {
       let total = 0;
       for (const peer of peersWithPc()) {
         (await peer.pc.getStats()).forEach((s) => {
-          if (s.type === "inbound-rtp" && s.kind === "video") total += s.framesDecoded || 0;
+          if (s.type === "inbound-rtp" && (!kind || s.kind === kind)) total += s[field] || 0;
         });
       }
       return total;
     },
     connectionStates: () => peerList().map((p) => (p.pc ? p.pc.connectionState : "none")),
+    peerIds: () => peerList().map((p) => p.id),
+    awayPeers: () => peerList().filter((p) => p.away).map((p) => p.id),
     senderParameters: () => {
       const peer = peersWithPc()[0];
       if (!peer) return null;

@@ -1,15 +1,6 @@
-/* The link policy of the call page: what we send, given what the link carries.
- * Measured in the network lab (bench/netlab, docs/benchmarks.md "Rural links"):
- * - Opus asks for in-band FEC and DTX (the remote description's fmtp is what configures
- *   our encoder, so each side tunes the description it receives);
- * - video starts low (START_VIDEO_KBPS) until the first samples say what the link is,
- *   then each tier caps audio and video: a weak link keeps the frame rate and sends a
- *   smaller picture, an edge link keeps speech at an intelligible Opus bitrate;
- * - after an automatic fall-back to audio only, video comes back by itself once the
- *   link has been clean for a while (backing off if it falls back again);
- * - media cut for MEDIA_LOST_OFFER_MS: the banner offers to continue in writing while
- *   ICE restarts (negotiation.js), note and chat untouched.
- * Pure rules first; the few effects at the end. */
+/* The link policy of the call page: what we send, given what the link carries (Opus
+ * FEC/DTX, video tiers, video back after a fall-back, the media-lost offer), as measured
+ * in the network lab (docs/web.md, docs/benchmarks.md "Rural links"). Pure rules first. */
 
 // Well below Chromium's own start estimate (300 kbps): on a 64 kbps link the first seconds
 // decide whether speech survives. Lifted as soon as a sample shows a good link.

@@ -24,6 +24,7 @@ export function addPeer(info) {
   };
   peer.polite = info.polite !== false;
   peer.offer = info.offer || "any";
+  setAway(peer, !!info.away);
   state.peers.set(peer.id, peer);
   return peer;
 }
@@ -128,7 +129,11 @@ function onConnectionState(peer, pc) {
     if (!peer.failedAt) {
       peer.failedAt = Date.now();
       timers.after(ICE_GIVE_UP_MS, () => {
-        if (peer.pc === pc && pc.connectionState !== "connected") showError(peer.id, "iceFailed");
+        // A path never found may be a firewall; a link that worked and dropped is a cut,
+        // which the media-lost banner speaks of (quality.js), not this.
+        if (peer.pc === pc && pc.connectionState !== "connected" && !peer.everConnected) {
+          showError(peer.id, "iceFailed");
+        }
       });
     }
     restartIce(peer);
@@ -149,11 +154,45 @@ function restartIce(peer) {
   else peer.pc.restartIce();
 }
 
-export function onIceRestart(from) {
+export function onIceRestart(from, reason) {
   const peer = state.peers.get(from);
   if (!peer) return;
-  if (!peer.pc || peer.pc.connectionState === "closed") startConnection(peer, true);
-  else peer.pc.restartIce();
+  if (peer.away) {
+    setAway(peer, false);
+    setStatus("peerBack", { name: peer.name });
+  }
+  if (!peer.pc || peer.pc.connectionState === "closed") {
+    startConnection(peer, true);
+    return;
+  }
+  if (reason === "reconnected" && peer.pc.connectionState === "connected") {
+    // Only its signaling link came back (a server process died, say): the media path
+    // still works, so no ICE restart. An offer of ours it may have missed meanwhile
+    // is sent again; if the path breaks later, onConnectionState restarts ICE.
+    const pc = peer.pc;
+    if (pc.signalingState === "have-local-offer" && pc.localDescription) {
+      send({ type: "offer", to: peer.id, sdp: pc.localDescription.sdp });
+    }
+    return;
+  }
+  peer.pc.restartIce();
+}
+
+/** The peer's link to signaling dropped: it may resume (then `ice-restart`) or, after its
+ * window, leave (`peer-left`). Its connection stays up meanwhile: media may still flow. */
+export function onPeerAway(id) {
+  const peer = state.peers.get(id);
+  if (!peer) return;
+  setAway(peer, true);
+  setStatus("peerAway", { name: peer.name });
+}
+
+function setAway(peer, away) {
+  peer.away = away;
+  peer.tiles.forEach((tile) => {
+    if (away) tile.dataset.away = "1";
+    else delete tile.dataset.away;
+  });
 }
 
 /** After a `welcome`: a fresh peer id starts over, a resumed one catches up on who came and went. */
@@ -165,7 +204,9 @@ export function syncPeers(list, resumed) {
   });
   list.forEach((info) => {
     const known = state.peers.has(info.peer_id);
+    const wasAway = known && state.peers.get(info.peer_id).away;
     const peer = addPeer(info);
+    if (wasAway && !peer.away) setStatus("peerBack", { name: peer.name });
     if (!known && peer.offer !== "peer") startConnection(peer, true);
   });
 }
@@ -209,6 +250,11 @@ export function closeAllPeers() {
 
 export function updateStatus() {
   if (state.ended || !signaling.client || !signaling.client.isOpen()) return;
+  const away = Array.from(state.peers.values()).find((peer) => peer.away);
+  if (away) {
+    setStatus("peerAway", { name: away.name });
+    return;
+  }
   let connected = 0;
   let total = 0;
   state.peers.forEach((peer) => {
