@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,11 +42,18 @@ async def dari_pair(port_a: int, port_b: int, room: str) -> Pair:
     a = await connect(f"ws://127.0.0.1:{port_a}/ws/room")
     b = await connect(f"ws://127.0.0.1:{port_b}/ws/room")
     await a.send(json.dumps({"type": "join", "room": room, "token": token_for(1, room)}))
-    a_id = json.loads(await a.recv())["peer_id"]
+    a_id = (await expect(a, "welcome"))["peer_id"]
     await b.send(json.dumps({"type": "join", "room": room, "token": token_for(2, room)}))
-    b_id = json.loads(await b.recv())["peer_id"]
-    await a.recv()  # peer-joined (from the other process, when there are two)
+    b_id = (await expect(b, "welcome"))["peer_id"]
+    await expect(a, "peer-joined")  # from the other process, when there are two
     return a, b, a_id, b_id
+
+
+async def expect(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await ws.recv())
+    if frame.get("type") != kind:
+        raise RuntimeError(f"expected {kind!r}, got {frame}")
+    return frame
 
 
 async def bare_pair(port_a: int, port_b: int, room: str) -> Pair:
