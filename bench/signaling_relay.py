@@ -50,10 +50,15 @@ async def dari_pair(port_a: int, port_b: int, room: str) -> Pair:
 
 
 async def expect(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(await ws.recv())
-    if frame.get("type") != kind:
-        raise RuntimeError(f"expected {kind!r}, got {frame}")
-    return frame
+    """The next frame of that kind. A peer-joined may come first: with two processes,
+    B's process can subscribe to the room before A's process has announced A (the
+    welcome then lists A as well)."""
+    while True:
+        frame: dict[str, Any] = json.loads(await ws.recv())
+        if frame.get("type") == kind:
+            return frame
+        if frame.get("type") != "peer-joined":
+            raise RuntimeError(f"expected {kind!r}, got {frame}")
 
 
 async def bare_pair(port_a: int, port_b: int, room: str) -> Pair:
