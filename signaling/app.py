@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker, broker_for
-from signaling.connection import SOCKET_GONE, WebSocketConnection
+from signaling.connection import DEFAULT_LIMITS, SOCKET_GONE, SendLimits, WebSocketConnection
 from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
 from signaling.peers import LocalPeer
@@ -132,6 +132,8 @@ class SignalingService:
         self.gate = gate
         self.config = config or SignalingConfig()
         self.broker_url = broker_url
+        # Each socket's send queue bound (signaling/connection.py).
+        self.send_limits: SendLimits = DEFAULT_LIMITS
         self.sockets: set[WebSocket] = set()
         # Who is on each authenticated socket, and the sockets closed because their
         # login session ended (a call peer so closed keeps no resume slot).
@@ -321,7 +323,7 @@ class SignalingService:
         self.sockets.add(websocket)
         reader = FrameReader(websocket, self.config)
         peer: LocalPeer | None = None
-        conn = WebSocketConnection(websocket)
+        conn = WebSocketConnection(websocket, self.send_limits)
         close: Closed | None = None
         try:
             if not self.origin_ok(websocket):
@@ -387,13 +389,12 @@ class SignalingService:
             if identity is None or identity.user_id is None:
                 raise Closed(4403)
             self._track(websocket, identity)
-            subscription = await users.subscribe(
-                identity.user_id, WebSocketConnection(websocket), first.after_id
-            )
+            conn = WebSocketConnection(websocket, self.send_limits)
+            subscription = await users.subscribe(identity.user_id, conn, first.after_id)
             while True:
                 frame = await reader.next(2 * self.config.heartbeat_seconds)
                 if isinstance(frame, p.Ping):
-                    await websocket.send_text(p.Pong(ts=frame.ts).dump())
+                    await conn.send_text(p.Pong(ts=frame.ts).dump())
                 else:
                     await reader.error("bad_frame", f"{frame.type!r} is not used here")
         except Closed as closed:
