@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signaling import bus
@@ -89,7 +90,10 @@ class FrameReader(Generic[F]):
         """The next valid frame; error frames for bad ones; Closed when it must end."""
         while True:
             try:
-                message = await asyncio.wait_for(self.websocket.receive(), wait)
+                # asyncio.timeout, not wait_for: no task per receive (3.11's wait_for
+                # wraps the receive in one, a task hop per frame and a task per idle socket).
+                async with asyncio.timeout(wait):
+                    message = await self.websocket.receive()
             except TimeoutError:
                 raise Closed(4408, "no heartbeat") from None
             if message["type"] == "websocket.disconnect":
@@ -476,6 +480,34 @@ class SignalingService:
                 await echo.close(session)
             if close is not None and close.code is not None:
                 await self.refuse(websocket, close.code)
+
+
+class SocketLane:
+    """ASGI middleware: WebSockets under `prefix` go straight to the signaling app.
+
+    Placed inside the outer middlewares that matter to a socket (observability, the
+    input guard) and outside the rest (request gate, security headers, gzip, error
+    pages, exception handlers, and the router's matching against every HTTP route):
+    each of those layers is a coroutine frame (and a closure or two) kept for a
+    socket's whole life, and the route matching was the bulk of a connect's time on
+    the event loop. The scope is what the `/ws` mount would have made of it.
+    """
+
+    __slots__ = ("app", "target", "prefix")
+
+    def __init__(self, app: ASGIApp, target: ASGIApp, prefix: str = "/ws") -> None:
+        self.app = app
+        self.target = target
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"].startswith(self.prefix + "/"):
+            root = scope.get("root_path", "")
+            scope["app_root_path"] = scope.get("app_root_path", root)
+            scope["root_path"] = root + self.prefix
+            await self.target(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def standalone_app(service: SignalingService, extra: Sequence[BaseRoute] = ()) -> Starlette:
