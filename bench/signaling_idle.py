@@ -294,7 +294,8 @@ def main() -> None:
             r = results[kind]
             print(
                 f"{kind:5} {r['n']:.0f} idle connections: connect {r['seconds']:.1f} s "
-                f"({r['n'] / r['seconds']:.0f}/s, server CPU {r['cpu_ms']:.2f} ms each), RSS {r['rss_mib']:.0f} MiB, "
+                f"({r['n'] / r['seconds']:.0f}/s, server CPU {r['cpu_ms']:.2f} ms each), "
+                f"RSS {r['rss_mib']:.0f} MiB, "
                 f"{r['kib_per']:.1f} KiB/connection",
                 flush=True,
             )
