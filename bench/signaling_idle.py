@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -138,10 +139,12 @@ def start_dari(url: str, var_dir: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("dari serve did not start")
 
 
-async def open_idle(kind: str, port: int, cookies: list[str]) -> list[ClientConnection]:
+async def open_idle(
+    kind: str, port: int, cookies: list[str], sockets: list[ClientConnection] | None = None
+) -> list[ClientConnection]:
     """Open one connection per cookie (or as many bare ones), each answered once."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
-    sockets: list[ClientConnection] = []
+    sockets = [] if sockets is None else sockets
     base = f"http://127.0.0.1:{port}"
 
     async def one(i: int, cookie: str) -> None:
@@ -178,18 +181,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def keep_alive(sockets: list[ClientConnection]) -> None:
+    """Ping every socket every 5 s as the pages do (ws-client.js): Dari closes a socket
+    silent for 2 × heartbeat (4408), and a long connect phase would otherwise lose the
+    first connections before the memory is read."""
+    while True:
+        await asyncio.sleep(5)
+        for ws in list(sockets):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send('{"type":"ping"}')
+
+
 async def idle_run(kind: str, pid: int, port: int, cookies: list[str]) -> dict[str, float]:
     warm = await open_idle(kind, port, cookies[:20])  # lazy imports, first queries
     await asyncio.sleep(1)
     before = rss_kib(pid)
     cpu = cpu_seconds(pid)
+    sockets: list[ClientConnection] = []
+    keeper = asyncio.create_task(keep_alive(sockets))
     started = time.perf_counter()
-    sockets = await open_idle(kind, port, cookies[20:])
+    await open_idle(kind, port, cookies[20:], sockets)
     seconds = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu
     await asyncio.sleep(2)
     after = rss_kib(pid)
+    alive = sum(1 for ws in sockets if ws.close_code is None)
+    keeper.cancel()
     n = len(sockets)
+    if alive < n:
+        print(f"warning: {n - alive} of {n} {kind} connections were closed before the reading")
     await close_all(sockets + warm)
     return {
         "n": n,
