@@ -188,8 +188,10 @@ class SignalingService:
             if echo is not None:
                 await echo.stop()
             for websocket in list(self.sockets):
-                with contextlib.suppress(*SOCKET_GONE):
-                    await websocket.close(1001, "server shutting down")
+                # Never waits for a client that stopped reading (cut off later).
+                await WebSocketConnection(websocket, self.send_limits).close(
+                    1001, "server shutting down"
+                )
         finally:
             self.sockets.clear()
             self.identities.clear()
@@ -248,8 +250,11 @@ class SignalingService:
                 continue
             self.ended.add(websocket)
             closed += 1
-            with contextlib.suppress(*SOCKET_GONE):
-                await websocket.close(SESSION_ENDED, "session ended")
+            # Through a connection: this runs in the broker's reader, which a client
+            # that stopped reading must not hold up.
+            await WebSocketConnection(websocket, self.send_limits).close(
+                SESSION_ENDED, "session ended"
+            )
         return closed
 
     def _track(self, websocket: WebSocket, identity: Identity | None) -> None:
