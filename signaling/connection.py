@@ -23,9 +23,9 @@ import asyncio
 import logging
 import types
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -155,11 +155,11 @@ class WebSocketConnection:
         self._backlog = deque()
         self._bytes = 0
         self._writer = asyncio.get_running_loop().create_task(
-            self._drain(_carry_on(coro, waiting)), name="ws-writer"
+            self._drain(cast(Awaitable[None], _carry_on(coro, waiting))), name="ws-writer"
         )
         return True
 
-    async def _drain(self, head: Generator[Any, Any, None]) -> None:
+    async def _drain(self, head: Awaitable[None]) -> None:
         """The writer: finish the send that had to wait, then whatever queued behind it."""
         try:
             await head
