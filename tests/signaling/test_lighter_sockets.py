@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import Session
 from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect
 
@@ -12,7 +13,8 @@ from signaling.app import SocketLane
 from signaling.connection import TRANSPORT_EXTENSION, WebSocketConnection
 from signaling.gate import SignalingConfig
 from signaling.serving import uvicorn_options
-from tests.signaling.client import OPEN, recv_type, send
+from tests.signaling.client import OPEN, open_ws, recv_type, send
+from tests.signaling.factories import make_call, session_cookie
 from tests.signaling.fakes import FakeGate, serve
 
 
@@ -68,3 +70,14 @@ async def test_a_browser_offering_deflate_gets_no_compression_and_the_app_its_tr
         assert isinstance(peer.conn, WebSocketConnection)
         transport = peer.conn.websocket.scope["extensions"][TRANSPORT_EXTENSION]
         assert transport.get_write_buffer_size() == 0 and not transport.is_closing()
+
+
+async def test_the_real_app_serves_its_sockets_uncompressed_through_the_lane(
+    live_server: str, db: Session
+) -> None:
+    call = make_call(db)
+    ws = await open_ws(live_server, "/ws/user", cookie=session_cookie(db, call.gp))
+    assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
+    await send(ws, type="subscribe", after_id=0)
+    await send(ws, type="ping", ts=1)
+    assert (await recv_type(ws, "pong"))["ts"] == 1
