@@ -47,6 +47,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--connections", "500", "--rate", "200", "--seconds", "5"],
         "full": [],
     },
+    "signaling_idle": {
+        "quick": ["--connections", "100", "--rounds", "100"],
+        "modest": ["--connections", "1000", "--rounds", "1500"],
+        "full": [],
+    },
     "signaling_callsetup": {
         "quick": ["--runs", "1"],
         "modest": ["--runs", "3"],

@@ -72,10 +72,17 @@ def serve_dari(port: int) -> None:
     import uvicorn
 
     from signaling.app import SignalingService, standalone_app
+    from signaling.serving import uvicorn_options
 
     config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
     service = SignalingService(TokenGate(), config, "memory://")
-    uvicorn.run(standalone_app(service), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(
+        standalone_app(service),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        **uvicorn_options(),
+    )
 
 
 def serve_bare(port: int) -> None:

@@ -13,6 +13,7 @@ import uvicorn
 
 from signaling.app import SignalingService, standalone_app
 from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
+from signaling.serving import uvicorn_options
 
 
 @dataclass
@@ -89,7 +90,13 @@ async def serve(
     service = SignalingService(gate, config, broker_url)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(standalone_app(service), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            standalone_app(service),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            **uvicorn_options(),
+        )
     )
     task = asyncio.create_task(server.serve())
     try:
