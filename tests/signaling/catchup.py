@@ -114,14 +114,14 @@ OPS = st.one_of(
     st.tuples(st.just("insert"), st.sampled_from([PAGE_USER, PAGE_USER, 2])),
     st.tuples(st.just("commit"), st.integers(0, 5)),
     st.tuples(st.just("rollback"), st.integers(0, 5)),
-    st.tuples(st.just("tick"), st.sampled_from([0.5, 3.0, 12.0, 25.0])),
+    st.tuples(st.just("tick"), st.sampled_from([0.5, 5.0, 15.0, 40.0])),
     st.tuples(st.just("poll"), st.just(0)),
     st.tuples(st.just("deliver"), st.integers(1, 4)),
     st.tuples(st.just("drop"), st.just(0)),
     st.tuples(st.just("reconnect"), st.just(0)),
     st.tuples(st.just("reconnect_during_poll"), st.just(0)),
 )
-SCRIPTS = st.lists(OPS, max_size=60)
+SCRIPTS = st.lists(OPS, min_size=20, max_size=80)
 
 
 async def run_script(script: list[tuple[str, int]]) -> tuple[ModelGate, Page]:
