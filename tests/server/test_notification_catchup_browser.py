@@ -1,12 +1,13 @@
-"""inbox.js's `catchUp` in Chromium (here, not in tests/signaling, whose fixtures are async) on the property test's cases: every page trace (the
+"""inbox.js's `catchUp` in Chromium on the property test's cases: every page trace (the
 frames it received, the after_id it sent on each reconnect) replayed through the JS
-function must give the same answers as the Python mirror that made it."""
+function must give the same answers as the Python mirror that made it. (Here, not in
+tests/signaling, whose autouse fixture is async and Playwright's loop is sync.)"""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
