@@ -125,6 +125,13 @@ class Listener:
         )
         await self.ws.send(json.dumps({"v": 1, "type": "subscribe", "after_id": after_id}))
 
+    async def ping(self) -> None:
+        """The app's heartbeat, as inbox.js sends it (silence closes the socket: 4408)."""
+        assert self.ws is not None
+        while True:
+            await asyncio.sleep(10)
+            await self.ws.send(json.dumps({"v": 1, "type": "ping"}))
+
     async def run(self) -> None:
         assert self.ws is not None
         async for message in self.ws:
@@ -214,6 +221,7 @@ async def measure(
     for listener in (here, there):
         await listener.open(start)
     tasks = [asyncio.create_task(listener.run()) for listener in (here, there)]
+    tasks += [asyncio.create_task(listener.ping()) for listener in (here, there)]
     await asyncio.sleep(1.0)
     broker = RedisBroker(redis_url)
     await broker.connect()
