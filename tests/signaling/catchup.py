@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from signaling.gate import SignalingConfig
 from signaling.users import Subscription, UserChannel
+from tests.signaling.fakes import FakeGate
 
 WINDOW = 30.0  # the channel's re-read window (model seconds)
 COMMIT_WITHIN = 20.0  # the bound on a transaction that wrote a notification
@@ -41,7 +42,7 @@ class Row:
 
 
 @dataclass
-class ModelGate:
+class ModelGate(FakeGate):
     """An outbox whose ids are taken at insert and visible at commit (PostgreSQL's way)."""
 
     now: float = 1000.0
