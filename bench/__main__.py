@@ -67,6 +67,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--specialists", "200", "--requests", "50"],
         "full": [],
     },
+    "notify_latency": {
+        "quick": ["--samples", "30", "--poll-samples", "5"],
+        "modest": ["--samples", "300", "--poll-samples", "20"],
+        "full": [],
+    },
     "notes": {
         "quick": ["--updates", "50", "--samples", "50"],
         "modest": ["--updates", "2000", "--samples", "500"],

@@ -62,6 +62,11 @@ class TokenGate:
     async def latest_notification_id(self) -> int:
         return 0
 
+    async def notifications_window(
+        self, floor: int, user_ids: list[int], settled_before: float
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        return 0, []
+
 
 def token_for(user_id: int, room: str) -> str:
     claims = {"r": room, "k": f"user:{user_id}", "u": user_id, "n": f"U{user_id}", "t": "user"}

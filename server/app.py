@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Mounted sub-apps get no lifespan of their own: start signaling here.
         await app.state.signaling.start()
-        # Urgent notifications are delivered as soon as their transaction commits.
+        # Notifications are delivered as soon as their transaction commits (every process).
         unwake = notifications.add_waker(app.state.signaling.wake_notifications)
         try:
             async with (

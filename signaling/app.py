@@ -28,7 +28,7 @@ from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
 from signaling.peers import LocalPeer
 from signaling.rooms import Hub, Refused
-from signaling.users import Subscription, UserChannel
+from signaling.users import WAKE_CHANNEL, Subscription, UserChannel
 
 log = logging.getLogger("dari.signaling")
 
@@ -149,6 +149,8 @@ class SignalingService:
         self._hub: Hub | None = None
         self._users: UserChannel | None = None
         self._echo: EchoService | None = None
+        self._wake_publish: asyncio.Task[None] | None = None
+        self._wake_again = False
 
     # Parts are made at start, in the loop that serves them: a Redis connection
     # belongs to one event loop. A second start from another loop (two test
@@ -164,15 +166,42 @@ class SignalingService:
         await self._hub.start()
         await self._users.start()
         await broker.subscribe(bus.SESSIONS_CHANNEL, self._on_session_message)
+        await broker.subscribe(WAKE_CHANNEL, self._on_wake_message)
 
     def wake_notifications(self) -> None:
-        """Ask the user channel to poll the outbox now (from any thread): called once a
-        transaction whose notifications must not wait a poll period has committed."""
-        loop, users = self._loop, self._users
-        if loop is None or users is None:
+        """Ask every process's user channel to poll the outbox now (from any thread):
+        called once a transaction that wrote notifications has committed."""
+        loop = self._loop
+        if loop is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop has just closed
-            loop.call_soon_threadsafe(users.wake)
+            loop.call_soon_threadsafe(self._notifications_committed)
+
+    def _notifications_committed(self) -> None:
+        """This process polls at once; the others hear a wake on the broker. Commits that
+        come while a wake is being published make one more, not one each."""
+        if self._users is None or self._hub is None:
+            return
+        self._users.wake()
+        if self._wake_publish is None or self._wake_publish.done():
+            self._wake_publish = asyncio.create_task(self._publish_wakes(self._hub.broker))
+        else:
+            self._wake_again = True
+
+    async def _publish_wakes(self, broker: Broker) -> None:
+        while True:
+            self._wake_again = False
+            try:
+                await broker.publish(WAKE_CHANNEL, "wake")
+            except broker.errors as error:
+                # The others still poll every notification_poll_seconds.
+                log.warning("notification wake not published: %s", error)
+            if not self._wake_again:
+                return
+
+    async def _on_wake_message(self, _: str) -> None:
+        if self._users is not None:
+            self._users.wake()
 
     async def stop(self) -> None:
         """Close everything: rooms first (they announce), then the rest."""
@@ -180,6 +209,11 @@ class SignalingService:
             return
         hub, users, echo = self._hub, self._users, self._echo
         self._hub = self._users = self._echo = None
+        if self._wake_publish is not None:
+            self._wake_publish.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._wake_publish
+            self._wake_publish = None
         try:
             if hub is not None:
                 await hub.stop()

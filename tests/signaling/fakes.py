@@ -74,6 +74,12 @@ class FakeGate:
     async def latest_notification_id(self) -> int:
         return len(self.notifications)
 
+    async def notifications_window(
+        self, floor: int, user_ids: list[int], settled_before: float
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        # Rows here are visible as soon as they are added: all of them are settled.
+        return len(self.notifications), await self.notifications_after(floor, user_ids)
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -1,5 +1,8 @@
 /* Dari inbox: live notifications from /ws/user (docs/signaling.md "User channel"), over
- * the shared client (lib/ws-client.js): it resumes from the last notification id seen.
+ * the shared client (lib/ws-client.js). It resumes from the floor the server last told
+ * it (it has every notification at or below it), not from the newest id seen: a lower
+ * id may still commit. Ids above the floor that it has seen are kept, so a notification
+ * sent again after a reconnect is handled once (`catchUp`, pure: tested).
  *
  * The urgent ring is state, not an event: the panel (#urgent-panel) is read from the
  * server (/urgent/panel, server/scheduling/urgent_views.py) when the page opens, on every
@@ -17,7 +20,8 @@ import { connect } from "./lib/ws-client.js";
 const RING_ALWAYS = ["urgent.ring", "urgent.escalated"];
 const RING_IF_URGENT = ["consult.requested", "consult.overdue"];
 const STOP_RING = ["urgent.taken", "urgent.accepted"];
-const KEY = "dari.notifications.last";
+const KEY = "dari.notifications.catchup";
+const FLOOR_KEY = "dari.notifications.last"; // the floor alone, read by lib/live.js
 const TONE_EVERY_MS = 2500;
 const STATE_EVERY_MS = 15000;
 
@@ -27,14 +31,54 @@ function consultOf(n) {
   return String(p.consult_id || p.consult || "");
 }
 
+/** The catch-up rule (pure: tested against the server in tests/signaling). `state` is
+ * {floor, seen}: every notification at or below `floor` has been handled, and `seen`
+ * lists those above it that have been. Returns the next state and whether `frame` is
+ * new. A frame's `floor` says what the server has sent before it: the page keeps the
+ * higher floor and forgets the ids below it; it reconnects with `after_id: floor`. */
+export function catchUp(state, frame) {
+  const fresh = frame.id > state.floor && state.seen.indexOf(frame.id) < 0;
+  let floor = state.floor;
+  if (typeof frame.floor === "number" && frame.floor > floor) floor = frame.floor;
+  const seen = (fresh ? state.seen.concat([frame.id]) : state.seen).filter((id) => id > floor);
+  return { state: { floor, seen }, fresh };
+}
+
+/** The state kept for the next page: the higher floor of the two, the ids above it. */
+export function mergeCatchUp(a, b) {
+  const floor = Math.max(a.floor, b.floor);
+  const seen = a.seen.concat(b.seen.filter((id) => a.seen.indexOf(id) < 0)).filter((id) => id > floor);
+  return { floor, seen };
+}
+
+function loadCatchUp() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(KEY) || "null");
+    if (stored && typeof stored.floor === "number" && Array.isArray(stored.seen)) {
+      return { floor: stored.floor, seen: stored.seen.filter((id) => typeof id === "number") };
+    }
+  } catch (e) { /* private mode, or not ours */ }
+  return { floor: 0, seen: [] };
+}
+
+function saveCatchUp(state) {
+  try {
+    // Another tab may have written since: keep what either knows.
+    const merged = mergeCatchUp(loadCatchUp(), state);
+    localStorage.setItem(KEY, JSON.stringify(merged));
+    localStorage.setItem(FLOOR_KEY, String(merged.floor));
+  } catch (e) { /* ignore */ }
+}
+
 /** True for a notification that may start a ring (pure: tested). */
+export
 function rings(n) {
   if (RING_ALWAYS.indexOf(n.kind) >= 0) return true;
   return RING_IF_URGENT.indexOf(n.kind) >= 0 && !!n.payload && n.payload.urgency === "urgent";
 }
 
 /** True for a notification that may end a ring (pure: tested). */
-function stopsRinging(n) {
+export function stopsRinging(n) {
   return STOP_RING.indexOf(n.kind) >= 0;
 }
 
@@ -44,7 +88,9 @@ function start(live) {
   const timers = new Timers();
   const openedAt = Date.now();
   const received = [];
-  let lastId = 0;
+  // This page's own: the reconnects of this page resume from it (another tab's floor
+  // would not say what this page has heard).
+  let heard = loadCatchUp();
   let ringingIds = [];
   let alerting = false;
   let toneTimer = null;
@@ -53,9 +99,6 @@ function start(live) {
   let reading = false;
   let readAgain = false;
   let shown = "";
-  try {
-    lastId = parseInt(localStorage.getItem(KEY) || "0", 10) || 0;
-  } catch (e) { /* private mode */ }
 
   function banner(text) {
     live.textContent = "";
@@ -127,12 +170,10 @@ function start(live) {
   }
 
   function onNotification(n) {
-    if (n.id > lastId) {
-      lastId = n.id;
-      try {
-        localStorage.setItem(KEY, String(lastId));
-      } catch (e) { /* ignore */ }
-    }
+    const step = catchUp(heard, n);
+    heard = step.state;
+    saveCatchUp(heard);
+    if (!step.fresh) return; // sent again after a reconnect: handled already
     // The ring and the counters are state: read them again whatever the news.
     readState();
     // What happened before this page was drawn is already on it.
@@ -146,7 +187,7 @@ function start(live) {
     path: S.ws,
     hello: () => {
       readState(); // a reconnect may have missed the end of a ring
-      return { v: 1, type: "subscribe", after_id: lastId }; // resume after the last one seen
+      return { v: 1, type: "subscribe", after_id: heard.floor }; // everything up to it is here
     },
     onFrame: (frame) => {
       if (frame.type === "notification") onNotification(frame);
@@ -167,6 +208,7 @@ function start(live) {
   });
 
   window.dariInbox = {
+    catchUp: () => ({ floor: heard.floor, seen: heard.seen.slice() }),
     rings,
     stopsRinging,
     consultOf,
