@@ -12,16 +12,17 @@
  * offers a refresh. The kinds are listed in server/notifications/kinds.py (a test keeps
  * the two in step): those below make the inbox read the ring state at once. */
 
+import { catchUp, loadCatchUp, saveCatchUp } from "./lib/catchup.js";
 import { onPageExit } from "./lib/page.js";
 import { Timers } from "./lib/timers.js";
 import { closeAudio, ringOnce } from "./lib/tone.js";
 import { connect } from "./lib/ws-client.js";
 
+export { catchUp, mergeCatchUp } from "./lib/catchup.js";
+
 const RING_ALWAYS = ["urgent.ring", "urgent.escalated"];
 const RING_IF_URGENT = ["consult.requested", "consult.overdue"];
 const STOP_RING = ["urgent.taken", "urgent.accepted"];
-const KEY = "dari.notifications.catchup";
-const FLOOR_KEY = "dari.notifications.last"; // the floor alone, read by lib/live.js
 const TONE_EVERY_MS = 2500;
 const STATE_EVERY_MS = 15000;
 
@@ -29,45 +30,6 @@ const STATE_EVERY_MS = 15000;
 function consultOf(n) {
   const p = n.payload || {};
   return String(p.consult_id || p.consult || "");
-}
-
-/** The catch-up rule (pure: tested against the server in tests/signaling). `state` is
- * {floor, seen}: every notification at or below `floor` has been handled, and `seen`
- * lists those above it that have been. Returns the next state and whether `frame` is
- * new. A frame's `floor` says what the server has sent before it: the page keeps the
- * higher floor and forgets the ids below it; it reconnects with `after_id: floor`. */
-export function catchUp(state, frame) {
-  const fresh = frame.id > state.floor && state.seen.indexOf(frame.id) < 0;
-  let floor = state.floor;
-  if (typeof frame.floor === "number" && frame.floor > floor) floor = frame.floor;
-  const seen = (fresh ? state.seen.concat([frame.id]) : state.seen).filter((id) => id > floor);
-  return { state: { floor, seen }, fresh };
-}
-
-/** The state kept for the next page: the higher floor of the two, the ids above it. */
-export function mergeCatchUp(a, b) {
-  const floor = Math.max(a.floor, b.floor);
-  const seen = a.seen.concat(b.seen.filter((id) => a.seen.indexOf(id) < 0)).filter((id) => id > floor);
-  return { floor, seen };
-}
-
-function loadCatchUp() {
-  try {
-    const stored = JSON.parse(localStorage.getItem(KEY) || "null");
-    if (stored && typeof stored.floor === "number" && Array.isArray(stored.seen)) {
-      return { floor: stored.floor, seen: stored.seen.filter((id) => typeof id === "number") };
-    }
-  } catch (e) { /* private mode, or not ours */ }
-  return { floor: 0, seen: [] };
-}
-
-function saveCatchUp(state) {
-  try {
-    // Another tab may have written since: keep what either knows.
-    const merged = mergeCatchUp(loadCatchUp(), state);
-    localStorage.setItem(KEY, JSON.stringify(merged));
-    localStorage.setItem(FLOOR_KEY, String(merged.floor));
-  } catch (e) { /* ignore */ }
 }
 
 /** True for a notification that may start a ring (pure: tested). */
