@@ -47,6 +47,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "modest": ["--connections", "500", "--rate", "200", "--seconds", "5"],
         "full": [],
     },
+    "signaling_idle": {
+        "quick": ["--connections", "100", "--rounds", "100"],
+        "modest": ["--connections", "1000", "--rounds", "1500"],
+        "full": [],
+    },
     "signaling_callsetup": {
         "quick": ["--runs", "1"],
         "modest": ["--runs", "3"],
@@ -60,6 +65,11 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
     "urgent_ring": {
         "quick": ["--specialists", "40", "--requests", "5"],
         "modest": ["--specialists", "200", "--requests", "50"],
+        "full": [],
+    },
+    "notify_latency": {
+        "quick": ["--samples", "30", "--poll-samples", "5"],
+        "modest": ["--samples", "300", "--poll-samples", "20"],
         "full": [],
     },
     "notes": {

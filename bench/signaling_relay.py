@@ -8,9 +8,9 @@ times the round trip. Every server runs in its own process, started in this run,
 on uvloop (as `dari serve` runs): the bare relay, Dari alone, and two Dari
 processes sharing Redis (under a key prefix of this run's own) with A on one and
 B on the other. With --asyncio the bare relay and Dari also run on asyncio's own
-loop, reported apart. The cases take turns within each run; the figures that
-count are the ratios of the medians over runs: Dari / bare on the same loop, and
-Dari across two processes / Dari on one.
+loop, reported apart. Neither compresses (Dari's sockets never do). The cases take
+turns within each run; the figures that count are the ratios of the medians over
+runs: Dari / bare on the same loop, and Dari across two processes / Dari on one.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def main() -> None:
     try:
         for loop in ("uvloop", "asyncio") if args.asyncio else ("uvloop",):
             (bare, bare_pid), (dari, dari_pid) = (
-                server("bare", "--loop", loop),
+                server("bare", "--loop", loop, "--no-deflate"),
                 server("dari", "--loop", loop),
             )
             cases.append(Case(f"bare/{loop}", bare_pair, (bare, bare), (bare_pid,)))

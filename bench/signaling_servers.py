@@ -4,6 +4,7 @@
     python -m bench.signaling_servers bare PORT   # a bare `websockets` relay (the baseline)
 
     ... [--loop uvloop|asyncio] [--broker redis://127.0.0.1:6379/0 --prefix bench:x:]
+    ... bare PORT --no-deflate                     # as Dari's sockets: no compression
 
 Both run on the event loop given (uvloop by default, as `dari serve` picks it when it
 is installed), so a comparison is between servers, not between loops. Dari can use
@@ -70,6 +71,11 @@ class TokenGate:
     async def latest_notification_id(self) -> int:
         return 0
 
+    async def notifications_window(
+        self, floor: int, user_ids: list[int], settled_before: float
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        return 0, []
+
 
 def token_for(user_id: int, room: str) -> str:
     claims = {"r": room, "k": f"user:{user_id}", "u": user_id, "n": f"U{user_id}", "t": "user"}
@@ -85,18 +91,27 @@ def serve_dari(
     import uvicorn
 
     from signaling.app import SignalingService, standalone_app
+    from signaling.serving import uvicorn_options
 
     config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
     if prefix:  # the run's own keys and channels on a Redis that others may share
         config.broker_prefix = prefix
     service = SignalingService(TokenGate(), config, broker)
     uvicorn.run(
-        standalone_app(service), host="127.0.0.1", port=port, log_level="warning", loop=loop
+        standalone_app(service),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        loop=loop,
+        **uvicorn_options(),
     )
 
 
-def serve_bare(port: int, loop: str = "uvloop") -> None:
-    """The least a relay can do: pair sockets by room, forward every frame to the other."""
+def serve_bare(port: int, loop: str = "uvloop", deflate: bool = True) -> None:
+    """The least a relay can do: pair sockets by room, forward every frame to the other.
+
+    With `deflate` False it offers no per-message compression, as Dari's sockets
+    (signaling/serving.py)."""
     from websockets.asyncio.server import ServerConnection, serve
 
     rooms: dict[str, list[ServerConnection]] = {}
@@ -117,7 +132,8 @@ def serve_bare(port: int, loop: str = "uvloop") -> None:
                 rooms.pop(room, None)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, max_size=2**16):
+        compression = "deflate" if deflate else None
+        async with serve(handler, "127.0.0.1", port, max_size=2**16, compression=compression):
             await asyncio.Future()
 
     if loop == "uvloop":
@@ -186,11 +202,12 @@ def main() -> None:
     parser.add_argument("--loop", choices=LOOPS, default="uvloop")
     parser.add_argument("--broker", default="memory://", help="Dari only")
     parser.add_argument("--prefix", default="", help="Dari with Redis: key/channel prefix")
+    parser.add_argument("--no-deflate", action="store_true", help="bare: no compression")
     args = parser.parse_args()
     if args.kind == "dari":
         serve_dari(args.port, args.loop, args.broker, args.prefix)
     else:
-        serve_bare(args.port, args.loop)
+        serve_bare(args.port, args.loop, deflate=not args.no_deflate)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from server.scheduling import router as scheduling_router
 from server.scheduling import urgent as scheduling_urgent
 from server.scheduling import urgent_pages
 from server.settings import Settings, get_settings
+from signaling.app import SocketLane
 from signaling.notes import NotesService
 from web import render
 
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Mounted sub-apps get no lifespan of their own: start signaling here.
         await app.state.signaling.start()
-        # Urgent notifications are delivered as soon as their transaction commits.
+        # Notifications are delivered as soon as their transaction commits (every process).
         unwake = notifications.add_waker(app.state.signaling.wake_notifications)
         try:
             async with (
@@ -100,6 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestGate, limit=request_concurrency(app.state.engine))
+    # Signaling sockets skip the layers below (signaling/app.py SocketLane); the /ws
+    # mount at the end still serves anything else under /ws.
+    signaling_app = app.state.signaling.app()
+    app.add_middleware(SocketLane, target=signaling_app, prefix="/ws")
     app.add_middleware(InputGuard)
     # Outermost: request id, one log line and the metrics for every request and socket.
     app.add_middleware(ObservabilityMiddleware)
@@ -130,5 +135,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(calls_router.router)
     app.include_router(assist_router.router)
     app.include_router(assist_pages.router)
-    app.mount("/ws", app.state.signaling.app())
+    app.mount("/ws", signaling_app)
     return app

@@ -54,6 +54,7 @@ def serve(
         typer.echo(f"dari: {error}", err=True)
         raise typer.Exit(1) from None
     from server.ops import logs, readiness
+    from signaling.serving import uvicorn_options
 
     settings = get_settings()
     refusal = readiness.workers_refusal(workers, settings)
@@ -69,6 +70,7 @@ def serve(
         forwarded_allow_ips=",".join(settings.trusted_proxies),
         log_config=logs.logging_config(settings.log_level),
         access_log=False,
+        **uvicorn_options(),
     )
 
 
@@ -84,6 +86,7 @@ def signaling(
     from server.ops import logs, metrics, readiness
     from server.ops.middleware import ObservabilityMiddleware
     from signaling.app import standalone_app
+    from signaling.serving import uvicorn_options
 
     settings = get_settings()
     engine = engine_for(settings.resolved_database_url())
@@ -100,6 +103,7 @@ def signaling(
         forwarded_allow_ips=",".join(settings.trusted_proxies),
         log_config=logs.logging_config(settings.log_level),
         access_log=False,
+        **uvicorn_options(),
     )
 
 

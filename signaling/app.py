@@ -17,17 +17,18 @@ from typing import Any, Generic, TypeVar, overload
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker, broker_for
-from signaling.connection import SOCKET_GONE, WebSocketConnection
+from signaling.connection import DEFAULT_LIMITS, SOCKET_GONE, SendLimits, WebSocketConnection
 from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
 from signaling.peers import LocalPeer
 from signaling.rooms import Hub, Refused
-from signaling.users import Subscription, UserChannel
+from signaling.users import WAKE_CHANNEL, Subscription, UserChannel
 
 log = logging.getLogger("dari.signaling")
 
@@ -89,8 +90,9 @@ class FrameReader(Generic[F]):
         """The next valid frame; error frames for bad ones; Closed when it must end."""
         config = self.config
         while True:
-            # asyncio.timeout, not wait_for: no task created for every frame.
             try:
+                # asyncio.timeout, not wait_for: no task per receive (3.11's wait_for
+                # wraps the receive in one, a task hop per frame and a task per idle socket).
                 async with asyncio.timeout(wait):
                     message = await self.websocket.receive()
             except TimeoutError:
@@ -136,6 +138,8 @@ class SignalingService:
         self.gate = gate
         self.config = config or SignalingConfig()
         self.broker_url = broker_url
+        # Each socket's send queue bound (signaling/connection.py).
+        self.send_limits: SendLimits = DEFAULT_LIMITS
         self.sockets: set[WebSocket] = set()
         # Who is on each authenticated socket, and the sockets closed because their
         # login session ended (a call peer so closed keeps no resume slot).
@@ -147,6 +151,8 @@ class SignalingService:
         self._hub: Hub | None = None
         self._users: UserChannel | None = None
         self._echo: EchoService | None = None
+        self._wake_publish: asyncio.Task[None] | None = None
+        self._wake_again = False
 
     # Parts are made at start, in the loop that serves them: a Redis connection
     # belongs to one event loop. A second start from another loop (two test
@@ -162,15 +168,42 @@ class SignalingService:
         await self._hub.start()
         await self._users.start()
         await broker.subscribe(bus.SESSIONS_CHANNEL, self._on_session_message)
+        await broker.subscribe(WAKE_CHANNEL, self._on_wake_message)
 
     def wake_notifications(self) -> None:
-        """Ask the user channel to poll the outbox now (from any thread): called once a
-        transaction whose notifications must not wait a poll period has committed."""
-        loop, users = self._loop, self._users
-        if loop is None or users is None:
+        """Ask every process's user channel to poll the outbox now (from any thread):
+        called once a transaction that wrote notifications has committed."""
+        loop = self._loop
+        if loop is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop has just closed
-            loop.call_soon_threadsafe(users.wake)
+            loop.call_soon_threadsafe(self._notifications_committed)
+
+    def _notifications_committed(self) -> None:
+        """This process polls at once; the others hear a wake on the broker. Commits that
+        come while a wake is being published make one more, not one each."""
+        if self._users is None or self._hub is None:
+            return
+        self._users.wake()
+        if self._wake_publish is None or self._wake_publish.done():
+            self._wake_publish = asyncio.create_task(self._publish_wakes(self._hub.broker))
+        else:
+            self._wake_again = True
+
+    async def _publish_wakes(self, broker: Broker) -> None:
+        while True:
+            self._wake_again = False
+            try:
+                await broker.publish(WAKE_CHANNEL, "wake")
+            except broker.errors as error:
+                # The others still poll every notification_poll_seconds.
+                log.warning("notification wake not published: %s", error)
+            if not self._wake_again:
+                return
+
+    async def _on_wake_message(self, _: str) -> None:
+        if self._users is not None:
+            self._users.wake()
 
     async def stop(self) -> None:
         """Close everything: rooms first (they announce), then the rest."""
@@ -178,6 +211,11 @@ class SignalingService:
             return
         hub, users, echo = self._hub, self._users, self._echo
         self._hub = self._users = self._echo = None
+        if self._wake_publish is not None:
+            self._wake_publish.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._wake_publish
+            self._wake_publish = None
         try:
             if hub is not None:
                 await hub.stop()
@@ -186,8 +224,10 @@ class SignalingService:
             if echo is not None:
                 await echo.stop()
             for websocket in list(self.sockets):
-                with contextlib.suppress(*SOCKET_GONE):
-                    await websocket.close(1001, "server shutting down")
+                # Never waits for a client that stopped reading (cut off later).
+                await WebSocketConnection(websocket, self.send_limits).close(
+                    1001, "server shutting down"
+                )
         finally:
             self.sockets.clear()
             self.identities.clear()
@@ -246,8 +286,11 @@ class SignalingService:
                 continue
             self.ended.add(websocket)
             closed += 1
-            with contextlib.suppress(*SOCKET_GONE):
-                await websocket.close(SESSION_ENDED, "session ended")
+            # Through a connection: this runs in the broker's reader, which a client
+            # that stopped reading must not hold up.
+            await WebSocketConnection(websocket, self.send_limits).close(
+                SESSION_ENDED, "session ended"
+            )
         return closed
 
     def _track(self, websocket: WebSocket, identity: Identity | None) -> None:
@@ -325,7 +368,7 @@ class SignalingService:
         self.sockets.add(websocket)
         reader = FrameReader(websocket, self.config)
         peer: LocalPeer | None = None
-        conn = WebSocketConnection(websocket)
+        conn = WebSocketConnection(websocket, self.send_limits)
         close: Closed | None = None
         try:
             if not self.origin_ok(websocket):
@@ -391,13 +434,12 @@ class SignalingService:
             if identity is None or identity.user_id is None:
                 raise Closed(4403)
             self._track(websocket, identity)
-            subscription = await users.subscribe(
-                identity.user_id, WebSocketConnection(websocket), first.after_id
-            )
+            conn = WebSocketConnection(websocket, self.send_limits)
+            subscription = await users.subscribe(identity.user_id, conn, first.after_id)
             while True:
                 frame = await reader.next(2 * self.config.heartbeat_seconds)
                 if isinstance(frame, p.Ping):
-                    await websocket.send_text(p.Pong(ts=frame.ts).dump())
+                    await conn.send_text(p.Pong(ts=frame.ts).dump())
                 else:
                     await reader.error("bad_frame", f"{frame.type!r} is not used here")
         except Closed as closed:
@@ -479,6 +521,34 @@ class SignalingService:
                 await echo.close(session)
             if close is not None and close.code is not None:
                 await self.refuse(websocket, close.code)
+
+
+class SocketLane:
+    """ASGI middleware: WebSockets under `prefix` go straight to the signaling app.
+
+    Placed inside the outer middlewares that matter to a socket (observability, the
+    input guard) and outside the rest (request gate, security headers, gzip, error
+    pages, exception handlers, and the router's matching against every HTTP route):
+    each of those layers is a coroutine frame (and a closure or two) kept for a
+    socket's whole life, and the route matching was the bulk of a connect's time on
+    the event loop. The scope is what the `/ws` mount would have made of it.
+    """
+
+    __slots__ = ("app", "target", "prefix")
+
+    def __init__(self, app: ASGIApp, target: ASGIApp, prefix: str = "/ws") -> None:
+        self.app = app
+        self.target = target
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"].startswith(self.prefix + "/"):
+            root = scope.get("root_path", "")
+            scope["app_root_path"] = scope.get("app_root_path", root)
+            scope["root_path"] = root + self.prefix
+            await self.target(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def standalone_app(service: SignalingService, extra: Sequence[BaseRoute] = ()) -> Starlette:

@@ -62,6 +62,9 @@ class SignalingConfig:
     max_bad_frames: int = 10
     allowed_origins: list[str] = field(default_factory=list)
     notification_poll_seconds: float = 1.0
+    # How far behind its newest row the user channel re-reads the outbox: longer than
+    # a transaction that writes a notification may last (server/notifications/service.py).
+    notification_window_seconds: float = 30.0
     echo_max_sessions: int = 2
     echo_max_seconds: float = 120.0
 
@@ -96,3 +99,11 @@ class Gatekeeper(Protocol):
         ...
 
     async def latest_notification_id(self) -> int: ...
+
+    async def notifications_window(
+        self, floor: int, user_ids: list[int], settled_before: float
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        """(settled, rows). First `settled`: the newest id written before `settled_before`
+        (unix time), at or below which every row has committed or rolled back; then
+        (user_id, row) for these users above `floor`, oldest first, all of them."""
+        ...

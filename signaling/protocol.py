@@ -122,6 +122,8 @@ class Leave(Frame):
 
 class Subscribe(Frame):
     type: Literal["subscribe"] = "subscribe"
+    # The floor the client last heard (it has everything at or below it), not the
+    # newest id it has seen: a lower id may still commit.
     after_id: int = Field(default=0, ge=0)
     token: str | None = Field(default=None, max_length=2000)
 
@@ -272,6 +274,9 @@ class NotificationFrame(Frame):
     payload: dict[str, Any]
     created_at: str
     read: bool = False
+    # The client has every notification at or below this id (docs/signaling.md "User
+    # channel"): it sends it back as `after_id` when it reconnects.
+    floor: int | None = None
 
 
 class ErrorFrame(Frame):

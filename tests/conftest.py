@@ -232,6 +232,11 @@ def start_server(
             str(port),
             "--log-level",
             "warning",
+            # As `dari serve` runs it (signaling/serving.py uvicorn_options).
+            "--ws",
+            "signaling.serving:SignalingWebSocketProtocol",
+            "--ws-per-message-deflate",
+            "false",
         ],
         cwd=ROOT,
         env=env,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func
@@ -37,6 +38,8 @@ class ServerGatekeeper:
         self.settings = settings
         self.engine = engine
         self.secret = secret
+        # The newest outbox id whose delivery lag has been recorded (metrics).
+        self._lag_mark = 0
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -176,18 +179,8 @@ class ServerGatekeeper:
     async def notifications_after(
         self, after_id: int, user_ids: list[int]
     ) -> list[tuple[int, dict[str, Any]]]:
-        def fetch(session: Session) -> list[tuple[int, dict[str, Any]]]:
-            rows = session.exec(
-                select(Notification)
-                .where(col(Notification.id) > after_id, col(Notification.user_id).in_(user_ids))
-                .order_by(col(Notification.id))
-                .limit(1000)
-            ).all()
-            now = utcnow()
-            metrics.record_outbox_lag((now - row.created_at).total_seconds() for row in rows)
-            return [(row.user_id, notifications.as_dict(row)) for row in rows]
-
-        return await self._db(fetch)
+        _, rows = await self.notifications_window(after_id, user_ids, 0.0)
+        return rows
 
     async def latest_notification_id(self) -> int:
         def latest(session: Session) -> int:
@@ -195,6 +188,35 @@ class ServerGatekeeper:
             return int(value or 0)
 
         return await self._db(latest)
+
+    async def notifications_window(
+        self, floor: int, user_ids: list[int], settled_before: float
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        def fetch(session: Session) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+            # The settled id first: the rows read after it include every row below it.
+            settled = notifications.settled_id(session, datetime.fromtimestamp(settled_before, UTC))
+            found: list[Notification] = []
+            cursor = floor
+            while user_ids:
+                page = session.exec(
+                    select(Notification)
+                    .where(col(Notification.id) > cursor, col(Notification.user_id).in_(user_ids))
+                    .order_by(col(Notification.id))
+                    .limit(1000)
+                ).all()
+                found.extend(page)
+                if len(page) < 1000:
+                    break
+                cursor = page[-1].id or cursor
+            # Each row's lag once, when first read (a re-read of the window is not lag).
+            fresh = [row for row in found if (row.id or 0) > self._lag_mark]
+            if fresh:
+                now = utcnow()
+                metrics.record_outbox_lag((now - row.created_at).total_seconds() for row in fresh)
+                self._lag_mark = max(self._lag_mark, *(row.id or 0 for row in fresh))
+            return settled, [(row.user_id, notifications.as_dict(row)) for row in found]
+
+        return await self._db(fetch)
 
 
 def build_signaling(settings: Settings, engine: Engine, secret: str) -> SignalingService:
@@ -207,6 +229,7 @@ def build_signaling(settings: Settings, engine: Engine, secret: str) -> Signalin
         burst=settings.signaling_burst,
         allowed_origins=list(settings.allowed_origins),
         notification_poll_seconds=settings.notification_poll_seconds,
+        notification_window_seconds=notifications.RESCAN_SECONDS,
         echo_max_sessions=settings.echo_max_sessions,
         echo_max_seconds=settings.echo_max_seconds,
         broker_prefix=settings.signaling_broker_prefix,

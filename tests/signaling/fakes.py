@@ -13,6 +13,7 @@ import uvicorn
 
 from signaling.app import SignalingService, standalone_app
 from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
+from signaling.serving import uvicorn_options
 
 
 @dataclass
@@ -73,6 +74,12 @@ class FakeGate:
     async def latest_notification_id(self) -> int:
         return len(self.notifications)
 
+    async def notifications_window(
+        self, floor: int, user_ids: list[int], settled_before: float
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        # Rows here are visible as soon as they are added: all of them are settled.
+        return len(self.notifications), await self.notifications_after(floor, user_ids)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -89,7 +96,13 @@ async def serve(
     service = SignalingService(gate, config, broker_url)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(standalone_app(service), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            standalone_app(service),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            **uvicorn_options(),
+        )
     )
     task = asyncio.create_task(server.serve())
     try:

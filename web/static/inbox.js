@@ -1,5 +1,8 @@
 /* Dari inbox: live notifications from /ws/user (docs/signaling.md "User channel"), over
- * the shared client (lib/ws-client.js): it resumes from the last notification id seen.
+ * the shared client (lib/ws-client.js). It resumes from the floor the server last told
+ * it (it has every notification at or below it), not from the newest id seen: a lower
+ * id may still commit. Ids above the floor that it has seen are kept, so a notification
+ * sent again after a reconnect is handled once (`catchUp`, pure: tested).
  *
  * The urgent ring is state, not an event: the panel (#urgent-panel) is read from the
  * server (/urgent/panel, server/scheduling/urgent_views.py) when the page opens, on every
@@ -9,15 +12,17 @@
  * offers a refresh. The kinds are listed in server/notifications/kinds.py (a test keeps
  * the two in step): those below make the inbox read the ring state at once. */
 
+import { catchUp, loadCatchUp, saveCatchUp } from "./lib/catchup.js";
 import { onPageExit } from "./lib/page.js";
 import { Timers } from "./lib/timers.js";
 import { closeAudio, ringOnce } from "./lib/tone.js";
 import { connect } from "./lib/ws-client.js";
 
+export { catchUp, mergeCatchUp } from "./lib/catchup.js";
+
 const RING_ALWAYS = ["urgent.ring", "urgent.escalated"];
 const RING_IF_URGENT = ["consult.requested", "consult.overdue"];
 const STOP_RING = ["urgent.taken", "urgent.accepted"];
-const KEY = "dari.notifications.last";
 const TONE_EVERY_MS = 2500;
 const STATE_EVERY_MS = 15000;
 
@@ -28,13 +33,14 @@ function consultOf(n) {
 }
 
 /** True for a notification that may start a ring (pure: tested). */
+export
 function rings(n) {
   if (RING_ALWAYS.indexOf(n.kind) >= 0) return true;
   return RING_IF_URGENT.indexOf(n.kind) >= 0 && !!n.payload && n.payload.urgency === "urgent";
 }
 
 /** True for a notification that may end a ring (pure: tested). */
-function stopsRinging(n) {
+export function stopsRinging(n) {
   return STOP_RING.indexOf(n.kind) >= 0;
 }
 
@@ -44,7 +50,9 @@ function start(live) {
   const timers = new Timers();
   const openedAt = Date.now();
   const received = [];
-  let lastId = 0;
+  // This page's own: the reconnects of this page resume from it (another tab's floor
+  // would not say what this page has heard).
+  let heard = loadCatchUp();
   let ringingIds = [];
   let alerting = false;
   let toneTimer = null;
@@ -53,9 +61,6 @@ function start(live) {
   let reading = false;
   let readAgain = false;
   let shown = "";
-  try {
-    lastId = parseInt(localStorage.getItem(KEY) || "0", 10) || 0;
-  } catch (e) { /* private mode */ }
 
   function banner(text) {
     live.textContent = "";
@@ -127,12 +132,10 @@ function start(live) {
   }
 
   function onNotification(n) {
-    if (n.id > lastId) {
-      lastId = n.id;
-      try {
-        localStorage.setItem(KEY, String(lastId));
-      } catch (e) { /* ignore */ }
-    }
+    const step = catchUp(heard, n);
+    heard = step.state;
+    saveCatchUp(heard);
+    if (!step.fresh) return; // sent again after a reconnect: handled already
     // The ring and the counters are state: read them again whatever the news.
     readState();
     // What happened before this page was drawn is already on it.
@@ -146,7 +149,7 @@ function start(live) {
     path: S.ws,
     hello: () => {
       readState(); // a reconnect may have missed the end of a ring
-      return { v: 1, type: "subscribe", after_id: lastId }; // resume after the last one seen
+      return { v: 1, type: "subscribe", after_id: heard.floor }; // everything up to it is here
     },
     onFrame: (frame) => {
       if (frame.type === "notification") onNotification(frame);
@@ -167,6 +170,7 @@ function start(live) {
   });
 
   window.dariInbox = {
+    catchUp: () => ({ floor: heard.floor, seen: heard.seen.slice() }),
     rings,
     stopsRinging,
     consultOf,

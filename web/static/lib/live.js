@@ -4,11 +4,10 @@
  * marked part for its new version — except a part the user is typing in. Any page (or
  * fragment: add `data-live` and an id) gets this by calling `follow(match)`. */
 
+import { catchUp, loadCatchUp } from "./catchup.js";
 import { connect } from "./ws-client.js";
 import { onPageExit } from "./page.js";
 import { Timers } from "./timers.js";
-
-const LAST_SEEN = "dari.notifications.last"; // the inbox's resume point (read, never written)
 
 /** True while the user has something unsent in `region` (focus, or a changed field). */
 export function busy(region) {
@@ -57,10 +56,9 @@ export function follow(matches, options = {}) {
   const timers = new Timers();
   const openedAt = Date.now();
   const state = { refreshes: 0, received: [] };
-  let lastId = 0;
-  try {
-    lastId = parseInt(localStorage.getItem(LAST_SEEN) || "0", 10) || 0;
-  } catch (e) { /* private mode */ }
+  // Starts where the inbox got to (read, never written here: the inbox keeps it);
+  // reconnects from its floor, so a notification committed late is not skipped.
+  let heard = loadCatchUp();
 
   function schedule() {
     // Several events at once (a transition and its notification) make one refresh.
@@ -74,10 +72,12 @@ export function follow(matches, options = {}) {
 
   const client = connect({
     path: options.path || "/ws/user",
-    hello: () => ({ v: 1, type: "subscribe", after_id: lastId }),
+    hello: () => ({ v: 1, type: "subscribe", after_id: heard.floor }),
     onFrame: (frame) => {
       if (frame.type !== "notification") return;
-      if (frame.id > lastId) lastId = frame.id;
+      const step = catchUp(heard, frame);
+      heard = step.state;
+      if (!step.fresh) return;
       const at = Date.parse(frame.created_at);
       if (!isNaN(at) && at < openedAt - 30000) return; // already on the page
       state.received.push(frame);

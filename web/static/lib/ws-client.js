@@ -10,6 +10,10 @@ export function backoff(n, baseMs, maxMs, random = Math.random) {
   return ceiling / 2 + (random() * ceiling) / 2;
 }
 
+/** The server closed a socket that stopped reading (its send queue overflowed,
+ * docs/signaling.md). Never final: the page reconnects and resumes (`hello`). */
+export const TOO_SLOW = 4413;
+
 export function socketUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return scheme + "//" + location.host + path;
@@ -27,7 +31,7 @@ const DEFAULTS = {
   connectMs: 15000,      // a connection attempt stuck this long is abandoned
   baseMs: 1000,
   maxMs: 30000,
-  finalCodes: [4403],    // never reconnect on our own after these
+  finalCodes: [4403],    // never reconnect on our own after these (TOO_SLOW never counts)
 };
 
 export function connect(options) {
@@ -77,7 +81,7 @@ export function connect(options) {
 
   function down(code) {
     ws = null;
-    const final = o.finalCodes.includes(code);
+    const final = code !== TOO_SLOW && o.finalCodes.includes(code);
     let delayMs = null;
     if (!final) {
       delayMs = backoff(attempt++, o.baseMs, o.maxMs);
