@@ -447,13 +447,16 @@ async def talk(
             await asyncio.sleep(rng.expovariate(rate))
 
 
-async def pinger(clients: list[Client], stop: asyncio.Event) -> None:
+async def pinger(clients: list[Client], stop: asyncio.Event, every: float = PING_SECONDS) -> None:
     """Heartbeats, spread over the interval as many browsers' would be."""
     while not stop.is_set():
-        for client in clients:
+        began = time.perf_counter()
+        for n, client in enumerate(clients):
             with contextlib.suppress(ConnectionClosed):
                 await client.ws.send(json.dumps({"type": "ping", "ts": time.time()}))
-            await asyncio.sleep(PING_SECONDS / max(len(clients), 1))
+            delay = began + (n + 1) * every / len(clients) - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
 
 async def notifier(
@@ -582,7 +585,7 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
+        await close_all(clients)
         for server in servers:
             stop_server(server)
         engine.dispose()
@@ -682,6 +685,15 @@ def _save(
     print(f"results: {path}")
 
 
+async def close_all(clients: list[Client]) -> None:
+    """Close the sockets 25 at a time: a process that sees more than 100 leave at once
+    runs out of Redis connections (redis-py's pool of 100; reported in issue 15)."""
+    for client in clients:
+        client.closing = True
+    for n in range(0, len(clients), 25):
+        await asyncio.gather(*(c.ws.close() for c in clients[n : n + 25]), return_exceptions=True)
+
+
 async def forget_rooms(redis_url: str, rooms: set[str]) -> None:
     """Remove this run's presence keys (they would expire anyway)."""
     from redis.asyncio import Redis
@@ -697,6 +709,73 @@ async def forget_rooms(redis_url: str, rooms: set[str]) -> None:
         await redis.aclose()
 
 
+# --- the per-connection figures behind docs/deployment.md "Capacity" ---------------------
+
+
+async def probe(args: argparse.Namespace, database_url: str, var_dir: str) -> int:
+    """One real `dari signaling` process: memory per idle authenticated connection,
+    connect rate, and CPU per heartbeat (--probe N connections, --probe-kind)."""
+    count = args.probe - args.probe % 2
+    rooms = seed(database_url, count // 2)
+    server = start_server(database_url, args.redis_url, var_dir)
+    clients: list[Client] = []
+    ledger = Ledger()
+    try:
+        await wait_listening(server)
+        await asyncio.sleep(2)
+        before = server.rss_mib()
+        semaphore = asyncio.Semaphore(50)
+
+        async def room_pair(index: int, room: Room) -> list[Client]:
+            async with semaphore:
+                return list(await open_room(room, index, [server, server], ledger))
+
+        async def user_pair(index: int, room: Room) -> list[Client]:
+            async with semaphore:
+                return [
+                    await subscribe(server, f"u{index}g", room.gp, room.public_id),
+                    await subscribe(server, f"u{index}s", room.specialist, room.public_id),
+                ]
+
+        opener = room_pair if args.probe_kind == "room" else user_pair
+        started = time.perf_counter()
+        groups = await asyncio.gather(*(opener(i, room) for i, room in enumerate(rooms)))
+        connect_s = time.perf_counter() - started
+        clients = [client for group in groups for client in group]
+        tasks = [asyncio.create_task(reader(client, ledger)) for client in clients]
+        await asyncio.sleep(5)
+        after = server.rss_mib()
+        # Heartbeats only, every client once per --probe-ping seconds, for 30 s.
+        stop = asyncio.Event()
+        server.cpu_percent()
+        ponged = ledger.pongs
+        tasks.append(asyncio.create_task(pinger(clients, stop, args.probe_ping)))
+        await asyncio.sleep(30)
+        cpu = server.cpu_percent()
+        pongs = ledger.pongs - ponged
+        stop.set()
+        per_conn = (after - before) * 1024 / len(clients)
+        print(
+            f"{len(clients)} idle authenticated {args.probe_kind} connections on one process:"
+            f" connected in {connect_s:.1f} s ({len(clients) / connect_s:.0f}/s),"
+            f" RSS {before:.1f} → {after:.1f} MiB ({per_conn:.1f} KiB/connection)\n"
+            f"heartbeats: {pongs / 30:.0f}/s answered for 30 s, CPU {cpu:.1f} % of one core"
+            f" ({cpu / 100 * 30 / max(pongs, 1) * 1e6:.0f} µs per ping);"
+            f" closed by the server: {len(ledger.closes)}",
+            flush=True,
+        )
+        for client in clients:
+            client.closing = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return 0
+    finally:
+        await close_all(clients)
+        stop_server(server)
+        await forget_rooms(args.redis_url, {room.public_id for room in rooms})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30)
@@ -707,11 +786,16 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=60, help="seconds before the first sample")
     parser.add_argument("--database-url", default="", help="an empty database (default: SQLite)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
+    parser.add_argument(
+        "--probe", type=int, default=0, metavar="N", help="instead: N idle connections, one process"
+    )
+    parser.add_argument("--probe-kind", choices=("room", "user"), default="room")
+    parser.add_argument("--probe-ping", type=float, default=1.0, help="seconds between pings")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dari-soak-") as tmp:
         url = args.database_url or f"sqlite:///{tmp}/soak.sqlite3"
         migrate.upgrade(url)
-        return asyncio.run(soak(args, url, tmp))
+        return asyncio.run((probe if args.probe else soak)(args, url, tmp))
 
 
 if __name__ == "__main__":
