@@ -33,16 +33,19 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlmodel import Session, create_engine
 from websockets.asyncio.client import ClientConnection, connect
@@ -280,7 +283,20 @@ class Ledger:
     closes: list[str] = field(default_factory=list)  # sockets the server closed
     errors: Counter[str] = field(default_factory=Counter)  # error frames, stray frames
     pongs: int = 0
-    measuring: bool = True
+    anomalies: int = 0  # this minute
+    began: float = field(default_factory=time.perf_counter)
+
+    def anomaly(self, what: str, where: str) -> None:
+        """An unexpected frame (error, peer-left...): counted, the first few printed."""
+        self.errors[what] += 1
+        self.anomalies += 1
+        if self.errors[what] <= 3:
+            print(f"  [{self.clock()}] {what} at {where}", flush=True)
+
+    def clock(self) -> str:
+        """Time since the clients connected, and UTC, for the live lines."""
+        elapsed = time.perf_counter() - self.began
+        return f"+{elapsed:.0f} s, {datetime.now(UTC):%H:%M:%S} UTC"
 
     def next_seq(self, deliveries: int) -> int:
         self.seq += 1
@@ -361,10 +377,13 @@ async def reader(client: Client, ledger: Ledger) -> None:
                 case "pong":
                     ledger.pongs += 1
                 case _:
-                    ledger.errors[f"{kind}: {frame.get('code') or frame.get('reason') or ''}"] += 1
+                    ledger.anomaly(
+                        f"{kind}: {frame.get('code') or frame.get('reason') or ''}", client.name
+                    )
     except ConnectionClosed as closed:
         if not client.closing:
             ledger.closes.append(f"{client.name}: {closed.rcvd.code if closed.rcvd else '-'}")
+            ledger.anomaly(f"closed {closed.rcvd.code if closed.rcvd else '-'}", client.name)
         return
     if not client.closing:
         ledger.closes.append(f"{client.name}: closed")
@@ -459,6 +478,22 @@ async def pinger(clients: list[Client], stop: asyncio.Event, every: float = PING
                 await asyncio.sleep(delay)
 
 
+async def watchdog(ledger: Ledger, stop: asyncio.Event) -> None:
+    """Say when this client stalls or the wall clock steps (both would explain a gap;
+    presence expiry is wall-clock time)."""
+    offset = time.time() - time.monotonic()
+    while not stop.is_set():
+        before = time.monotonic()
+        await asyncio.sleep(1)
+        lag = time.monotonic() - before - 1
+        if lag > 1:
+            print(f"  [{ledger.clock()}] the soak client stalled {lag:.1f} s", flush=True)
+        now = time.time() - time.monotonic()
+        if abs(now - offset) > 0.5:
+            print(f"  [{ledger.clock()}] wall clock stepped {now - offset:+.1f} s", flush=True)
+        offset = now
+
+
 async def notifier(
     engine: Engine,
     users: list[int],
@@ -496,6 +531,8 @@ class Sample:
     notes: str
     rss: list[float]
     cpu: list[float]
+    presence: int = 0
+    anomalies: int = 0
 
 
 def row(s: Sample) -> str:
@@ -506,14 +543,15 @@ def row(s: Sample) -> str:
         + (f"{s.p50:.2f} | {s.p99:.1f}" if s.minute else "– | –")
         + f" | {s.notes} | {rss} | "
         + (cpu if s.minute else "–")
-        + " |"
+        + f" | {s.presence} | {s.anomalies} |"
     )
 
 
 HEADER = (
     "| minute | frames sent | delivered | missing > 5 s | p50 ms | p99 ms | notifications"
-    " (sent / got, p50 ms) | RSS A MiB | RSS B MiB | CPU % A / B |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    " (sent / got, p50 ms) | RSS A MiB | RSS B MiB | CPU % A / B | presence entries"
+    " | unexpected frames |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -526,6 +564,7 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
     clients: list[Client] = []
     tasks: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
+    redis = Redis.from_url(args.redis_url)
     try:
         await asyncio.gather(*(wait_listening(server) for server in servers))
         started = time.perf_counter()
@@ -551,6 +590,8 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
         tasks = [asyncio.create_task(reader(client, ledger)) for client in clients]
         tasks += [asyncio.create_task(talk(pair, args.rate, ledger, stop)) for pair in pairs]
         tasks.append(asyncio.create_task(pinger(clients, stop)))
+        tasks.append(asyncio.create_task(watchdog(ledger, stop)))
+        ledger.began = time.perf_counter()
         if subscribers:
             users = [rooms[i].gp[0] for i in range(len(subscribers))]
             tasks.append(
@@ -563,14 +604,14 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
         for server in servers:
             server.cpu_percent()
         ledger.latencies.clear()
-        samples: list[Sample] = [_sample(0, ledger, servers)]
+        samples: list[Sample] = [await _sample(0, ledger, servers, redis, rooms)]
         print(HEADER + "\n" + row(samples[0]), flush=True)
         begin = time.perf_counter()
         minute = 0
         while (elapsed := time.perf_counter() - begin) < total - warmup:
             await asyncio.sleep(min(60 * (minute + 1), total - warmup) - elapsed)
             minute += 1
-            samples.append(_sample(minute, ledger, servers))
+            samples.append(await _sample(minute, ledger, servers, redis, rooms))
             print(row(samples[-1]), flush=True)
             if any(server.process.poll() is not None for server in servers):
                 print("a signaling process died", flush=True)
@@ -589,13 +630,24 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
         for server in servers:
             stop_server(server)
         engine.dispose()
+        await redis.aclose()
         await forget_rooms(args.redis_url, {room.public_id for room in rooms})
 
 
-def _sample(minute: int, ledger: Ledger, servers: list[Server]) -> Sample:
+async def _sample(
+    minute: int, ledger: Ledger, servers: list[Server], redis: Redis, rooms: list[Room]
+) -> Sample:
     latencies, ledger.latencies = ledger.latencies, []
     notes, ledger.note_window = ledger.note_window, []
+    anomalies, ledger.anomalies = ledger.anomalies, 0
+    # Entries in the rooms' presence hashes (the relay reads them): 2 per room expected.
+    async with redis.pipeline(transaction=False) as pipe:
+        for room in rooms:
+            pipe.hlen(f"dari:sig:peers:{room.public_id}")
+        presence = sum(await pipe.execute())
     return Sample(
+        presence=presence,
+        anomalies=anomalies,
         minute=minute,
         sent=ledger.frames_sent(),
         delivered=ledger.frames_delivered(),
@@ -696,8 +748,6 @@ async def close_all(clients: list[Client]) -> None:
 
 async def forget_rooms(redis_url: str, rooms: set[str]) -> None:
     """Remove this run's presence keys (they would expire anyway)."""
-    from redis.asyncio import Redis
-
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
         doomed = [
@@ -795,7 +845,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dari-soak-") as tmp:
         url = args.database_url or f"sqlite:///{tmp}/soak.sqlite3"
         migrate.upgrade(url)
-        return asyncio.run((probe if args.probe else soak)(args, url, tmp))
+        return asyncio.run(_until_signal((probe if args.probe else soak)(args, url, tmp)))
+
+
+async def _until_signal(work: Coroutine[Any, Any, int]) -> int:
+    """SIGTERM or SIGINT (ignored by background jobs otherwise) end the run cleanly:
+    the servers are stopped and the Redis keys removed in the `finally` blocks."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        print("stopped by a signal", flush=True)
+        return 2
 
 
 if __name__ == "__main__":
