@@ -494,6 +494,18 @@ async def watchdog(ledger: Ledger, stop: asyncio.Event) -> None:
         offset = now
 
 
+async def freeze(server: Server, at: float, seconds: float, ledger: Ledger) -> None:
+    """Stop process A (SIGSTOP) for `seconds`, as a long stall would (--freeze)."""
+    await asyncio.sleep(at)
+    print(f"  [{ledger.clock()}] process A frozen for {seconds:.0f} s", flush=True)
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    print(f"  [{ledger.clock()}] process A running again", flush=True)
+
+
 async def notifier(
     engine: Engine,
     users: list[int],
@@ -591,6 +603,9 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
         tasks += [asyncio.create_task(talk(pair, args.rate, ledger, stop)) for pair in pairs]
         tasks.append(asyncio.create_task(pinger(clients, stop)))
         tasks.append(asyncio.create_task(watchdog(ledger, stop)))
+        if args.freeze:
+            at = min(args.warmup, args.minutes * 30) + (args.minutes * 60 - args.warmup) / 2
+            tasks.append(asyncio.create_task(freeze(servers[0], at, args.freeze, ledger)))
         ledger.began = time.perf_counter()
         if subscribers:
             users = [rooms[i].gp[0] for i in range(len(subscribers))]
@@ -836,6 +851,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=60, help="seconds before the first sample")
     parser.add_argument("--database-url", default="", help="an empty database (default: SQLite)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
+    parser.add_argument(
+        "--freeze", type=float, default=0, help="SIGSTOP process A this long mid-run (seconds)"
+    )
     parser.add_argument(
         "--probe", type=int, default=0, metavar="N", help="instead: N idle connections, one process"
     )
