@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlmodel import Session, create_engine
 from websockets.asyncio.client import ClientConnection, connect
@@ -645,8 +646,9 @@ async def soak(args: argparse.Namespace, database_url: str, var_dir: str) -> int
         for server in servers:
             stop_server(server)
         engine.dispose()
-        await redis.aclose()
-        await forget_rooms(args.redis_url, {room.public_id for room in rooms})
+        with contextlib.suppress(RedisError):
+            await redis.aclose()
+            await forget_rooms(args.redis_url, {room.public_id for room in rooms})
 
 
 async def _sample(
@@ -656,10 +658,14 @@ async def _sample(
     notes, ledger.note_window = ledger.note_window, []
     anomalies, ledger.anomalies = ledger.anomalies, 0
     # Entries in the rooms' presence hashes (the relay reads them): 2 per room expected.
-    async with redis.pipeline(transaction=False) as pipe:
-        for room in rooms:
-            pipe.hlen(f"dari:sig:peers:{room.public_id}")
-        presence = sum(await pipe.execute())
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.hlen(f"dari:sig:peers:{room.public_id}")
+            presence = sum(await pipe.execute())
+    except RedisError as error:  # the run goes on; the row says it could not look
+        print(f"  [{ledger.clock()}] presence not sampled: {error!r}", flush=True)
+        presence = -1
     return Sample(
         presence=presence,
         anomalies=anomalies,
