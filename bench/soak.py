@@ -3,6 +3,8 @@
     make soak                                        # 30 minutes, 100 rooms (200 clients)
     .venv/bin/python -m bench.soak --minutes 3       # a short check
     .venv/bin/python -m bench.soak --database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB
+    .venv/bin/python -m bench.soak --freeze 20       # SIGSTOP process A for 20 s mid-run
+    .venv/bin/python -m bench.soak --probe 2000      # instead: per-connection figures, one process
 
 Starts two real `dari signaling` processes (the server's gatekeeper, uvicorn) on one
 migrated, seeded database (SQLite in a temporary directory, or an empty database given
