@@ -4,13 +4,15 @@
 #   make test-fast     the edit-test loop: SQLite only, no browser, no slow tests
 #   make fuzz          schemathesis over the whole API, many cases per operation, both DBs
 #   make guide-images  rewrite the user guides' screenshots in docs/img
+#   make soak          two signaling processes over Redis for 30 min (not in test/bench/CI);
+#                      make soak SOAK_ARGS="--minutes 3" for a short one
 #   make lint | format | bench | run | services | clean | lock | i18n
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast fuzz guide-images lint format services venv migrate demo bench netlab clean \
+.PHONY: run test test-fast fuzz guide-images lint format services venv migrate demo bench netlab soak clean \
 	lock i18n i18n-extract i18n-update
 
 .DEFAULT_GOAL := venv
@@ -84,6 +86,12 @@ bench: venv services
 # The rural-link lab: Dari's call page over each link profile (root, ~10 min; docs/benchmarks.md).
 netlab: venv services
 	$(BIN)/python -m bench.netlab
+
+# The soak: 200 clients in 100 rooms across two signaling processes sharing Redis, 30
+# minutes; fails if a frame or notification is lost or a process's memory grows 10 %
+# (bench/soak.py, docs/benchmarks.md "Soak"). Options: SOAK_ARGS="--minutes 3 --rooms 50".
+soak: venv services
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
