@@ -133,7 +133,7 @@ class ServerNoteGate:
             assert found is not None  # created when the note was opened
             return {
                 "rev": found.revision,
-                "text": found.text,
+                "text": service.current_text(session, found),
                 "frozen": found.frozen_at is not None,
                 "oldest": found.compacted_revision,
             }
