@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,6 +30,7 @@ from server.notes.models import NoteUpdate, SharedNote
 from server.notes.ot import OTError, TextOperation, transform_against
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once
 # The note's text is written to its row when the revision is a multiple of this (and when
 # the log is compacted or the note signed); in between only the revision moves. Loading
 # replays at most SNAPSHOT_EVERY - 1 small logged operations after the snapshot.
@@ -249,7 +250,7 @@ def apply(
             "author_id": author_id,
             "client_id": client_id,
             "client_seq": client_seq,
-            "op": json.dumps(components, ensure_ascii=False, separators=(",", ":")),
+            "op": _ENCODER.encode(components),
             "created_at": now,
         },
     )
@@ -269,40 +270,52 @@ def _parse(
 
 # The fast path, when the client is up to date with the text this process last saw:
 # the update is written only if the note is still at that revision (and not signed).
-# PostgreSQL: one statement, so in autocommit one round trip, commit included. The text
-# goes along only when the new revision is a snapshot's (SNAPSHOT_EVERY).
-_FAST_POSTGRESQL_INSERT = (
-    " INSERT INTO note_update (note_id, revision, author_id, client_id, client_seq, op,"
-    " created_at) SELECT id, %(next)s, %(author)s, %(client)s, %(seq)s, %(op)s, %(now)s"
-    " FROM moved"
+# The statements are plain SQL for the driver itself (server/notes/gate.py runs them on
+# its own connections): nothing is built or compiled per keystroke. The text goes along
+# only when the new revision is a snapshot's (SNAPSHOT_EVERY).
+_FAST_INSERT = (
+    "INSERT INTO note_update (note_id, revision, author_id, client_id, client_seq, op, created_at)"
 )
-_FAST_POSTGRESQL_WHERE = (
-    " WHERE id = %(note)s AND revision = %(rev)s AND frozen_at IS NULL RETURNING id)"
-)
+_FAST_WHERE = " WHERE id = %(note)s AND revision = %(rev)s AND frozen_at IS NULL"
+# PostgreSQL: one statement, so in autocommit one round trip, commit included.
 FAST_POSTGRESQL = (
     "WITH moved AS (UPDATE shared_note SET revision = %(next)s, updated_at = %(now)s"
-    + _FAST_POSTGRESQL_WHERE
-    + _FAST_POSTGRESQL_INSERT
+    f"{_FAST_WHERE} RETURNING id) {_FAST_INSERT} SELECT id, %(next)s, %(author)s,"
+    " %(client)s, %(seq)s, %(op)s, %(now)s FROM moved"
 )
-FAST_POSTGRESQL_SNAPSHOT = (
-    "WITH moved AS (UPDATE shared_note SET text = %(text)s, text_revision = %(next)s,"
-    " revision = %(next)s, updated_at = %(now)s" + _FAST_POSTGRESQL_WHERE + _FAST_POSTGRESQL_INSERT
+FAST_POSTGRESQL_SNAPSHOT = FAST_POSTGRESQL.replace(
+    "SET revision", "SET text = %(text)s, text_revision = %(next)s, revision"
 )
-_FAST_WHERE = (
-    _notes.c.id == bindparam("note"),
-    _notes.c.revision == bindparam("rev"),
-    _notes.c.frozen_at.is_(None),
+# SQLite: two statements in one transaction (the caller's BEGIN IMMEDIATE ... COMMIT).
+FAST_SQLITE_MOVE = (
+    "UPDATE shared_note SET revision = :next, updated_at = :now"
+    + _FAST_WHERE.replace("%(", ":").replace(")s", "")
 )
-_FAST_MOVE = (
-    update(_notes)
-    .where(*_FAST_WHERE)
-    .values(revision=bindparam("next"), updated_at=bindparam("now"))
+FAST_SQLITE_MOVE_SNAPSHOT = FAST_SQLITE_MOVE.replace(
+    "SET revision", "SET text = :text, text_revision = :next, revision"
 )
-_FAST_MOVE_SNAPSHOT = _FAST_MOVE.values(text=bindparam("text"), text_revision=bindparam("next"))
+FAST_SQLITE_INSERT = f"{_FAST_INSERT} VALUES (:note, :next, :author, :client, :seq, :op, :now)"
 
 
-def apply_known(
-    connection: Connection,
+@dataclass(frozen=True)
+class FastWrite:
+    """One keystroke on the fast path, computed before any I/O: what to write, and the
+    update every client receives once it is committed."""
+
+    applied: Applied
+    snapshot: bool  # the new revision is a snapshot's: the text is written too
+    params: dict[str, Any]  # for the FAST_* statements; "now" is naive UTC (UTCDateTime)
+
+    @property
+    def postgresql(self) -> str:
+        return FAST_POSTGRESQL_SNAPSHOT if self.snapshot else FAST_POSTGRESQL
+
+    @property
+    def sqlite_move(self) -> str:
+        return FAST_SQLITE_MOVE_SNAPSHOT if self.snapshot else FAST_SQLITE_MOVE
+
+
+def prepare_known(
     note_id: int,
     known: tuple[int, str],
     *,
@@ -312,11 +325,12 @@ def apply_known(
     base_revision: int,
     op_json: Any,
     max_chars: int,
-) -> Applied | None:
+) -> FastWrite | None:
     """`apply` for a client at `known` = (revision, text), the note as this process last
-    wrote or read it: None (nothing written) if the note has moved on or was signed
-    meanwhile, and the caller falls back to `apply`. The caller commits (SQLite) or runs
-    it in autocommit (PostgreSQL: the one statement is its own transaction)."""
+    wrote or read it, up to the write: None when the general path must answer (the client
+    is behind, or the operation is empty). The write (FAST_*) is conditional on the note
+    still being at that revision and not signed; if it changes no row, nothing was
+    written and the caller falls back to `apply`. Invalid input raises as `apply` does."""
     revision, current = known
     if base_revision != revision:
         return None
@@ -329,51 +343,21 @@ def apply_known(
         raise NoteTooLong(max_chars)
     if op.is_noop():
         return None  # rare: the general path answers it
-    now = utcnow()
     components = op.to_json()
-    op_text = json.dumps(components, ensure_ascii=False, separators=(",", ":"))
-    snapshot = (revision + 1) % SNAPSHOT_EVERY == 0
-    if connection.dialect.name == "postgresql":
-        # On the driver's connection, a statement prepared once per connection: nothing
-        # is built or compiled per keystroke. The column holds naive UTC (UTCDateTime).
-        raw: Any = connection.connection.dbapi_connection
-        values = {
-            "note": note_id,
-            "rev": revision,
-            "next": revision + 1,
-            "text": new_text,
-            "now": now.replace(tzinfo=None),
-            "author": author_id,
-            "client": client_id,
-            "seq": client_seq,
-            "op": op_text,
-        }
-        statement = FAST_POSTGRESQL_SNAPSHOT if snapshot else FAST_POSTGRESQL
-        if raw.execute(statement, values, prepare=True).rowcount != 1:
-            return None
-    else:
-        # (A parameter named like a column becomes a SET: "text" only for the snapshot.)
-        moved = {"note": note_id, "rev": revision, "next": revision + 1, "now": now}
-        if snapshot:
-            result = connection.execute(_FAST_MOVE_SNAPSHOT, {**moved, "text": new_text})
-        else:
-            result = connection.execute(_FAST_MOVE, moved)
-        if result.rowcount != 1:
-            return None
-        connection.execute(
-            _ADD_UPDATE,
-            {
-                "note_id": note_id,
-                "revision": revision + 1,
-                "author_id": author_id,
-                "client_id": client_id,
-                "client_seq": client_seq,
-                "op": op_text,
-                "created_at": now,
-            },
-        )
+    params = {
+        "note": note_id,
+        "rev": revision,
+        "next": revision + 1,
+        "text": new_text,
+        "now": utcnow().replace(tzinfo=None),
+        "author": author_id,
+        "client": client_id,
+        "seq": client_seq,
+        "op": _ENCODER.encode(components),
+    }
     record = _record(revision + 1, components, client_id, client_seq, author_id)
-    return Applied(record, False, new_text)
+    snapshot = (revision + 1) % SNAPSHOT_EVERY == 0
+    return FastWrite(Applied(record, False, new_text), snapshot, params)
 
 
 def _record(revision: int, op: Any, client_id: str, seq: int, author_id: int) -> dict[str, Any]:
