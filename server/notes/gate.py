@@ -150,7 +150,8 @@ class PostgresWriter:
         self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.size = size
         self.idle: list[psycopg.AsyncConnection[Any]] = []
-        self.open = 0
+        # Every connection opened and not yet closed, idle or busy: close() ends them all.
+        self.connections: set[psycopg.AsyncConnection[Any]] = set()
         self.closed = False
 
     async def write(self, fast: service.FastWrite) -> bool | None:
@@ -161,36 +162,34 @@ class PostgresWriter:
             return None
         if self.idle:
             connection = self.idle.pop()
-        elif self.open < self.size:
-            self.open += 1
-            try:
-                connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-            except BaseException:
-                self.open -= 1
-                raise
+        elif len(self.connections) < self.size:
+            connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            self.connections.add(connection)
         else:
             return None
         try:
             cursor = await connection.execute(fast.postgresql, fast.params, prepare=True)
         except BaseException:
             # Failed or cancelled mid-statement: this connection is never reused.
-            self.open -= 1
-            await connection.close()
+            self._discard(connection)
             raise
         if self.closed:  # closed while this write was in flight
-            self.open -= 1
-            await connection.close()
+            self._discard(connection)
         else:
             self.idle.append(connection)
         return cursor.rowcount == 1
 
+    def _discard(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        # Closing an async connection does no I/O: libpq's finish() is the whole of it,
+        # so it can be done here and from the app's (synchronous) shutdown alike.
+        self.connections.discard(connection)
+        connection.pgconn.finish()
+
     def close(self) -> None:
-        """Close the idle connections (from the app's shutdown, which is synchronous:
-        closing an async connection does no I/O, so libpq's finish() is the whole of it)."""
         self.closed = True
-        while self.idle:
-            self.idle.pop().pgconn.finish()
-            self.open -= 1
+        self.idle.clear()
+        for connection in list(self.connections):
+            self._discard(connection)
 
 
 class ServerNoteGate:
