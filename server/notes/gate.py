@@ -201,20 +201,41 @@ class ServerNoteGate:
         self.known: dict[int, tuple[int, str]] = {}
         self._lock = threading.Lock()
         self._writer: SqliteWriter | PostgresWriter | None = None
-        self._closed = False
+        # Database work running in threads now. A socket's handler can be cancelled while
+        # its thread goes on with a pooled connection; shutdown waits for those threads,
+        # so that every connection is back in the pool before the app disposes it (one
+        # checked in after that is dropped unclosed, a ResourceWarning under psycopg).
+        self._threads = 0
+        self._threads_done = threading.Condition()
 
     def close(self) -> None:
-        self._closed = True
+        """At the app's shutdown. (Tests start one app several times: a later use starts
+        a new writer, which the next shutdown closes.)"""
+        with self._threads_done:
+            self._threads_done.wait_for(lambda: self._threads == 0, timeout=30)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        def run() -> T:
+            try:
+                return work()
+            finally:
+                with self._threads_done:
+                    self._threads -= 1
+                    self._threads_done.notify_all()
+
+        with self._threads_done:
+            self._threads += 1
+        return await asyncio.to_thread(run)
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
             with Session(self.engine, expire_on_commit=False) as session:
                 return work(session)
 
-        return await asyncio.to_thread(run)
+        return await self._in_thread(run)
 
     def _participant(self, session: Session, user: User, public_id: str) -> access.Viewing | None:
         try:
@@ -306,7 +327,7 @@ class ServerNoteGate:
         try:
             applied = await self._apply_known(note, identity, client_id, seq, rev, frame)
             if applied is None:
-                applied = await asyncio.to_thread(general)
+                applied = await self._in_thread(general)
         except AppError as refusal:
             raise NoteRefusal(refusal.code, refusal.message) from None
         if applied.text is not None:
@@ -360,7 +381,7 @@ class ServerNoteGate:
 
     def _fast_writer(self) -> SqliteWriter | PostgresWriter | None:
         """The fast path's writer for this database, started on first use (None: none)."""
-        if self._writer is None and not self._closed:
+        if self._writer is None:
             url = self.engine.url
             if url.get_backend_name() == "postgresql":
                 self._writer = PostgresWriter(url)
