@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.notes [--updates 20000] [--samples 2000] [--database-url URL]
 
-Measures, in one run, on one database:
+Measures, in one run, on one database (the first three in alternating batches of 50, so
+that all three see the same machine):
 - a bare durable commit: the database's own write + commit of one small row through
   the driver (same connection settings as the app), no WebSocket, no Python web stack;
 - a plain relay: a WebSocket message forwarded to another socket (uvicorn, no storage);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -38,6 +40,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from server import migrate
@@ -51,6 +54,7 @@ from server.notes.ot import Client, TextOperation, first, transform_caret
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-42"
+BATCH = 50  # latency samples of each kind in turn
 
 # -- the baseline: a plain WebSocket relay --------------------------------------------------
 _rooms: dict[str, set[WebSocket]] = {}
@@ -172,35 +176,40 @@ def _pct(values: list[float], q: float) -> float:
 
 
 # -- runs ----------------------------------------------------------------------------------
-def _bare_commits(url: str, n: int) -> list[float]:
-    """One small row written and committed through the driver, n times (the floor)."""
-    engine = engine_for(url)
-    sqlite = engine.dialect.name == "sqlite"
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if sqlite:
-            # Durable, as a note's update is committed (server/notes/gate.py `durable`).
-            cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("CREATE TABLE bench_commit (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-        raw.commit()
-        insert = "INSERT INTO bench_commit (id, body) VALUES (%s, %s)"
-        if sqlite:
-            insert = insert.replace("%s", "?")
-        latencies: list[float] = []
-        for i in range(n):
-            started = time.perf_counter()
-            if sqlite:
-                cursor.execute("BEGIN IMMEDIATE")  # as the app's transactions begin
-            cursor.execute(insert, (i + 1, '[120,"가"]'))
-            raw.commit()
-            latencies.append(time.perf_counter() - started)
-        cursor.execute("DROP TABLE bench_commit")
-        raw.commit()
-        return latencies
-    finally:
-        raw.close()
-        engine.dispose()
+class _BareCommit:
+    """One small row written and committed through the driver (the floor)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = engine_for(url)
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        self.raw = self.engine.raw_connection()
+        self.cursor = self.raw.cursor()
+        if self.sqlite:
+            # Durable, as a note's update is committed (server/notes/gate.py).
+            self.cursor.execute("PRAGMA synchronous=FULL")
+        self.cursor.execute(
+            "CREATE TABLE bench_commit (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"
+        )
+        self.raw.commit()
+        self.insert = "INSERT INTO bench_commit (id, body) VALUES (%s, %s)"
+        if self.sqlite:
+            self.insert = self.insert.replace("%s", "?")
+        self.count = 0
+
+    def once(self) -> float:
+        self.count += 1
+        started = time.perf_counter()
+        if self.sqlite:
+            self.cursor.execute("BEGIN IMMEDIATE")  # as the app's transactions begin
+        self.cursor.execute(self.insert, (self.count, '[120,"가"]'))
+        self.raw.commit()
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.cursor.execute("DROP TABLE bench_commit")
+        self.raw.commit()
+        self.raw.close()
+        self.engine.dispose()
 
 
 class _Writer:
@@ -274,29 +283,61 @@ async def _connect(ws_url: str, base: str, cookie: str) -> Any:
     )
 
 
-async def _ack_latency(ws_url: str, base: str, cookies: tuple[str, str], n: int) -> list[float]:
-    """One editor types n keystrokes, each sent once the previous is acknowledged."""
+async def _drain(ws: Any) -> None:
+    """The second editor reads everything it is sent, as an open panel does."""
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in ws:
+            pass
+
+
+async def _latencies(
+    url: str, relay_url: str, ws_url: str, base: str, cookies: tuple[str, str], n: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Bare commit, plain relay and note ack, n samples each, taken in alternating batches
+    of BATCH so that all three see the same machine (the disk's flush time in particular
+    drifts by 10x over a minute on a shared machine).
+
+    The note: one editor types n keystrokes at its end, each sent once the previous is
+    acknowledged, while a second editor is connected and reading."""
+    bare = _BareCommit(url)
     a, b = await _connect(ws_url, base, cookies[0]), await _connect(ws_url, base, cookies[1])
+    ra, rb = await connect(relay_url), await connect(relay_url)
     try:
         wa, wb = _Writer(a, "latencya"), _Writer(b, "latencyb")
         await wa.join()
         await wb.join()
-        beats = [asyncio.create_task(w.heartbeat()) for w in (wa, wb)]
+        tasks = [asyncio.create_task(w.heartbeat()) for w in (wa, wb)]
+        tasks.append(asyncio.create_task(_drain(b)))
         wa.caret = len(wa.client.doc)
-        latencies: list[float] = []
-        for char in _unique_chars(n, 0):
-            message = wa.keystroke(char, False)
-            assert message is not None
-            started = time.perf_counter()
-            await a.send(json.dumps(message))
-            await wa.pump()
-            latencies.append(time.perf_counter() - started)
-        for beat in beats:
-            beat.cancel()
-        return latencies
+        await asyncio.sleep(0.2)
+        commits: list[float] = []
+        relays: list[float] = []
+        acks: list[float] = []
+        chars = _unique_chars(n, 0)
+        for first in range(0, n, BATCH):
+            batch = chars[first : first + BATCH]
+            for _ in batch:
+                commits.append(bare.once())
+            for i, char in enumerate(batch, first):
+                message = json.dumps({"type": "op", "rev": i, "seq": i + 1, "op": [i, char]})
+                started = time.perf_counter()
+                await ra.send(message)
+                await rb.recv()
+                relays.append(time.perf_counter() - started)
+            for char in batch:
+                keystroke = wa.keystroke(char, False)
+                assert keystroke is not None
+                started = time.perf_counter()
+                await a.send(json.dumps(keystroke))
+                await wa.pump()
+                acks.append(time.perf_counter() - started)
+        for task in tasks:
+            task.cancel()
+        return commits, relays, acks
     finally:
-        await a.close()
-        await b.close()
+        for ws in (a, b, ra, rb):
+            await ws.close()
+        bare.close()
 
 
 async def _two_writers(
@@ -357,19 +398,6 @@ async def _two_writers(
         await b.close()
 
 
-async def _run_relay(url: str, n: int) -> list[float]:
-    async with connect(url) as a, connect(url) as b:
-        await asyncio.sleep(0.2)
-        latencies: list[float] = []
-        for i, char in enumerate(_unique_chars(n, 0)):
-            message = json.dumps({"type": "op", "rev": i, "seq": i + 1, "op": [i, char]})
-            started = time.perf_counter()
-            await a.send(message)
-            await b.recv()
-            latencies.append(time.perf_counter() - started)
-        return latencies
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=20_000)
@@ -398,11 +426,10 @@ def main() -> None:
             base = f"http://127.0.0.1:{notes_port}"
             cookies = (_cookie(base, gp_email), _cookie(base, sp_email))
             ws_url = f"ws://127.0.0.1:{notes_port}/notes/ws/{public_id}"
-            commit_lat = _bare_commits(url, args.samples)
-            relay_lat = asyncio.run(
-                _run_relay(f"ws://127.0.0.1:{relay_port}/relay/r", args.samples)
+            relay_url = f"ws://127.0.0.1:{relay_port}/relay/r"
+            commit_lat, relay_lat, ack_lat = asyncio.run(
+                _latencies(url, relay_url, ws_url, base, cookies, args.samples)
             )
-            ack_lat = asyncio.run(_ack_latency(ws_url, base, cookies, args.samples))
             t0 = time.perf_counter()
             load_lat, text, runs = asyncio.run(
                 _two_writers(ws_url, base, cookies, args.updates, args.samples)

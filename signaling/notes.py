@@ -117,7 +117,8 @@ def parse_note_frame(data: str | bytes) -> dict[str, Any]:
             data = data.decode()
         except UnicodeDecodeError:
             raise p.ProtocolError("bad_frame", "not UTF-8 text") from None
-    if _depth(data) > MAX_DEPTH:
+    # Counting brackets is done in C; only a frame with enough of them is scanned.
+    if data.count("[") + data.count("{") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
         raise p.ProtocolError("bad_frame", "JSON nested too deeply")
     try:
         frame = json.loads(data)
@@ -131,8 +132,12 @@ def parse_note_frame(data: str | bytes) -> dict[str, Any]:
     return frame
 
 
+# One encoder, built once: json.dumps with options builds a new one on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dump(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(message)
 
 
 class Editor:
@@ -152,20 +157,35 @@ class Editor:
         self.identity = identity
         self.client_id = client_id
         self.sent_rev = 0
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # (message, its JSON text if already serialised: the broker's text is reused)
+        self.queue: asyncio.Queue[tuple[dict[str, Any], str | None] | None] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self.frozen = False
         self.active = False  # an edit since the last heartbeat check
         self.checked_at = time.monotonic()
 
-    def deliver(self, message: dict[str, Any]) -> None:
-        """From the broker (any thread: tests run one event loop per test client)."""
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue a message made here (on this editor's loop)."""
+        self.queue.put_nowait((message, None))
+
+    def deliver(self, message: dict[str, Any], text: str) -> None:
+        """From the broker, with the text it carried (the message as sent to clients).
+
+        Usually on this editor's event loop; from another thread in tests (one loop per
+        test client), where it must go through the loop's thread-safe door."""
         if message.get("client") == self.client_id and message.get("type") != "op":
             return  # our own presence or leave
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+        try:
+            here = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            here = False
+        if here:
+            self.queue.put_nowait((message, text))
+        else:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (message, text))
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        await self.websocket.send_text(_dump(message))
+    async def _send(self, message: dict[str, Any], text: str | None = None) -> None:
+        await self.websocket.send_text(_dump(message) if text is None else text)
 
     async def _fill(self, upto: int) -> None:
         for record in await self.gate.updates_between(self.note, self.sent_rev, upto):
@@ -174,9 +194,10 @@ class Editor:
 
     async def sender(self) -> None:
         while True:
-            message = await self.queue.get()
-            if message is None:
+            item = await self.queue.get()
+            if item is None:
                 return
+            message, text = item
             kind = message.get("type")
             if kind == "ack":
                 if int(message["rev"]) > self.sent_rev:
@@ -189,7 +210,7 @@ class Editor:
                     await self._fill(rev)  # a gap: the database is the truth
                     continue
                 self.sent_rev = rev
-            await self._send(message)
+            await self._send(message, text)
 
 
 class NotesService:
@@ -207,13 +228,13 @@ class NotesService:
     def _channel(note: NoteAccess) -> str:
         return f"notes:{note.note_id}"
 
-    async def publish(self, note: NoteAccess, message: dict[str, Any]) -> None:
-        await self._broker().publish(self._channel(note), _dump(message))
+    async def publish(self, note: NoteAccess, message: dict[str, Any], text: str = "") -> None:
+        await self._broker().publish(self._channel(note), text or _dump(message))
 
     async def _receive(self, note_id: int, text: str) -> None:
         message = json.loads(text)
         for editor in list(self.editors.get(note_id, ())):
-            editor.deliver(message)
+            editor.deliver(message, text)
 
     async def _open(self, editor: Editor) -> None:
         note = editor.note
@@ -258,7 +279,7 @@ class NotesService:
         entries = await self._broker().presence_all(self._channel(editor.note))
         for client_id, (record, expires) in entries.items():
             if client_id != editor.client_id and expires >= now:
-                editor.queue.put_nowait(dict(record))
+                editor.put(dict(record))
 
     # --- the endpoint ------------------------------------------------------------------
     async def endpoint(self, websocket: WebSocket) -> None:
@@ -304,7 +325,7 @@ class NotesService:
                 and snapshot["oldest"] <= rev <= snapshot["rev"]
             ):
                 editor.sent_rev = rev  # a rejoin: send only what was missed
-                editor.queue.put_nowait({"type": "_upto", "rev": snapshot["rev"]})
+                editor.put({"type": "_upto", "rev": snapshot["rev"]})
             else:
                 editor.sent_rev = snapshot["rev"]
                 await editor._send(
@@ -312,7 +333,7 @@ class NotesService:
                 )
             editor.frozen = bool(snapshot["frozen"])
             await self._others(editor)
-            editor.queue.put_nowait(
+            editor.put(
                 {
                     "type": "ready",
                     "frozen": editor.frozen,
@@ -363,7 +384,7 @@ class NotesService:
             frame = await reader.next(HEARTBEAT_WAIT)
             kind = frame["type"]
             if kind == "ping":
-                editor.queue.put_nowait({"type": "pong"})
+                editor.put({"type": "pong"})
                 if time.monotonic() - editor.checked_at < RECHECK_SECONDS:
                     continue
                 editor.checked_at = time.monotonic()
@@ -374,7 +395,7 @@ class NotesService:
                 if verdict == "frozen" and not editor.frozen:
                     # The report was signed (perhaps by another process): read-only now.
                     editor.frozen = True
-                    editor.queue.put_nowait({"type": "error", "code": "note_frozen"})
+                    editor.put({"type": "error", "code": "note_frozen"})
                 await self._broker().presence_touch(
                     self._channel(editor.note), [editor.client_id], PRESENCE_TTL
                 )
@@ -398,14 +419,16 @@ class NotesService:
                         editor.note, editor.identity, editor.client_id, frame
                     )
                 except NoteRefusal as refusal:
-                    editor.queue.put_nowait(
-                        {"type": "error", "code": refusal.code, "message": refusal.message}
-                    )
+                    editor.put({"type": "error", "code": refusal.code, "message": refusal.message})
                     continue
                 editor.active = True
-                if author_only:
-                    editor.queue.put_nowait(record)
-                else:
-                    await self.publish(editor.note, record)
+                # The author's acknowledgement first, as soon as the update is committed:
+                # it does not wait for the broker (a round trip to Redis). Its copy from
+                # the broker is then dropped by revision, like any duplicate.
+                text = _dump(record)
+                editor.queue.put_nowait((record, text))
+                if not author_only:
+                    await asyncio.sleep(0)  # the sender sends it; then the fan-out
+                    await self.publish(editor.note, record, text)
             else:  # a second join
                 await reader.error("unknown_message", "already joined")

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.exc import DBAPIError
+import psycopg
+from sqlalchemy import URL, Connection, Engine
 from sqlmodel import Session
 
 from server.accounts import service as accounts
@@ -42,7 +44,8 @@ def durable(connection: Connection) -> Iterator[None]:
     PostgreSQL's commit waits for its WAL to reach the disk (synchronous_commit, on by
     default). The app runs SQLite with synchronous=NORMAL (WAL written, not flushed, at
     each commit); a note's update is committed with synchronous=FULL instead, set on
-    this connection before its transaction begins and restored after.
+    this connection before its transaction begins and restored after (the fast path's
+    writer keeps its own connection at FULL: `SqliteWriter`).
     """
     if connection.dialect.name != "sqlite":
         yield
@@ -55,6 +58,140 @@ def durable(connection: Connection) -> Iterator[None]:
         raw.execute("PRAGMA synchronous=NORMAL")
 
 
+# SQLAlchemy's text form of a DateTime on SQLite, which UTCDateTime reads back.
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _settle(future: asyncio.Future[bool], result: bool | BaseException) -> None:
+    if future.cancelled():
+        return  # the editor went away meanwhile; the write stands (a resend is a duplicate)
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class SqliteWriter:
+    """SQLite: one thread, with its own connection, writes the fast path's keystrokes.
+
+    SQLite has one writer at a time anyway. A thread that keeps one connection, durable
+    (synchronous=FULL, set once) and with plain statements (the driver caches them),
+    spares each keystroke a pool checkout, two PRAGMA switches, the ORM's statement
+    handling and the default executor's bookkeeping.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.jobs: queue.SimpleQueue[
+            tuple[service.FastWrite, asyncio.Future[bool], asyncio.AbstractEventLoop] | None
+        ] = queue.SimpleQueue()
+        self.closed = False
+        self.lock = threading.Lock()  # no job is queued behind the closing sentinel
+        self.thread = threading.Thread(target=self._run, name="notes-sqlite-writer", daemon=True)
+        self.thread.start()
+
+    async def write(self, fast: service.FastWrite) -> bool | None:
+        """True once the update is committed; False if the note had moved on (no write);
+        None once closed (the general path takes it)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        with self.lock:
+            if self.closed:
+                return None
+            self.jobs.put((fast, future, loop))
+        return await future
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.jobs.put(None)
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL"):
+                connection.execute(f"PRAGMA {pragma}")
+            while (job := self.jobs.get()) is not None:
+                fast, future, loop = job
+                result: bool | BaseException
+                try:
+                    result = self._write(connection, fast)
+                except Exception as error:
+                    result = error
+                with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                    loop.call_soon_threadsafe(_settle, future, result)
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _write(connection: sqlite3.Connection, fast: service.FastWrite) -> bool:
+        params = {**fast.params, "now": fast.params["now"].strftime(_SQLITE_TIME)}
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if connection.execute(fast.sqlite_move, params).rowcount != 1:
+                connection.execute("ROLLBACK")
+                return False
+            connection.execute(service.FAST_SQLITE_INSERT, params)
+            connection.execute("COMMIT")
+            return True
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+
+class PostgresWriter:
+    """PostgreSQL: the fast write runs on the event loop, on psycopg's async connections
+    in autocommit: one round trip, commit included, a statement prepared once per
+    connection, and no hand-off to a thread and back."""
+
+    def __init__(self, url: URL, size: int = 4) -> None:
+        self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.size = size
+        self.idle: list[psycopg.AsyncConnection[Any]] = []
+        # Every connection opened and not yet closed, idle or busy: close() ends them all.
+        self.connections: set[psycopg.AsyncConnection[Any]] = set()
+        self.closed = False
+
+    async def write(self, fast: service.FastWrite) -> bool | None:
+        """True once committed; False if the note had moved on (no write); None if all
+        connections are busy (many writers at once) or the writer is closed: the general
+        path takes it."""
+        if self.closed:
+            return None
+        if self.idle:
+            connection = self.idle.pop()
+        elif len(self.connections) < self.size:
+            connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            self.connections.add(connection)
+        else:
+            return None
+        try:
+            cursor = await connection.execute(fast.postgresql, fast.params, prepare=True)
+        except BaseException:
+            # Failed or cancelled mid-statement: this connection is never reused.
+            self._discard(connection)
+            raise
+        if self.closed:  # closed while this write was in flight
+            self._discard(connection)
+        else:
+            self.idle.append(connection)
+        return cursor.rowcount == 1
+
+    def _discard(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        # Closing an async connection does no I/O: libpq's finish() is the whole of it,
+        # so it can be done here and from the app's (synchronous) shutdown alike.
+        self.connections.discard(connection)
+        connection.pgconn.finish()
+
+    def close(self) -> None:
+        self.closed = True
+        self.idle.clear()
+        for connection in list(self.connections):
+            self._discard(connection)
+
+
 class ServerNoteGate:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
@@ -63,19 +200,42 @@ class ServerNoteGate:
         # path, never trusted (the write is conditional on the revision).
         self.known: dict[int, tuple[int, str]] = {}
         self._lock = threading.Lock()
-        self._fast: Engine | None = None
+        self._writer: SqliteWriter | PostgresWriter | None = None
+        # Database work running in threads now. A socket's handler can be cancelled while
+        # its thread goes on with a pooled connection; shutdown waits for those threads,
+        # so that every connection is back in the pool before the app disposes it (one
+        # checked in after that is dropped unclosed, a ResourceWarning under psycopg).
+        self._threads = 0
+        self._threads_done = threading.Condition()
 
     def close(self) -> None:
-        if self._fast is not None:
-            self._fast.dispose()
-            self._fast = None
+        """At the app's shutdown. (Tests start one app several times: a later use starts
+        a new writer, which the next shutdown closes.)"""
+        with self._threads_done:
+            self._threads_done.wait_for(lambda: self._threads == 0, timeout=30)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        def run() -> T:
+            try:
+                return work()
+            finally:
+                with self._threads_done:
+                    self._threads -= 1
+                    self._threads_done.notify_all()
+
+        with self._threads_done:
+            self._threads += 1
+        return await asyncio.to_thread(run)
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
             with Session(self.engine, expire_on_commit=False) as session:
                 return work(session)
 
-        return await asyncio.to_thread(run)
+        return await self._in_thread(run)
 
     def _participant(self, session: Session, user: User, public_id: str) -> access.Viewing | None:
         try:
@@ -133,7 +293,7 @@ class ServerNoteGate:
             assert found is not None  # created when the note was opened
             return {
                 "rev": found.revision,
-                "text": found.text,
+                "text": service.current_text(session, found),
                 "frozen": found.frozen_at is not None,
                 "oldest": found.compacted_revision,
             }
@@ -164,21 +324,14 @@ class ServerNoteGate:
                     session.commit()
                     return applied
 
-        def work() -> service.Applied:
-            known = self.known.get(note.note_id)
-            applied = None
-            if known is not None and known[0] == rev:
-                applied = self._apply_known(note, known, identity, client_id, seq, rev, frame)
-            if applied is None:
-                applied = general()
-            if applied.text is not None:
-                self._remember(note.note_id, int(applied.record["rev"]), applied.text)
-            return applied
-
         try:
-            applied = await asyncio.to_thread(work)
+            applied = await self._apply_known(note, identity, client_id, seq, rev, frame)
+            if applied is None:
+                applied = await self._in_thread(general)
         except AppError as refusal:
             raise NoteRefusal(refusal.code, refusal.message) from None
+        if applied.text is not None:
+            self._remember(note.note_id, int(applied.record["rev"]), applied.text)
         author_only = applied.duplicate or applied.record["type"] == "ack"
         if not author_only:
             metrics.record_note_update()
@@ -190,10 +343,9 @@ class ServerNoteGate:
             if known is None or known[0] < revision:
                 self.known[note_id] = (revision, text)
 
-    def _apply_known(
+    async def _apply_known(
         self,
         note: NoteAccess,
-        known: tuple[int, str],
         identity: Identity,
         client_id: str,
         seq: int,
@@ -201,44 +353,41 @@ class ServerNoteGate:
         frame: dict[str, Any],
     ) -> service.Applied | None:
         """The common case, a writer up to date with what this process last wrote: one
-        conditional write (service.apply_known), or None to take the general path."""
-        fast = self._fast_engine()
-        try:
-            with fast.connect() as connection, durable(connection):
-                applied = service.apply_known(
-                    connection,
-                    note.note_id,
-                    known,
-                    author_id=identity.user_id or 0,
-                    client_id=client_id,
-                    client_seq=seq,
-                    base_revision=rev,
-                    op_json=frame.get("op"),
-                    max_chars=self.settings.notes_max_chars,
-                )
-                connection.commit()  # nothing to commit in autocommit (PostgreSQL)
-                return applied
-        except DBAPIError:
-            # A pooled connection that died (the fast pool does not ping first): the
-            # general path, on the app's pre-pinged pool, decides; this pool starts afresh.
-            log.warning("notes: fast write failed; taking the general path", exc_info=True)
-            fast.dispose()
+        conditional write (service.prepare_known), or None to take the general path."""
+        known = self.known.get(note.note_id)
+        if known is None or known[0] != rev:
             return None
+        fast = service.prepare_known(
+            note.note_id,
+            known,
+            author_id=identity.user_id or 0,
+            client_id=client_id,
+            client_seq=seq,
+            base_revision=rev,
+            op_json=frame.get("op"),
+            max_chars=self.settings.notes_max_chars,
+        )
+        writer = self._fast_writer()
+        if fast is None or writer is None:
+            return None
+        try:
+            written = await writer.write(fast)
+        except (psycopg.Error, sqlite3.Error, OSError):
+            # A connection that died, a lock that timed out: the general path, on the
+            # app's pre-pinged pool, decides (a write that did commit is then a resend).
+            log.warning("notes: fast write failed; taking the general path", exc_info=True)
+            return None
+        return fast.applied if written else None
 
-    def _fast_engine(self) -> Engine:
-        """PostgreSQL: a pool in autocommit, without the ping on checkout and the rollback
-        on return, so the fast write is one round trip. SQLite: the app's engine."""
-        if self.engine.dialect.name != "postgresql":
-            return self.engine
-        if self._fast is None:
-            self._fast = create_engine(
-                self.engine.url,
-                isolation_level="AUTOCOMMIT",
-                pool_size=4,
-                max_overflow=8,
-                pool_reset_on_return=None,
-            )
-        return self._fast
+    def _fast_writer(self) -> SqliteWriter | PostgresWriter | None:
+        """The fast path's writer for this database, started on first use (None: none)."""
+        if self._writer is None:
+            url = self.engine.url
+            if url.get_backend_name() == "postgresql":
+                self._writer = PostgresWriter(url)
+            elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                self._writer = SqliteWriter(url.database or "")
+        return self._writer
 
     async def updates_between(
         self, note: NoteAccess, after: int, upto: int

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlalchemy import select as core_select
-from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from server.audit import service as audit
-from server.clock import UTCDateTime, utcnow
+from server.clock import utcnow
 from server.consults.models import ConsultRequest
 from server.errors import AppError
 from server.notes.errors import (
@@ -31,6 +30,11 @@ from server.notes.models import NoteUpdate, SharedNote
 from server.notes.ot import OTError, TextOperation, transform_against
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once
+# The note's text is written to its row when the revision is a multiple of this (and when
+# the log is compacted or the note signed); in between only the revision moves. Loading
+# replays at most SNAPSHOT_EVERY - 1 small logged operations after the snapshot.
+SNAPSHOT_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -97,17 +101,42 @@ def ensure_note(session: Session, consult_id: int) -> SharedNote:
     return note
 
 
+def current_text(session: Session, note: SharedNote) -> str:
+    """The text at `note.revision`: the snapshot plus the few updates logged after it."""
+    if note.text_revision >= note.revision:
+        return note.text
+    rows = (
+        session.connection()
+        .execute(_OPS_AFTER, {"note": note.id, "after": note.text_revision})
+        .all()
+    )
+    return _replay(note.text, (raw for _, raw in rows))
+
+
+def _replay(text: str, raws: Iterable[str]) -> str:
+    for raw in raws:
+        text = TextOperation.from_json(json.loads(raw)).apply(text)
+    return text
+
+
 def state(session: Session, consult: ConsultRequest) -> dict[str, Any]:
-    """The snapshot a client starts from: one row read, however long the note's history."""
+    """The note a client starts from: one row and fewer than SNAPSHOT_EVERY log rows read,
+    however long the note's history."""
     note = find_note(session, consult.id or 0)
     if note is None:
         return {"rev": 0, "text": "", "frozen": consult.report_signed_at is not None}
-    return {"rev": note.revision, "text": note.text, "frozen": note.frozen_at is not None}
+    text = current_text(session, note)
+    return {"rev": note.revision, "text": text, "frozen": note.frozen_at is not None}
 
 
 _notes, _updates = SharedNote.__table__, NoteUpdate.__table__  # type: ignore[attr-defined]
 _NOTE = core_select(
-    _notes.c.id, _notes.c.text, _notes.c.revision, _notes.c.compacted_revision, _notes.c.frozen_at
+    _notes.c.id,
+    _notes.c.text,
+    _notes.c.text_revision,
+    _notes.c.revision,
+    _notes.c.compacted_revision,
+    _notes.c.frozen_at,
 ).where(_notes.c.consult_id == bindparam("consult"))
 # Serialises writers of one note on PostgreSQL; SQLite serialises all writers (BEGIN IMMEDIATE).
 _NOTE_FOR_UPDATE = _NOTE.with_for_update()
@@ -122,11 +151,17 @@ _LATE = (
     .where(_updates.c.note_id == bindparam("note"), _updates.c.revision > bindparam("base"))
     .order_by(_updates.c.revision)
 )
-_SET_NOTE = (
+_OPS_AFTER = (
+    core_select(_updates.c.revision, _updates.c.op)
+    .where(_updates.c.note_id == bindparam("note"), _updates.c.revision > bindparam("after"))
+    .order_by(_updates.c.revision)
+)
+_SET_REVISION = (
     update(_notes)
     .where(_notes.c.id == bindparam("note"))
-    .values(text=bindparam("text"), revision=bindparam("revision"), updated_at=bindparam("now"))
+    .values(revision=bindparam("revision"), updated_at=bindparam("now"))
 )
+_SET_NOTE = _SET_REVISION.values(text=bindparam("text"), text_revision=bindparam("revision"))
 _ADD_UPDATE = insert(_updates)
 
 
@@ -143,8 +178,9 @@ def apply(
 ) -> Applied:
     """Transform a client's operation past what it has not seen, store it, return the update.
 
-    The row and the new snapshot are written in the caller's transaction, which must
-    commit before anyone is told: an acknowledged update is always on disk.
+    The row and the new revision (and, every SNAPSHOT_EVERY revisions, the text) are
+    written in the caller's transaction, which must commit before anyone is told: an
+    acknowledged update is always on disk.
     """
     op = _parse(client_id, client_seq, base_revision, op_json, max_chars)
     # The hot path of every keystroke: statements built once (below), on the session's
@@ -156,15 +192,19 @@ def apply(
     ).first()
     if row is None:
         raise InvalidOperation("the note does not exist yet; join first")
-    note_id, current, revision, compacted, frozen_at = row
-    late: Sequence[Any] = ()
-    if base_revision < revision:
-        # A resend of a stored operation was stored after its base: it is among these.
-        late = connection.execute(_LATE, {"note": note_id, "base": base_revision}).all()
-        for rev, other, seq, raw, author in late:
-            if other == client_id and seq == client_seq:
-                record = _record(rev, json.loads(raw), other, seq, author)
-                return Applied(record, duplicate=True)
+    note_id, snapshot, text_revision, revision, compacted, frozen_at = row
+    # One log query serves both the transform (updates after the client's base) and the
+    # current text (updates after the snapshot's revision).
+    since = min(base_revision, text_revision)
+    logged: Sequence[Any] = ()
+    if since < revision:
+        logged = connection.execute(_LATE, {"note": note_id, "base": since}).all()
+    late = [entry for entry in logged if entry[0] > base_revision]
+    # A resend of a stored operation was stored after its base: it is among these.
+    for rev, other, seq, raw, author in late:
+        if other == client_id and seq == client_seq:
+            record = _record(rev, json.loads(raw), other, seq, author)
+            return Applied(record, duplicate=True)
     if frozen_at is not None:
         raise NoteFrozen()
     if base_revision > revision:
@@ -174,6 +214,7 @@ def apply(
         )
     if base_revision < compacted:
         raise RevisionTooOld(compacted)
+    current = _replay(snapshot, (entry[3] for entry in logged if entry[0] > text_revision))
     try:
         op = transform_against(
             op,
@@ -195,9 +236,12 @@ def apply(
         )
     now = utcnow()
     components = op.to_json()
-    connection.execute(
-        _SET_NOTE, {"note": note_id, "text": text, "revision": revision + 1, "now": now}
-    )
+    # (A parameter named like a column becomes a SET: "text" goes only with _SET_NOTE.)
+    moved = {"note": note_id, "revision": revision + 1, "now": now}
+    if (revision + 1) % SNAPSHOT_EVERY == 0:
+        connection.execute(_SET_NOTE, {**moved, "text": text})
+    else:
+        connection.execute(_SET_REVISION, moved)
     connection.execute(
         _ADD_UPDATE,
         {
@@ -206,7 +250,7 @@ def apply(
             "author_id": author_id,
             "client_id": client_id,
             "client_seq": client_seq,
-            "op": json.dumps(components, ensure_ascii=False, separators=(",", ":")),
+            "op": _ENCODER.encode(components),
             "created_at": now,
         },
     )
@@ -226,26 +270,52 @@ def _parse(
 
 # The fast path, when the client is up to date with the text this process last saw:
 # the update is written only if the note is still at that revision (and not signed).
-# PostgreSQL: one statement, so in autocommit one round trip, commit included.
-_FAST_POSTGRESQL = sql_text(
-    "WITH moved AS (UPDATE shared_note SET text = :text, revision = :next, updated_at = :now"
-    " WHERE id = :note AND revision = :rev AND frozen_at IS NULL RETURNING id)"
-    " INSERT INTO note_update (note_id, revision, author_id, client_id, client_seq, op,"
-    " created_at) SELECT id, :next, :author, :client, :seq, :op, :now FROM moved"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_FAST_MOVE = (
-    update(_notes)
-    .where(
-        _notes.c.id == bindparam("note"),
-        _notes.c.revision == bindparam("rev"),
-        _notes.c.frozen_at.is_(None),
-    )
-    .values(text=bindparam("text"), revision=bindparam("next"), updated_at=bindparam("now"))
+# The statements are plain SQL for the driver itself (server/notes/gate.py runs them on
+# its own connections): nothing is built or compiled per keystroke. The text goes along
+# only when the new revision is a snapshot's (SNAPSHOT_EVERY).
+_FAST_INSERT = (
+    "INSERT INTO note_update (note_id, revision, author_id, client_id, client_seq, op, created_at)"
 )
+_FAST_WHERE = " WHERE id = %(note)s AND revision = %(rev)s AND frozen_at IS NULL"
+# PostgreSQL: one statement, so in autocommit one round trip, commit included.
+FAST_POSTGRESQL = (
+    "WITH moved AS (UPDATE shared_note SET revision = %(next)s, updated_at = %(now)s"
+    f"{_FAST_WHERE} RETURNING id) {_FAST_INSERT} SELECT id, %(next)s, %(author)s,"
+    " %(client)s, %(seq)s, %(op)s, %(now)s FROM moved"
+)
+FAST_POSTGRESQL_SNAPSHOT = FAST_POSTGRESQL.replace(
+    "SET revision", "SET text = %(text)s, text_revision = %(next)s, revision"
+)
+# SQLite: two statements in one transaction (the caller's BEGIN IMMEDIATE ... COMMIT).
+FAST_SQLITE_MOVE = (
+    "UPDATE shared_note SET revision = :next, updated_at = :now"
+    + _FAST_WHERE.replace("%(", ":").replace(")s", "")
+)
+FAST_SQLITE_MOVE_SNAPSHOT = FAST_SQLITE_MOVE.replace(
+    "SET revision", "SET text = :text, text_revision = :next, revision"
+)
+FAST_SQLITE_INSERT = f"{_FAST_INSERT} VALUES (:note, :next, :author, :client, :seq, :op, :now)"
 
 
-def apply_known(
-    connection: Connection,
+@dataclass(frozen=True)
+class FastWrite:
+    """One keystroke on the fast path, computed before any I/O: what to write, and the
+    update every client receives once it is committed."""
+
+    applied: Applied
+    snapshot: bool  # the new revision is a snapshot's: the text is written too
+    params: dict[str, Any]  # for the FAST_* statements; "now" is naive UTC (UTCDateTime)
+
+    @property
+    def postgresql(self) -> str:
+        return FAST_POSTGRESQL_SNAPSHOT if self.snapshot else FAST_POSTGRESQL
+
+    @property
+    def sqlite_move(self) -> str:
+        return FAST_SQLITE_MOVE_SNAPSHOT if self.snapshot else FAST_SQLITE_MOVE
+
+
+def prepare_known(
     note_id: int,
     known: tuple[int, str],
     *,
@@ -255,11 +325,12 @@ def apply_known(
     base_revision: int,
     op_json: Any,
     max_chars: int,
-) -> Applied | None:
+) -> FastWrite | None:
     """`apply` for a client at `known` = (revision, text), the note as this process last
-    wrote or read it: None (nothing written) if the note has moved on or was signed
-    meanwhile, and the caller falls back to `apply`. The caller commits (SQLite) or runs
-    it in autocommit (PostgreSQL: the one statement is its own transaction)."""
+    wrote or read it, up to the write: None when the general path must answer (the client
+    is behind, or the operation is empty). The write (FAST_*) is conditional on the note
+    still being at that revision and not signed; if it changes no row, nothing was
+    written and the caller falls back to `apply`. Invalid input raises as `apply` does."""
     revision, current = known
     if base_revision != revision:
         return None
@@ -272,39 +343,21 @@ def apply_known(
         raise NoteTooLong(max_chars)
     if op.is_noop():
         return None  # rare: the general path answers it
-    now = utcnow()
     components = op.to_json()
-    values = {
+    params = {
         "note": note_id,
         "rev": revision,
         "next": revision + 1,
         "text": new_text,
-        "now": now,
+        "now": utcnow().replace(tzinfo=None),
         "author": author_id,
         "client": client_id,
         "seq": client_seq,
-        "op": json.dumps(components, ensure_ascii=False, separators=(",", ":")),
+        "op": _ENCODER.encode(components),
     }
-    if connection.dialect.name == "postgresql":
-        if connection.execute(_FAST_POSTGRESQL, values).rowcount != 1:
-            return None
-    else:
-        if connection.execute(_FAST_MOVE, values).rowcount != 1:
-            return None
-        connection.execute(
-            _ADD_UPDATE,
-            {
-                "note_id": note_id,
-                "revision": revision + 1,
-                "author_id": author_id,
-                "client_id": client_id,
-                "client_seq": client_seq,
-                "op": values["op"],
-                "created_at": now,
-            },
-        )
     record = _record(revision + 1, components, client_id, client_seq, author_id)
-    return Applied(record, False, new_text)
+    snapshot = (revision + 1) % SNAPSHOT_EVERY == 0
+    return FastWrite(Applied(record, False, new_text), snapshot, params)
 
 
 def _record(revision: int, op: Any, client_id: str, seq: int, author_id: int) -> dict[str, Any]:
@@ -336,11 +389,14 @@ def updates_between(
 
 
 def freeze(session: Session, consult: ConsultRequest, *, actor_id: int | None = None) -> SharedNote:
-    """Make the note read-only for good (called when the report is signed); idempotent."""
+    """Make the note read-only for good (called when the report is signed); idempotent.
+
+    The signed text is written whole to the note's row (the snapshot at its revision)."""
     note = ensure_note(session, consult.id or 0)
     locked = find_note(session, consult.id or 0, lock=True)
     note = locked or note
     if note.frozen_at is None:
+        _fold(session, note)
         note.frozen_at = utcnow()
         session.add(note)
         audit.record(
@@ -354,6 +410,14 @@ def freeze(session: Session, consult: ConsultRequest, *, actor_id: int | None = 
         )
         session.flush()
     return note
+
+
+def _fold(session: Session, note: SharedNote) -> None:
+    """Bring the snapshot up to the note's revision (the caller holds the note's lock)."""
+    if note.text_revision < note.revision:
+        note.text = current_text(session, note)
+        note.text_revision = note.revision
+        session.add(note)
 
 
 def final_text(session: Session, consult: ConsultRequest) -> str:
@@ -377,7 +441,7 @@ def excerpt(session: Session, consult: ConsultRequest, start: int | None, end: i
 
 
 def compact(session: Session, consult_id: int, *, retention: timedelta) -> int:
-    """Drop log rows older than the retention (the snapshot already holds them); returns count."""
+    """Drop log rows older than the retention (folded into the snapshot first); returns count."""
     note = find_note(session, consult_id, lock=True)
     if note is None:
         return 0
@@ -389,6 +453,8 @@ def compact(session: Session, consult_id: int, *, retention: timedelta) -> int:
     ).first()
     if not upto:
         return 0
+    # Rows after the snapshot are part of the text: fold them in before any is dropped.
+    _fold(session, note)
     result = session.execute(
         delete(NoteUpdate).where(
             col(NoteUpdate.note_id) == note.id, col(NoteUpdate.revision) <= upto

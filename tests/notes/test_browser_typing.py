@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, Page, WebSocketRoute
 from sqlmodel import Session, col, select
 
 from server.consults.models import ConsultRequest
+from server.notes import service
 from server.notes.models import NoteUpdate, SharedNote
 from tests.browser_support import logged_in_page
 from tests.notes.factories import consult_with_pair
@@ -141,7 +142,7 @@ def test_unsent_edits_survive_a_reload_and_are_sent_on_reconnect(
     note = db.exec(select(SharedNote).order_by(col(SharedNote.id).desc())).first()
     assert note is not None
     db.refresh(note)
-    assert note.text == "혈압 150/90 (unsent)"
+    assert service.current_text(db, note) == "혈압 150/90 (unsent)"
     # Sent once, though it was sent before the reload too (same client id and seq).
     ops = db.exec(select(NoteUpdate.op).where(col(NoteUpdate.note_id) == note.id)).all()
     assert sum(json.loads(op).count("혈압 150/90 (unsent)") for op in ops) <= 1

@@ -67,7 +67,7 @@ def test_late_operation_is_transformed_and_log_plus_snapshot_agree(
     tx.commit()
     assert late.record["rev"] == 2 and late.record["op"] == ["> ", 5]
     note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
-    assert note.text == "> hello" and note.revision == 2
+    assert service.current_text(db, note) == "> hello" and note.revision == 2
     ops = db.exec(select(NoteUpdate.op).where(NoteUpdate.note_id == note.id)).all()
     assert [json.loads(o) for o in ops] == [["hello"], ["> ", 5]]
 
@@ -88,7 +88,7 @@ def test_empty_operations_are_acknowledged_but_not_stored(db: Session, tx: Sessi
     late = _apply(tx, consult.id or 0, gp.id or 0, 4, 1, [4, -1])
     assert late["type"] == "ack" and late["rev"] == 2
     note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
-    assert note.text == "hell" and note.revision == 2
+    assert service.current_text(db, note) == "hell" and note.revision == 2
     assert len(db.exec(select(NoteUpdate).where(NoteUpdate.note_id == note.id)).all()) == 2
 
 
@@ -185,3 +185,54 @@ def test_state_and_draft_routes_are_for_participants(
 def test_migrations_match_the_models(database_url: str) -> None:
     migrate.check(database_url)
     assert col(SharedNote.text) is not None
+
+
+def test_the_text_is_written_every_snapshot_every_revisions_and_loading_stays_bounded(
+    db: Session, tx: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "SNAPSHOT_EVERY", 4)
+    consult, gp, _ = consult_with_pair(db)
+    service.ensure_note(tx, consult.id or 0)
+    tx.commit()
+    for i in range(10):
+        _apply(tx, consult.id or 0, gp.id or 0, i + 1, i, [i, str(i)] if i else ["0"])
+    note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
+    # The row holds the text at revision 8 only; revisions 9 and 10 are in the log.
+    assert (note.revision, note.text_revision, note.text) == (10, 8, "01234567")
+    assert service.current_text(db, note) == "0123456789"
+    assert service.state(db, consult)["text"] == "0123456789"
+    # A late operation (based on revision 5) is transformed against 6..10 and applied
+    # to the current text, not to the snapshot.
+    late = service.apply(
+        tx,
+        consult.id or 0,
+        author_id=gp.id or 0,
+        client_id="t0",
+        client_seq=1,
+        base_revision=5,
+        op_json=[5, "-"],
+        max_chars=1000,
+    )
+    tx.commit()
+    assert late.record["rev"] == 11 and late.text == "01234-56789"
+    # Compaction folds the log into the snapshot before dropping any row.
+    assert service.compact(tx, consult.id or 0, retention=timedelta(seconds=-1)) == 11
+    tx.commit()
+    db.refresh(note)
+    assert (note.text_revision, note.text) == (11, "01234-56789")
+    assert service.state(db, consult)["text"] == "01234-56789"
+
+
+def test_signing_writes_the_whole_text_to_the_row(
+    db: Session, tx: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "SNAPSHOT_EVERY", 64)
+    consult, gp, specialist = consult_with_pair(db)
+    service.ensure_note(tx, consult.id or 0)
+    tx.commit()
+    _apply(tx, consult.id or 0, gp.id or 0, 1, 0, ["signed "])
+    _apply(tx, consult.id or 0, gp.id or 0, 2, 1, [7, "text"])
+    service.freeze(tx, consult, actor_id=specialist.id)
+    tx.commit()
+    note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
+    assert (note.text, note.text_revision, note.revision) == ("signed text", 2, 2)

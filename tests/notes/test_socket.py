@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 from starlette.websockets import WebSocketDisconnect
@@ -425,3 +426,54 @@ def test_a_ghost_whose_process_died_is_announced_gone(
             if message["type"] == "leave":
                 break
         assert message["client"] == "sp14"
+
+
+def test_fast_writes_cross_snapshots_and_give_way_to_another_process(
+    app: FastAPI,
+    client: TestClient,
+    db: Session,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keystrokes of an up-to-date writer take the fast path (its own connection, one
+    conditional write); the text reaches the row every SNAPSHOT_EVERY revisions; an
+    update written meanwhile by another process makes the fast write change nothing,
+    and the general path transforms the keystroke instead."""
+    from sqlmodel import select
+
+    from server.db import engine_for
+    from server.notes import service
+    from server.notes.models import SharedNote
+
+    monkeypatch.setattr(service, "SNAPSHOT_EVERY", 4)
+    consult, gp, specialist = consult_with_pair(db)
+    login(client, gp)
+    with client.websocket_connect(ws_url(consult.public_id), headers=ORIGIN) as ws:
+        editor = Editor(ws, "gpfast")
+        editor.join()
+        for i in range(9):
+            editor.type(len(editor.client.doc), str(i))
+            editor.pump_until(lambda: editor.client.state == "synchronized")
+        note = db.exec(select(SharedNote).where(SharedNote.consult_id == consult.id)).one()
+        assert (note.revision, note.text_revision, note.text) == (9, 8, "01234567")
+        assert app.state.notes_gate._writer is not None  # the fast path was taken
+        # "Another process" appends revision 10 at the start; this process still
+        # believes the note is at 9.
+        with Session(engine_for(database_url)) as other:
+            service.apply(
+                other,
+                consult.id or 0,
+                author_id=specialist.id or 0,
+                client_id="elsewhere",
+                client_seq=1,
+                base_revision=9,
+                op_json=[">", 9],
+                max_chars=1000,
+            )
+            other.commit()
+        editor.type(len(editor.client.doc), "!")
+        editor.pump_until(lambda: editor.client.state == "synchronized")
+        editor.pump_until(lambda: editor.client.revision == 11)
+        assert editor.client.doc == ">012345678!"
+    state = client.get(f"/api/consults/{consult.public_id}/notes").json()
+    assert state == {"rev": 11, "text": ">012345678!", "frozen": False}
