@@ -1,7 +1,7 @@
 """shared notes: the snapshot's own revision; the log keyed by (note, revision)
 
 Revision ID: i15notes
-Revises: i14
+Revises: i15totp
 Create Date: 2026-11-30 18:10:00
 
 `shared_note.text_revision` is the revision `text` is at: the text is rewritten every
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'i15notes'
-down_revision: str | Sequence[str] | None = 'i14'
+down_revision: str | Sequence[str] | None = 'i15totp'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
