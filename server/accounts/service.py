@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from server.accounts import twofactor
@@ -328,12 +328,19 @@ def complete_enrolment(
 
 
 def resolve_session(
-    session: Session, settings: Settings, token: str | None, *, pending: bool = False
+    session: Session,
+    settings: Settings,
+    token: str | None,
+    *,
+    pending: bool = False,
+    touch: bool = True,
 ) -> tuple[User, LoginSession] | None:
     """The live session behind a cookie token, or None if unknown, ended or expired.
 
     A session still waiting for its second factor (or enrolment) counts only where
-    `pending` is asked for: the pages of that step."""
+    `pending` is asked for: the pages of that step. With touch=False nothing is
+    written (a read-only transaction); the caller then runs `touch_session` itself
+    when `needs_touch` says so."""
     if not token:
         return None
     found = session.exec(
@@ -351,10 +358,24 @@ def resolve_session(
         return None
     if record.pending and not pending:
         return None
-    if now - record.last_seen_at > _TOUCH_EVERY:
+    if touch and needs_touch(record, now):
         record.last_seen_at = now
         session.add(record)
     return user, record
+
+
+def needs_touch(record: LoginSession, now: datetime | None = None) -> bool:
+    """Whether the session's last_seen_at is stale enough to be written again."""
+    return (now or utcnow()) - record.last_seen_at > _TOUCH_EVERY
+
+
+def touch_session(session: Session, login_session_id: int) -> None:
+    """Mark a session used now (the write resolve_session(touch=False) left out)."""
+    session.execute(
+        update(LoginSession)
+        .where(col(LoginSession.id) == login_session_id)
+        .values(last_seen_at=utcnow())
+    )
 
 
 def end_session(session: Session, record: LoginSession, *, ip: str) -> None:

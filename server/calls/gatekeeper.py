@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
+from server import db
 from server.accounts import service as accounts
 from server.accounts.models import User
 from server.calls import service as calls
@@ -28,6 +30,7 @@ from server.settings import Settings
 from signaling import tokens
 from signaling.app import SignalingService
 from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
+from signaling.users import CATCH_UP_PAGE
 
 log = logging.getLogger("dari.calls.gatekeeper")
 T = TypeVar("T")
@@ -38,6 +41,8 @@ class ServerGatekeeper:
         self.settings = settings
         self.engine = engine
         self.secret = secret
+        # Connects read on this one: no write lock on SQLite, no pre-ping on PostgreSQL.
+        self.reader = db.reader_engine(engine)
         # The newest outbox id whose delivery lag has been recorded (metrics).
         self._lag_mark = 0
 
@@ -54,6 +59,28 @@ class ServerGatekeeper:
 
         return await asyncio.to_thread(run)
 
+    async def _read(self, work: Callable[[Session], T]) -> T:
+        """Run read-only work in a thread (it must not write: SQLite holds no lock)."""
+
+        def once() -> T:
+            with Session(self.reader, expire_on_commit=False, autoflush=False) as session:
+                try:
+                    return work(session)
+                finally:
+                    session.rollback()
+
+        def run() -> T:
+            try:
+                return once()
+            except DBAPIError as error:
+                # A pooled connection the server dropped (no pre-ping here): a read
+                # is safe to run again, once, on a fresh one.
+                if not db.is_disconnect(error):
+                    raise
+                return once()
+
+        return await asyncio.to_thread(run)
+
     async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
         if token:
             claims = tokens.verify_join(self.secret, token)
@@ -62,7 +89,7 @@ class ServerGatekeeper:
             user_id = claims.get("u")
             login_session = claims.get("s")
             if isinstance(login_session, int) and isinstance(user_id, int):
-                if not await self._db(
+                if not await self._read(
                     lambda session: accounts.session_is_live(session, self.settings, login_session)
                 ):
                     return None  # issued in a session that has ended since
@@ -77,19 +104,53 @@ class ServerGatekeeper:
         if not cookie:
             return None
 
-        def resolve(session: Session) -> Identity | None:
-            found = accounts.resolve_session(session, self.settings, cookie)
-            if found is None:
-                return None
-            user, record = found
-            return Identity(
-                key=calls.user_key(user.id or 0),
-                name=user.name,
-                user_id=user.id,
-                session=str(record.id),
-            )
+        resolved = await self._read(lambda session: self._resolve_cookie(session, cookie))
+        if resolved is None:
+            return None
+        identity, stale = resolved
+        await self._touch(identity, stale)
+        return identity
 
-        return await self._db(resolve)
+    def _resolve_cookie(self, session: Session, cookie: str) -> tuple[Identity, bool] | None:
+        """(identity, whether the session's last_seen_at is due a write): reads only."""
+        found = accounts.resolve_session(session, self.settings, cookie, touch=False)
+        if found is None:
+            return None
+        user, record = found
+        identity = Identity(
+            key=calls.user_key(user.id or 0),
+            name=user.name,
+            user_id=user.id,
+            session=str(record.id),
+        )
+        return identity, accounts.needs_touch(record)
+
+    async def _touch(self, identity: Identity, stale: bool) -> None:
+        if stale and identity.session is not None:
+            # The rare write (once a minute per session), in a transaction of its own.
+            record_id = int(identity.session)
+            await self._db(lambda session: accounts.touch_session(session, record_id))
+
+    async def authenticate_subscriber(
+        self, cookie: str | None, token: str | None, after_id: int
+    ) -> tuple[Identity | None, list[dict[str, Any]] | None]:
+        """The user channel's connect: the cookie's session and the catch-up in one read."""
+        if token or not cookie:
+            return await self.authenticate(cookie, token), None
+
+        def read(session: Session) -> tuple[tuple[Identity, bool] | None, list[dict[str, Any]]]:
+            resolved = self._resolve_cookie(session, cookie)
+            if resolved is None or resolved[0].user_id is None:
+                return resolved, []
+            rows = notifications.since(session, resolved[0].user_id, after_id, limit=CATCH_UP_PAGE)
+            return resolved, [notifications.as_dict(row) for row in rows]
+
+        resolved, rows = await self._read(read)
+        if resolved is None:
+            return None, None
+        identity, stale = resolved
+        await self._touch(identity, stale)
+        return identity, rows
 
     async def admission(self, identity: Identity, room: str) -> Admission:
         decided = await self._admission(identity, room)
@@ -169,10 +230,10 @@ class ServerGatekeeper:
         )
 
     async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
-        return await self._db(
+        return await self._read(
             lambda session: [
                 notifications.as_dict(row)
-                for row in notifications.since(session, user_id, after_id, limit=500)
+                for row in notifications.since(session, user_id, after_id, limit=CATCH_UP_PAGE)
             ]
         )
 
@@ -187,7 +248,7 @@ class ServerGatekeeper:
             value = session.exec(select(func.max(Notification.id))).first()
             return int(value or 0)
 
-        return await self._db(latest)
+        return await self._read(latest)
 
     async def notifications_window(
         self, floor: int, user_ids: list[int], settled_before: float
@@ -216,7 +277,7 @@ class ServerGatekeeper:
                 self._lag_mark = max(self._lag_mark, *(row.id or 0 for row in fresh))
             return settled, [(row.user_id, notifications.as_dict(row)) for row in found]
 
-        return await self._db(fetch)
+        return await self._read(fetch)
 
 
 def build_signaling(settings: Settings, engine: Engine, secret: str) -> SignalingService:
