@@ -7,12 +7,14 @@ never holds a DB session open for its life.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, bindparam, func
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
@@ -113,17 +115,16 @@ class ServerGatekeeper:
 
     def _resolve_cookie(self, session: Session, cookie: str) -> tuple[Identity, bool] | None:
         """(identity, whether the session's last_seen_at is due a write): reads only."""
-        found = accounts.resolve_session(session, self.settings, cookie, touch=False)
+        found = accounts.peek_session(session, self.settings, cookie)
         if found is None:
             return None
-        user, record = found
         identity = Identity(
-            key=calls.user_key(user.id or 0),
-            name=user.name,
-            user_id=user.id,
-            session=str(record.id),
+            key=calls.user_key(found.user_id),
+            name=found.user_name,
+            user_id=found.user_id,
+            session=str(found.id),
         )
-        return identity, accounts.needs_touch(record)
+        return identity, accounts.needs_touch(found)
 
     async def _touch(self, identity: Identity, stale: bool) -> None:
         if stale and identity.session is not None:
@@ -142,8 +143,7 @@ class ServerGatekeeper:
             resolved = self._resolve_cookie(session, cookie)
             if resolved is None or resolved[0].user_id is None:
                 return resolved, []
-            rows = notifications.since(session, resolved[0].user_id, after_id, limit=CATCH_UP_PAGE)
-            return resolved, [notifications.as_dict(row) for row in rows]
+            return resolved, _catch_up(session, resolved[0].user_id, after_id)
 
         resolved, rows = await self._read(read)
         if resolved is None:
@@ -230,12 +230,7 @@ class ServerGatekeeper:
         )
 
     async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
-        return await self._read(
-            lambda session: [
-                notifications.as_dict(row)
-                for row in notifications.since(session, user_id, after_id, limit=CATCH_UP_PAGE)
-            ]
-        )
+        return await self._read(lambda session: _catch_up(session, user_id, after_id))
 
     async def notifications_after(
         self, after_id: int, user_ids: list[int]
@@ -278,6 +273,36 @@ class ServerGatekeeper:
             return settled, [(row.user_id, notifications.as_dict(row)) for row in found]
 
         return await self._read(fetch)
+
+
+_OUTBOX = Notification.__table__  # type: ignore[attr-defined]
+_CATCH_UP = (
+    sa_select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.kind,
+        _OUTBOX.c.payload,
+        _OUTBOX.c.created_at,
+        _OUTBOX.c.read_at,
+    )
+    .where(_OUTBOX.c.user_id == bindparam("user_id"), _OUTBOX.c.id > bindparam("after_id"))
+    .order_by(_OUTBOX.c.id)
+    .limit(CATCH_UP_PAGE)
+)
+
+
+def _catch_up(session: Session, user_id: int, after_id: int) -> list[dict[str, Any]]:
+    """notifications.since + as_dict as one Core query (a connect's hot path)."""
+    found = session.connection().execute(_CATCH_UP, {"user_id": user_id, "after_id": after_id})
+    return [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "payload": json.loads(row.payload),
+            "created_at": row.created_at.isoformat(),
+            "read": row.read_at is not None,
+        }
+        for row in found
+    ]
 
 
 def build_signaling(settings: Settings, engine: Engine, secret: str) -> SignalingService:
