@@ -36,6 +36,8 @@ from signaling.users import CATCH_UP_PAGE
 
 log = logging.getLogger("dari.calls.gatekeeper")
 T = TypeVar("T")
+# Above this many connected users a poll filters the window's rows in Python.
+IN_LIST_LIMIT = 100
 
 
 class ServerGatekeeper:
@@ -253,14 +255,16 @@ class ServerGatekeeper:
             settled = notifications.settled_id(session, datetime.fromtimestamp(settled_before, UTC))
             found: list[Notification] = []
             cursor = floor
+            # Many users connected: read the whole window and keep theirs here, rather
+            # than bind thousands of ids in every poll (the rows above the floor are
+            # only the last window's, for everyone).
+            wanted = set(user_ids) if len(user_ids) > IN_LIST_LIMIT else None
             while user_ids:
-                page = session.exec(
-                    select(Notification)
-                    .where(col(Notification.id) > cursor, col(Notification.user_id).in_(user_ids))
-                    .order_by(col(Notification.id))
-                    .limit(1000)
-                ).all()
-                found.extend(page)
+                query = select(Notification).where(col(Notification.id) > cursor)
+                if wanted is None:
+                    query = query.where(col(Notification.user_id).in_(user_ids))
+                page = session.exec(query.order_by(col(Notification.id)).limit(1000)).all()
+                found.extend(row for row in page if wanted is None or row.user_id in wanted)
                 if len(page) < 1000:
                     break
                 cursor = page[-1].id or cursor
