@@ -60,7 +60,7 @@ def test_a_catch_up_read_before_a_poll_is_not_trusted() -> None:
         ("drop", 0),
         ("prefetch", 0),
         ("commit", 0),
-        ("tick", 40.0),
+        ("tick", 40),
         ("poll", 0),
         ("reconnect", 0),
     ]
