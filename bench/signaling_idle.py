@@ -181,15 +181,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def keep_alive(sockets: list[ClientConnection]) -> None:
+async def keep_alive(sockets: list[ClientConnection], sent: list[int]) -> None:
     """Ping every socket every 5 s as the pages do (ws-client.js): Dari closes a socket
     silent for 2 × heartbeat (4408), and a long connect phase would otherwise lose the
-    first connections before the memory is read."""
+    first connections before the memory is read. Counts the pings in sent[0]: a slower
+    connect phase serves more of them, and their CPU counts in "server CPU"."""
     while True:
         await asyncio.sleep(5)
         for ws in list(sockets):
             with contextlib.suppress(ConnectionClosed):
                 await ws.send('{"type":"ping"}')
+                sent[0] += 1
 
 
 async def idle_run(kind: str, pid: int, port: int, cookies: list[str]) -> dict[str, float]:
@@ -198,11 +200,13 @@ async def idle_run(kind: str, pid: int, port: int, cookies: list[str]) -> dict[s
     before = rss_kib(pid)
     cpu = cpu_seconds(pid)
     sockets: list[ClientConnection] = []
-    keeper = asyncio.create_task(keep_alive(sockets))
+    pings = [0]
+    keeper = asyncio.create_task(keep_alive(sockets, pings))
     started = time.perf_counter()
     await open_idle(kind, port, cookies[20:], sockets)
     seconds = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu
+    pings_during = pings[0]
     await asyncio.sleep(2)
     after = rss_kib(pid)
     alive = sum(1 for ws in sockets if ws.close_code is None)
@@ -217,6 +221,7 @@ async def idle_run(kind: str, pid: int, port: int, cookies: list[str]) -> dict[s
         "cpu_ms": 1000 * cpu / n,
         "rss_mib": after / 1024,
         "kib_per": (after - before) / n,
+        "pings_per": pings_during / n,
     }
 
 
@@ -314,7 +319,8 @@ def main() -> None:
             r = results[kind]
             print(
                 f"{kind:5} {r['n']:.0f} idle connections: connect {r['seconds']:.1f} s "
-                f"({r['n'] / r['seconds']:.0f}/s, server CPU {r['cpu_ms']:.2f} ms each), "
+                f"({r['n'] / r['seconds']:.0f}/s, server CPU {r['cpu_ms']:.2f} ms each, "
+                f"{r['pings_per']:.1f} keep-alive pings each meanwhile), "
                 f"RSS {r['rss_mib']:.0f} MiB, "
                 f"{r['kib_per']:.1f} KiB/connection",
                 flush=True,

@@ -13,12 +13,16 @@ import psycopg
 from fastapi import Depends, Request
 from sqlalchemy import Engine, PrimaryKeyConstraint, UniqueConstraint, event, text
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
 log = logging.getLogger("dari.db")
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
+# An execution option: this transaction only reads (see `reader_engine`).
+READ_ONLY = "dari_read_only"
+# Seconds after which the reader engine replaces a pooled PostgreSQL connection.
+READER_RECYCLE_SECONDS = 300
 
 
 # Unbounded: an evicted engine would be garbage-collected with its connections open.
@@ -61,8 +65,39 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # BEGIN IMMEDIATE takes the write lock up front. A deferred transaction that
         # reads and then writes (audit hash chain, booking) can otherwise fail with
-        # "database is locked" under concurrency instead of waiting its turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # "database is locked" under concurrency instead of waiting its turn. A
+        # transaction marked READ_ONLY never writes, so it needs no lock (WAL readers
+        # run beside the writer).
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@cache
+def _postgresql_reader(url: str) -> Engine:
+    return create_engine(
+        url, pool_pre_ping=False, pool_recycle=READER_RECYCLE_SECONDS, pool_size=5, max_overflow=10
+    )
+
+
+def reader_engine(engine: Engine) -> Engine:
+    """An engine for short read-only transactions on a hot path (signaling's connects).
+
+    SQLite: the same pool, but a deferred BEGIN (no write lock). PostgreSQL: a small
+    pool of its own without the pre-ping round trip per checkout; connections are
+    recycled after READER_RECYCLE_SECONDS, and the caller retries once when one turns
+    out to be dead (`is_disconnect`). Work run on it must not write."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READ_ONLY: True})
+    if engine.dialect.name == "postgresql":
+        return _postgresql_reader(engine.url.render_as_string(hide_password=False))
+    return engine
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """Whether a database error means the pooled connection was dead (safe to retry a read)."""
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 def request_concurrency(engine: Engine) -> int:

@@ -28,7 +28,7 @@ from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
 from signaling.peers import LocalPeer
 from signaling.rooms import Hub, Refused
-from signaling.users import WAKE_CHANNEL, Subscription, UserChannel
+from signaling.users import WAKE_CHANNEL, CatchUpGate, Prefetch, Subscription, UserChannel
 
 log = logging.getLogger("dari.signaling")
 
@@ -346,11 +346,14 @@ class SignalingService:
         return origin in {f"{scheme}://{host}", *self.config.allowed_origins}
 
     async def authenticate(self, websocket: WebSocket, token: str | None) -> Identity | None:
+        return await self.gate.authenticate(self._cookie(websocket), token)
+
+    @staticmethod
+    def _cookie(websocket: WebSocket) -> str | None:
         # A cookie counts only with an Origin we trust (cross-site WebSocket hijacking).
-        cookie = websocket.cookies.get(SESSION_COOKIE)
         if websocket.headers.get("origin") is None:
-            cookie = None
-        return await self.gate.authenticate(cookie, token)
+            return None
+        return websocket.cookies.get(SESSION_COOKIE)
 
     @staticmethod
     async def refuse(websocket: WebSocket, code: int = 4403) -> None:
@@ -430,12 +433,23 @@ class SignalingService:
             first = await reader.next(self.config.join_timeout_seconds)
             if not isinstance(first, p.Subscribe):
                 raise Closed(4400, "first frame must be subscribe")
-            identity = await self.authenticate(websocket, first.token)
+            prefetch: Prefetch | None = None
+            gate = self.gate
+            if isinstance(gate, CatchUpGate):
+                # One database read for both the session and the catch-up.
+                mark = users.mark()
+                identity, rows = await gate.authenticate_subscriber(
+                    self._cookie(websocket), first.token, first.after_id
+                )
+                if rows is not None:
+                    prefetch = Prefetch(mark, rows)
+            else:
+                identity = await self.authenticate(websocket, first.token)
             if identity is None or identity.user_id is None:
                 raise Closed(4403)
             self._track(websocket, identity)
             conn = WebSocketConnection(websocket, self.send_limits)
-            subscription = await users.subscribe(identity.user_id, conn, first.after_id)
+            subscription = await users.subscribe(identity.user_id, conn, first.after_id, prefetch)
             while True:
                 frame = await reader.next(2 * self.config.heartbeat_seconds)
                 if isinstance(frame, p.Ping):

@@ -24,13 +24,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from signaling import protocol as p
 from signaling.connection import Connection
-from signaling.gate import Gatekeeper, SignalingConfig
+from signaling.gate import Gatekeeper, Identity, SignalingConfig
 
 log = logging.getLogger("dari.signaling.users")
 
@@ -50,6 +50,27 @@ class Subscription:
     sent: set[int] = field(default_factory=set)
     # Catch-up done: from now on the frames may tell the client a floor.
     ready: bool = False
+
+
+@runtime_checkable
+class CatchUpGate(Protocol):
+    """A gate that can read a subscriber's catch-up in the same database transaction
+    (and thread hop) as its authentication: one read per connect instead of two."""
+
+    async def authenticate_subscriber(
+        self, cookie: str | None, token: str | None, after_id: int
+    ) -> tuple[Identity | None, list[dict[str, Any]] | None]:
+        """(identity, the user's rows above after_id, at most CATCH_UP_PAGE, oldest
+        first); rows None when not read (the channel then reads them itself)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """Catch-up rows read before `subscribe`, and the channel's `mark` taken before the read."""
+
+    mark: int | None
+    rows: list[dict[str, Any]]
 
 
 def _frame(row: dict[str, Any], floor: int | None) -> str:
@@ -80,6 +101,9 @@ class UserChannel:
         self.high_water = 0
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Reads that may move the floor: how many have started, how many are running.
+        self._floor_reads = 0
+        self._floor_reading = 0
 
     async def start(self) -> None:
         self._poller = asyncio.create_task(self._poll_loop(), name="notification-poller")
@@ -95,12 +119,34 @@ class UserChannel:
     def _cutoff(self) -> float:
         return self.clock() - self.config.notification_window_seconds
 
-    async def subscribe(self, user_id: int, conn: Connection, after_id: int) -> Subscription:
+    def mark(self) -> int | None:
+        """Taken just before a catch-up read that runs ahead of `subscribe` (`Prefetch`).
+
+        None while a floor-moving read is running (such a prefetch is never used)."""
+        return None if self._floor_reading else self._floor_reads
+
+    async def _window(
+        self, floor: int, user_ids: list[int]
+    ) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        self._floor_reads += 1
+        self._floor_reading += 1
+        try:
+            return await self.gate.notifications_window(floor, user_ids, self._cutoff())
+        finally:
+            self._floor_reading -= 1
+
+    async def subscribe(
+        self,
+        user_id: int,
+        conn: Connection,
+        after_id: int,
+        prefetch: Prefetch | None = None,
+    ) -> Subscription:
         """Send what was missed since after_id, then keep the connection for live ones."""
         if not self.subscriptions:
             # Nobody was listening, so the floor stood still: move it up to now's (the
             # catch-up below covers the past for this one).
-            settled, _ = await self.gate.notifications_window(self.floor, [], self._cutoff())
+            settled, _ = await self._window(self.floor, [])
             if not self.subscriptions:  # nobody came in meanwhile (they would miss rows)
                 self.floor = max(self.floor, settled)
         subscription = Subscription(user_id, conn, after_id)
@@ -108,9 +154,16 @@ class UserChannel:
         # Set by a poll that ended before now: everything at or below it was visible
         # before this catch-up reads, or was sent here by a poll that included us.
         floor = self.floor
+        # A prefetched catch-up counts only if no floor-moving read ran or started
+        # between its mark and now: then `floor` was settled before that read began,
+        # and every read from now on includes this user (no await since the add above).
+        rows: list[dict[str, Any]] | None = None
+        if prefetch is not None and prefetch.mark is not None and prefetch.mark == self.mark():
+            rows = prefetch.rows
         cursor = after_id
         while True:
-            rows = await self.gate.notifications_since(user_id, cursor)
+            if rows is None:
+                rows = await self.gate.notifications_since(user_id, cursor)
             for row in rows:
                 # Sent in id order: with this row the client has all rows up to it
                 # that were visible, which includes all rows up to the floor.
@@ -118,6 +171,7 @@ class UserChannel:
             if len(rows) < CATCH_UP_PAGE:
                 break
             cursor = rows[-1]["id"]
+            rows = None
         subscription.ready = True
         return subscription
 
@@ -153,7 +207,7 @@ class UserChannel:
         # Taken together: the users this read covers and the time its floor is settled by.
         users = list(self.subscriptions)
         before = self.floor
-        settled, rows = await self.gate.notifications_window(before, users, self._cutoff())
+        settled, rows = await self._window(before, users)
         for user_id, row in rows:
             self.high_water = max(self.high_water, row["id"])
             for subscription in list(self.subscriptions.get(user_id, ())):

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from server.accounts import twofactor
@@ -328,12 +329,19 @@ def complete_enrolment(
 
 
 def resolve_session(
-    session: Session, settings: Settings, token: str | None, *, pending: bool = False
+    session: Session,
+    settings: Settings,
+    token: str | None,
+    *,
+    pending: bool = False,
+    touch: bool = True,
 ) -> tuple[User, LoginSession] | None:
     """The live session behind a cookie token, or None if unknown, ended or expired.
 
     A session still waiting for its second factor (or enrolment) counts only where
-    `pending` is asked for: the pages of that step."""
+    `pending` is asked for: the pages of that step. With touch=False nothing is
+    written (a read-only transaction); the caller then runs `touch_session` itself
+    when `needs_touch` says so."""
     if not token:
         return None
     found = session.exec(
@@ -345,16 +353,75 @@ def resolve_session(
         return None
     record, user = found
     now = utcnow()
-    idle_limit = record.last_seen_at + timedelta(minutes=settings.session_idle_minutes)
-    absolute_limit = record.created_at + timedelta(hours=settings.session_absolute_hours)
-    if record.ended_at is not None or not user.active or now > idle_limit or now > absolute_limit:
+    if not _usable(settings, now, record, active=user.active, pending=pending):
         return None
-    if record.pending and not pending:
-        return None
-    if now - record.last_seen_at > _TOUCH_EVERY:
+    if touch and needs_touch(record, now):
         record.last_seen_at = now
         session.add(record)
     return user, record
+
+
+def _usable(settings: Settings, now: datetime, record: Any, *, active: bool, pending: bool) -> bool:
+    """The rule of a live session; `record` has LoginSession's time and pending fields
+    (the ORM object or a row of them)."""
+    idle_limit = record.last_seen_at + timedelta(minutes=settings.session_idle_minutes)
+    absolute_limit = record.created_at + timedelta(hours=settings.session_absolute_hours)
+    if record.ended_at is not None or not active or now > idle_limit or now > absolute_limit:
+        return False
+    return not (record.pending and not pending)
+
+
+@dataclass(frozen=True)
+class SessionPeek:
+    """What a connect needs of a live session (read by `peek_session`)."""
+
+    id: int
+    user_id: int
+    user_name: str
+    last_seen_at: datetime
+
+
+_LS = LoginSession.__table__  # type: ignore[attr-defined]
+_USER = User.__table__  # type: ignore[attr-defined]
+_PEEK = (
+    sa_select(
+        _LS.c.id,
+        _LS.c.user_id,
+        _LS.c.created_at,
+        _LS.c.last_seen_at,
+        _LS.c.ended_at,
+        _LS.c.pending,
+        _USER.c.name,
+        _USER.c.active,
+    )
+    .join(_USER, _USER.c.id == _LS.c.user_id)
+    .where(_LS.c.token_hash == bindparam("token_hash"))
+)
+
+
+def peek_session(session: Session, settings: Settings, token: str | None) -> SessionPeek | None:
+    """resolve_session(touch=False) for a hot path (signaling's connects): the same rule
+    (no pending session), one Core query, no ORM objects, nothing written."""
+    if not token:
+        return None
+    row = session.connection().execute(_PEEK, {"token_hash": token_hash(token)}).first()
+    if row is None or not _usable(settings, utcnow(), row, active=row.active, pending=False):
+        return None
+    return SessionPeek(row.id, row.user_id, row.name, row.last_seen_at)
+
+
+def needs_touch(record: LoginSession | SessionPeek, now: datetime | None = None) -> bool:
+    """Whether the session's last_seen_at is stale enough to be written again."""
+    return (now or utcnow()) - record.last_seen_at > _TOUCH_EVERY
+
+
+def touch_session(session: Session, login_session_id: int) -> None:
+    """Mark a session used now (the write resolve_session(touch=False) left out)."""
+    session.execute(
+        update(LoginSession)
+        .where(col(LoginSession.id) == login_session_id)
+        .values(last_seen_at=utcnow())
+    )
 
 
 def end_session(session: Session, record: LoginSession, *, ip: str) -> None:

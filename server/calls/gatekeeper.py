@@ -7,14 +7,18 @@ never holds a DB session open for its life.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, bindparam, func
+from sqlalchemy import select as sa_select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
+from server import db
 from server.accounts import service as accounts
 from server.accounts.models import User
 from server.calls import service as calls
@@ -28,9 +32,12 @@ from server.settings import Settings
 from signaling import tokens
 from signaling.app import SignalingService
 from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
+from signaling.users import CATCH_UP_PAGE
 
 log = logging.getLogger("dari.calls.gatekeeper")
 T = TypeVar("T")
+# Above this many connected users a poll filters the window's rows in Python.
+IN_LIST_LIMIT = 100
 
 
 class ServerGatekeeper:
@@ -38,6 +45,8 @@ class ServerGatekeeper:
         self.settings = settings
         self.engine = engine
         self.secret = secret
+        # Connects read on this one: no write lock on SQLite, no pre-ping on PostgreSQL.
+        self.reader = db.reader_engine(engine)
         # The newest outbox id whose delivery lag has been recorded (metrics).
         self._lag_mark = 0
 
@@ -54,6 +63,28 @@ class ServerGatekeeper:
 
         return await asyncio.to_thread(run)
 
+    async def _read(self, work: Callable[[Session], T]) -> T:
+        """Run read-only work in a thread (it must not write: SQLite holds no lock)."""
+
+        def once() -> T:
+            with Session(self.reader, expire_on_commit=False, autoflush=False) as session:
+                try:
+                    return work(session)
+                finally:
+                    session.rollback()
+
+        def run() -> T:
+            try:
+                return once()
+            except DBAPIError as error:
+                # A pooled connection the server dropped (no pre-ping here): a read
+                # is safe to run again, once, on a fresh one.
+                if not db.is_disconnect(error):
+                    raise
+                return once()
+
+        return await asyncio.to_thread(run)
+
     async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
         if token:
             claims = tokens.verify_join(self.secret, token)
@@ -62,7 +93,7 @@ class ServerGatekeeper:
             user_id = claims.get("u")
             login_session = claims.get("s")
             if isinstance(login_session, int) and isinstance(user_id, int):
-                if not await self._db(
+                if not await self._read(
                     lambda session: accounts.session_is_live(session, self.settings, login_session)
                 ):
                     return None  # issued in a session that has ended since
@@ -77,19 +108,51 @@ class ServerGatekeeper:
         if not cookie:
             return None
 
-        def resolve(session: Session) -> Identity | None:
-            found = accounts.resolve_session(session, self.settings, cookie)
-            if found is None:
-                return None
-            user, record = found
-            return Identity(
-                key=calls.user_key(user.id or 0),
-                name=user.name,
-                user_id=user.id,
-                session=str(record.id),
-            )
+        resolved = await self._read(lambda session: self._resolve_cookie(session, cookie))
+        if resolved is None:
+            return None
+        identity, stale = resolved
+        await self._touch(identity, stale)
+        return identity
 
-        return await self._db(resolve)
+    def _resolve_cookie(self, session: Session, cookie: str) -> tuple[Identity, bool] | None:
+        """(identity, whether the session's last_seen_at is due a write): reads only."""
+        found = accounts.peek_session(session, self.settings, cookie)
+        if found is None:
+            return None
+        identity = Identity(
+            key=calls.user_key(found.user_id),
+            name=found.user_name,
+            user_id=found.user_id,
+            session=str(found.id),
+        )
+        return identity, accounts.needs_touch(found)
+
+    async def _touch(self, identity: Identity, stale: bool) -> None:
+        if stale and identity.session is not None:
+            # The rare write (once a minute per session), in a transaction of its own.
+            record_id = int(identity.session)
+            await self._db(lambda session: accounts.touch_session(session, record_id))
+
+    async def authenticate_subscriber(
+        self, cookie: str | None, token: str | None, after_id: int
+    ) -> tuple[Identity | None, list[dict[str, Any]] | None]:
+        """The user channel's connect: the cookie's session and the catch-up in one read."""
+        if token or not cookie:
+            return await self.authenticate(cookie, token), None
+
+        def read(session: Session) -> tuple[tuple[Identity, bool] | None, list[dict[str, Any]]]:
+            resolved = self._resolve_cookie(session, cookie)
+            if resolved is None or resolved[0].user_id is None:
+                return resolved, []
+            return resolved, _catch_up(session, resolved[0].user_id, after_id)
+
+        resolved, rows = await self._read(read)
+        if resolved is None:
+            return None, None
+        identity, stale = resolved
+        await self._touch(identity, stale)
+        return identity, rows
 
     async def admission(self, identity: Identity, room: str) -> Admission:
         decided = await self._admission(identity, room)
@@ -169,12 +232,7 @@ class ServerGatekeeper:
         )
 
     async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
-        return await self._db(
-            lambda session: [
-                notifications.as_dict(row)
-                for row in notifications.since(session, user_id, after_id, limit=500)
-            ]
-        )
+        return await self._read(lambda session: _catch_up(session, user_id, after_id))
 
     async def notifications_after(
         self, after_id: int, user_ids: list[int]
@@ -187,7 +245,7 @@ class ServerGatekeeper:
             value = session.exec(select(func.max(Notification.id))).first()
             return int(value or 0)
 
-        return await self._db(latest)
+        return await self._read(latest)
 
     async def notifications_window(
         self, floor: int, user_ids: list[int], settled_before: float
@@ -197,14 +255,16 @@ class ServerGatekeeper:
             settled = notifications.settled_id(session, datetime.fromtimestamp(settled_before, UTC))
             found: list[Notification] = []
             cursor = floor
+            # Many users connected: read the whole window and keep theirs here, rather
+            # than bind thousands of ids in every poll (the rows above the floor are
+            # only the last window's, for everyone).
+            wanted = set(user_ids) if len(user_ids) > IN_LIST_LIMIT else None
             while user_ids:
-                page = session.exec(
-                    select(Notification)
-                    .where(col(Notification.id) > cursor, col(Notification.user_id).in_(user_ids))
-                    .order_by(col(Notification.id))
-                    .limit(1000)
-                ).all()
-                found.extend(page)
+                query = select(Notification).where(col(Notification.id) > cursor)
+                if wanted is None:
+                    query = query.where(col(Notification.user_id).in_(user_ids))
+                page = session.exec(query.order_by(col(Notification.id)).limit(1000)).all()
+                found.extend(row for row in page if wanted is None or row.user_id in wanted)
                 if len(page) < 1000:
                     break
                 cursor = page[-1].id or cursor
@@ -216,7 +276,37 @@ class ServerGatekeeper:
                 self._lag_mark = max(self._lag_mark, *(row.id or 0 for row in fresh))
             return settled, [(row.user_id, notifications.as_dict(row)) for row in found]
 
-        return await self._db(fetch)
+        return await self._read(fetch)
+
+
+_OUTBOX = Notification.__table__  # type: ignore[attr-defined]
+_CATCH_UP = (
+    sa_select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.kind,
+        _OUTBOX.c.payload,
+        _OUTBOX.c.created_at,
+        _OUTBOX.c.read_at,
+    )
+    .where(_OUTBOX.c.user_id == bindparam("user_id"), _OUTBOX.c.id > bindparam("after_id"))
+    .order_by(_OUTBOX.c.id)
+    .limit(CATCH_UP_PAGE)
+)
+
+
+def _catch_up(session: Session, user_id: int, after_id: int) -> list[dict[str, Any]]:
+    """notifications.since + as_dict as one Core query (a connect's hot path)."""
+    found = session.connection().execute(_CATCH_UP, {"user_id": user_id, "after_id": after_id})
+    return [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "payload": json.loads(row.payload),
+            "created_at": row.created_at.isoformat(),
+            "read": row.read_at is not None,
+        }
+        for row in found
+    ]
 
 
 def build_signaling(settings: Settings, engine: Engine, secret: str) -> SignalingService:

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from signaling.gate import SignalingConfig
-from signaling.users import Subscription, UserChannel
+from signaling.users import Prefetch, Subscription, UserChannel
 from tests.signaling.fakes import FakeGate
 
 WINDOW = 30.0  # the channel's re-read window (model seconds)
@@ -121,6 +121,8 @@ OPS = st.one_of(
     st.tuples(st.just("drop"), st.just(0)),
     st.tuples(st.just("reconnect"), st.just(0)),
     st.tuples(st.just("reconnect_during_poll"), st.just(0)),
+    # The server's connect: the catch-up read with the session, before `subscribe`.
+    st.tuples(st.just("prefetch"), st.just(0)),
 )
 SCRIPTS = st.lists(OPS, min_size=20, max_size=80)
 
@@ -133,11 +135,24 @@ async def run_script(script: list[tuple[str, int]]) -> tuple[ModelGate, Page]:
     page = Page()
     net: Net | None = None
     subscription: Subscription | None = None
+    # A catch-up read ahead of the next connect (as gatekeeper.authenticate_subscriber),
+    # with the page's after_id it was read for; other ops may run before the connect.
+    early: tuple[int, Prefetch] | None = None
 
     async def connect() -> None:
-        nonlocal net, subscription
+        nonlocal net, subscription, early
         net = Net()
-        subscription = await channel.subscribe(PAGE_USER, net, page.hello())
+        after_id = page.hello()
+        prefetch = early[1] if early is not None and early[0] == after_id else None
+        early = None
+        subscription = await channel.subscribe(PAGE_USER, net, after_id, prefetch)
+
+    async def prefetch() -> None:
+        nonlocal early
+        after_id = page.state["floor"]
+        mark = channel.mark()
+        rows = await gate.notifications_since(PAGE_USER, after_id)
+        early = (after_id, Prefetch(mark, rows))
 
     def pending() -> list[Row]:
         return [r for r in gate.rows if r.state == "pending"]
@@ -171,6 +186,8 @@ async def run_script(script: list[tuple[str, int]]) -> tuple[ModelGate, Page]:
             await connect()
         elif op == "reconnect_during_poll" and net is None:
             await asyncio.gather(channel.poll_once(), connect())
+        elif op == "prefetch" and net is None:
+            await asyncio.gather(channel.poll_once(), prefetch())
     # The end: everything commits or not, the page is connected, every frame arrives.
     for row in pending():
         row.state = "committed"

@@ -45,3 +45,24 @@ def test_the_rule_keeps_the_higher_floor_and_forgets_below_it() -> None:
     assert not fresh and state == {"floor": 3, "seen": [5]}
     state, fresh = catch_up(state, {"id": 2, "floor": 6})
     assert not fresh and state == {"floor": 6, "seen": []}
+
+
+def test_a_catch_up_read_before_a_poll_is_not_trusted() -> None:
+    """The connect's early catch-up read (with the session) misses row 1, which commits
+    before a poll that moves the floor past it while the page is not yet subscribed:
+    the channel must read again rather than use the early rows."""
+    script = [
+        ("insert", 1),
+        ("insert", 1),
+        ("commit", 1),
+        ("poll", 0),
+        ("deliver", 4),
+        ("drop", 0),
+        ("prefetch", 0),
+        ("commit", 0),
+        ("tick", 40),
+        ("poll", 0),
+        ("reconnect", 0),
+    ]
+    gate, page = asyncio.run(run_script(script))
+    assert sorted(page.handled) == [1, 2]

@@ -1,0 +1,51 @@
+"""The server gatekeeper's outbox reads: the same rows whether the poll binds the
+connected users' ids or filters a large set in Python; the connect's catch-up read."""
+
+from __future__ import annotations
+
+import time
+
+from sqlmodel import Session
+
+from server.calls import gatekeeper
+from server.calls.gatekeeper import ServerGatekeeper
+from server.db import engine_for
+from server.notifications import service as notifications
+from server.settings import Settings
+from tests.conftest import TEST_SECRET
+from tests.factories import make_user
+from tests.signaling.factories import session_cookie
+
+
+async def test_a_poll_for_many_users_reads_the_same_rows(
+    db: Session, settings: Settings, database_url: str
+) -> None:
+    users = [make_user(db) for _ in range(3)]
+    ids = [u.id or 0 for u in users]
+    for user_id in [ids[0], ids[1], ids[2], ids[0]]:
+        notifications.notify(db, user_id, "test.kind", {"n": user_id})
+    db.commit()
+    gate = ServerGatekeeper(settings, engine_for(database_url), TEST_SECRET)
+    floor = min(n["id"] for n in await gate.notifications_since(ids[0], 0)) - 1
+    wanted = [ids[0], ids[2]]
+    _, bound = await gate.notifications_window(floor, wanted, time.time())
+    padded = wanted + [10**9 + i for i in range(gatekeeper.IN_LIST_LIMIT + 1)]
+    _, filtered = await gate.notifications_window(floor, padded, time.time())
+    assert [(u, r["id"]) for u, r in bound] == [(u, r["id"]) for u, r in filtered]
+    assert [u for u, _ in filtered] == [ids[0], ids[2], ids[0]]
+
+
+async def test_authenticate_subscriber_reads_the_catch_up_with_the_session(
+    db: Session, settings: Settings, database_url: str
+) -> None:
+    user = make_user(db)
+    cookie = session_cookie(db, user)
+    first = notifications.notify(db, user.id or 0, "test.kind", {"a": 1})
+    notifications.notify(db, user.id or 0, "test.kind", {"a": 2})
+    db.commit()
+    gate = ServerGatekeeper(settings, engine_for(database_url), TEST_SECRET)
+    identity, rows = await gate.authenticate_subscriber(cookie, None, first.id or 0)
+    assert identity is not None and identity.user_id == user.id
+    assert rows is not None and [r["payload"] for r in rows] == [{"a": 2}]
+    assert rows == await gate.notifications_since(user.id or 0, first.id or 0)
+    assert await gate.authenticate_subscriber("not-a-session", None, 0) == (None, None)
