@@ -171,6 +171,8 @@ def _cookie(base: str, email: str) -> str:
 
 
 def _pct(values: list[float], q: float) -> float:
+    if not values:  # e.g. --updates 0: no load test
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
