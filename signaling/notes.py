@@ -183,6 +183,8 @@ class Editor:
         except RuntimeError:
             here = False
         if here:
+            if message.get("type") == "op" and int(message["rev"]) <= self.sent_rev:
+                return  # already sent (the author's own update, acknowledged inline)
             self.queue.put_nowait((message, text))
         else:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (message, text))
