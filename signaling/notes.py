@@ -159,6 +159,9 @@ class Editor:
         self.sent_rev = 0
         # (message, its JSON text if already serialised: the broker's text is reused)
         self.queue: asyncio.Queue[tuple[dict[str, Any], str | None] | None] = asyncio.Queue()
+        # Held while one message is being sent (by the sender, or inline by `send_now`):
+        # a message is always either in the queue or being sent under this lock.
+        self.sending = asyncio.Lock()
         self.loop = asyncio.get_running_loop()
         self.frozen = False
         self.active = False  # an edit since the last heartbeat check
@@ -180,6 +183,8 @@ class Editor:
         except RuntimeError:
             here = False
         if here:
+            if message.get("type") == "op" and int(message["rev"]) <= self.sent_rev:
+                return  # already sent (the author's own update, acknowledged inline)
             self.queue.put_nowait((message, text))
         else:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (message, text))
@@ -192,25 +197,41 @@ class Editor:
             await self._send(record)
             self.sent_rev = int(record["rev"])
 
+    async def send_now(self, message: dict[str, Any], text: str) -> None:
+        """Send at once, from the caller's task, when nothing is queued or being sent
+        (the usual case for the author's acknowledgement: no hop through the sender
+        task); else queue it behind the rest. Order is the same either way."""
+        if self.queue.empty() and not self.sending.locked():
+            async with self.sending:
+                await self._one(message, text)
+        else:
+            self.queue.put_nowait((message, text))
+
     async def sender(self) -> None:
         while True:
             item = await self.queue.get()
             if item is None:
                 return
-            message, text = item
-            kind = message.get("type")
-            if kind == "ack":
-                if int(message["rev"]) > self.sent_rev:
-                    await self._fill(int(message["rev"]))  # the client needs those first
-            elif kind in ("op", "_upto"):
-                rev = int(message["rev"])
-                if rev <= self.sent_rev:
-                    continue  # already sent (a duplicate from the broker or a resend)
-                if kind == "_upto" or rev > self.sent_rev + 1:
-                    await self._fill(rev)  # a gap: the database is the truth
-                    continue
-                self.sent_rev = rev
-            await self._send(message, text)
+            # No await between taking the item and holding the lock (a free lock is
+            # taken without yielding), so `send_now` never overtakes it.
+            async with self.sending:
+                await self._one(*item)
+
+    async def _one(self, message: dict[str, Any], text: str | None) -> None:
+        """Send one message in revision order (fill gaps from the gate, drop duplicates)."""
+        kind = message.get("type")
+        if kind == "ack":
+            if int(message["rev"]) > self.sent_rev:
+                await self._fill(int(message["rev"]))  # the client needs those first
+        elif kind in ("op", "_upto"):
+            rev = int(message["rev"])
+            if rev <= self.sent_rev:
+                return  # already sent (a duplicate from the broker or a resend)
+            if kind == "_upto" or rev > self.sent_rev + 1:
+                await self._fill(rev)  # a gap: the database is the truth
+                return
+            self.sent_rev = rev
+        await self._send(message, text)
 
 
 class NotesService:
@@ -220,6 +241,7 @@ class NotesService:
         self.signaling = signaling
         self.gate = gate
         self.editors: dict[int, set[Editor]] = {}
+        self._published: tuple[str, dict[str, Any]] | None = None
 
     def _broker(self) -> Broker:
         return self.signaling.hub.broker
@@ -229,10 +251,21 @@ class NotesService:
         return f"notes:{note.note_id}"
 
     async def publish(self, note: NoteAccess, message: dict[str, Any], text: str = "") -> None:
-        await self._broker().publish(self._channel(note), text or _dump(message))
+        text = text or _dump(message)
+        # An in-process broker hands this very string straight back to `_receive`:
+        # the message is then not parsed again.
+        self._published = (text, message)
+        try:
+            await self._broker().publish(self._channel(note), text)
+        finally:
+            self._published = None
 
     async def _receive(self, note_id: int, text: str) -> None:
-        message = json.loads(text)
+        published = self._published
+        if published is not None and published[0] is text:
+            message = published[1]
+        else:
+            message = json.loads(text)
         for editor in list(self.editors.get(note_id, ())):
             editor.deliver(message, text)
 
@@ -426,9 +459,11 @@ class NotesService:
                 # it does not wait for the broker (a round trip to Redis). Its copy from
                 # the broker is then dropped by revision, like any duplicate.
                 text = _dump(record)
-                editor.queue.put_nowait((record, text))
+                try:
+                    await editor.send_now(record, text)
+                except SOCKET_GONE:
+                    raise Closed(None) from None  # the editor left; the write stands
                 if not author_only:
-                    await asyncio.sleep(0)  # the sender sends it; then the fan-out
                     await self.publish(editor.note, record, text)
             else:  # a second join
                 await reader.error("unknown_message", "already joined")
