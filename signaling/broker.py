@@ -508,7 +508,7 @@ class RedisBroker:
         async with self._redis.pipeline(transaction=False) as pipe:
             for room in names:
                 keys = [self._key("peers", room), self._key("expiry", room)]
-                args = [until, node, self.KEY_TTL, *rooms[room]]
+                args: list[str | float] = [until, node, self.KEY_TTL, *rooms[room]]
                 await self._refresh(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
         return {
@@ -520,7 +520,7 @@ class RedisBroker:
         self, room: str, peer_id: str, record: dict[str, Any], ttl: float
     ) -> bool:
         keys = [self._key("peers", room), self._key("expiry", room)]
-        args = [peer_id, json.dumps(record), time.time() + ttl, self.KEY_TTL]
+        args: list[str | float] = [peer_id, json.dumps(record), time.time() + ttl, self.KEY_TTL]
         return bool(await self._restore(keys=keys, args=args))
 
     async def presence_all(self, room: str) -> dict[str, tuple[dict[str, Any], float]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -74,6 +75,9 @@ class Presence:
         # Processes whose heartbeat lapsed (a process id is never reused; one that
         # beats again leaves the set).
         self.dead: set[str] = set()
+        # Our peers being said back right now (see `_back`).
+        self._bringing_back: set[str] = set()
+        self._back_at: dict[str, float] = {}  # when each was said back (monotonic)
 
     async def put(self, peer: LocalPeer, ttl: float, *, away: bool = False) -> None:
         """Write the peer's entry, to expire in `ttl` seconds unless refreshed."""
@@ -112,7 +116,7 @@ class Presence:
         An expired entry of a process that still beats is no ghost: that process was
         slow to refresh (loaded, or stopped for a while) and decides itself; it
         re-creates its entries if they vanished (`refresh`)."""
-        now = time.time()
+        now, read_at = time.time(), time.monotonic()
         records: list[tuple[str, PeerRecord, float]] = []
         for peer_id, (raw, expires) in (await self.broker.presence_all(room)).items():
             try:
@@ -136,7 +140,7 @@ class Presence:
         live: dict[str, PeerRecord] = {}
         for peer_id, record, expires in records:
             if peer_id in self.local:
-                await self._still_here(record)
+                await self._still_here(record, read_at)
                 if expires >= now:
                     live[peer_id] = record
                 continue  # ours: our own timer decides
@@ -159,13 +163,28 @@ class Presence:
                 await self.on_ghost(room, record)
         return live
 
-    async def _still_here(self, record: PeerRecord) -> None:
+    async def _still_here(self, record: PeerRecord, read_at: float) -> None:
         """Our own connected peer marked away by another process: we had stalled past our
         heartbeat's TTL, not died. Say it is back (its entry is rewritten, not away)."""
         peer = self.local.get(record.peer_id)
         if record.away and record.node == self.node_id and peer is not None:
             if peer.conn is not None and not peer.gone:
-                await self.on_back(peer)
+                await self._back(peer, read_at)
+
+    async def _back(self, peer: LocalPeer, read_at: float) -> None:
+        """Once: the refresher and a relay's read may both find it away before its entry
+        is rewritten, or a read from before the rewrite may arrive after it (the room
+        would hear it twice)."""
+        if self._back_at.get(peer.peer_id, -math.inf) >= read_at:
+            return
+        if peer.peer_id in self._bringing_back:
+            return
+        self._bringing_back.add(peer.peer_id)
+        try:
+            await self.on_back(peer)
+            self._back_at[peer.peer_id] = time.monotonic()
+        finally:
+            self._bringing_back.discard(peer.peer_id)
 
     async def check_nodes(self) -> None:
         """Mark away the peers of the watched processes whose heartbeat has lapsed."""
@@ -190,6 +209,9 @@ class Presence:
         if not rooms:
             return
         ttl = self.config.presence_ttl_seconds
+        for peer_id in [peer_id for peer_id in self._back_at if peer_id not in self.local]:
+            del self._back_at[peer_id]
+        read_at = time.monotonic()
         found = await self.broker.presence_refresh(rooms, self.node_id, ttl)
         for room, (missing, away) in found.items():
             for peer_id in missing:
@@ -203,7 +225,7 @@ class Presence:
             for peer_id in away:
                 peer = self._connected(room, peer_id)
                 if peer is not None:
-                    await self.on_back(peer)
+                    await self._back(peer, read_at)
 
     def _connected(self, room: str, peer_id: str) -> LocalPeer | None:
         """Our peer, still here on its socket (not left, not replaced by another tab)."""

@@ -13,6 +13,7 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -145,6 +146,23 @@ async def test_a_swept_entry_of_a_live_process_comes_back_at_its_next_refresh(
     assert {"p_a", "p_c"} <= set(await other.live("r"))
     await owner.refresh()
     assert seen.restored == ["p_a"]  # once
+    # (This Seen does not rewrite p_b as the hub does: it is still away, said back again.)
+    assert seen.backs == ["p_b", "p_b"]
+    # A read sent before p_b was said back, answered after: the room is not told twice.
+    b = local.get("p_b")
+    assert b is not None
+    await owner.put(b, 15)  # as the hub's on_back does
+    assert await broker.presence_away("r", "p_b", "n1", time.time() + 30)
+    stale = await broker.presence_all("r")
+
+    async def slow_read(room: str) -> dict[str, tuple[dict[str, Any], float]]:
+        await owner.refresh()  # said back while this read was on its way
+        await owner.put(b, 15)
+        return stale
+
+    broker.presence_all = slow_read  # type: ignore[method-assign]
+    await owner.live("r")
+    assert seen.backs == ["p_b", "p_b", "p_b"]
 
 
 async def test_the_refresh_never_resurrects_a_peer_that_left_or_was_replaced(
@@ -191,7 +209,7 @@ async def test_the_refresh_of_many_rooms_is_one_round_trip() -> None:
             sent.append(args)
             return pipeline(*args, **kwargs)  # type: ignore[arg-type]
 
-        broker._redis.pipeline = counting  # type: ignore[method-assign]
+        broker._redis.pipeline = counting  # type: ignore[method-assign, assignment]
         await owner.refresh()
         assert len(sent) == 1
         scores = [entry[1] for room in local.rooms() for entry in
