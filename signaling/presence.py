@@ -78,11 +78,15 @@ class Presence:
         # Our peers being said back right now (see `_back`).
         self._bringing_back: set[str] = set()
         self._back_at: dict[str, float] = {}  # when each was said back (monotonic)
+        # When each entry of ours was last written: one not written yet (a peer still
+        # joining) or rewritten during a refresh is not "missing".
+        self._put_at: dict[str, float] = {}
 
     async def put(self, peer: LocalPeer, ttl: float, *, away: bool = False) -> None:
         """Write the peer's entry, to expire in `ttl` seconds unless refreshed."""
         record = self._record(peer, away=away)
         await self.broker.presence_put(peer.room, peer.peer_id, record.model_dump(), ttl)
+        self._put_at[peer.peer_id] = time.monotonic()
 
     async def remove(self, room: str, peer_id: str) -> bool:
         """True for the one caller that actually removed it: that caller announces the leave."""
@@ -209,13 +213,16 @@ class Presence:
         if not rooms:
             return
         ttl = self.config.presence_ttl_seconds
-        for peer_id in [peer_id for peer_id in self._back_at if peer_id not in self.local]:
-            del self._back_at[peer_id]
+        for marks in (self._back_at, self._put_at):
+            for peer_id in [peer_id for peer_id in marks if peer_id not in self.local]:
+                del marks[peer_id]
         read_at = time.monotonic()
         found = await self.broker.presence_refresh(rooms, self.node_id, ttl)
         for room, (missing, away) in found.items():
             for peer_id in missing:
                 peer = self._connected(room, peer_id)
+                if self._put_at.get(peer_id, math.inf) > read_at:
+                    continue  # not written yet (joining), or rewritten meanwhile
                 # Only if still absent: a newer tab's entry is never overwritten.
                 if peer is not None and await self.broker.presence_restore(
                     room, peer_id, self._record(peer).model_dump(), ttl

@@ -278,3 +278,12 @@ async def test_a_frozen_process_comes_back_with_its_peers_reachable(
     assert (await next_frame(x, {"offer", "error"}, wait=5))["sdp"] == "v=0 back"
     await send(x, type="answer", to=y_id, sdp="v=0 answer")
     assert (await next_frame(y, {"answer", "error"}, wait=5))["sdp"] == "v=0 answer"
+
+
+async def test_a_peer_still_joining_is_not_restored_before_its_first_write() -> None:
+    broker = MemoryBroker()
+    local = LocalPeers()
+    local.add(peer("p_joining"))  # added, its entry not written yet (Hub._attach)
+    seen = Seen()
+    await seen.presence(broker, local, "n1").refresh()
+    assert seen.restored == [] and await broker.presence_all("r") == {}
