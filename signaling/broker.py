@@ -52,6 +52,22 @@ class Broker(Protocol):
 
     async def presence_touch(self, room: str, peer_ids: list[str], ttl: float) -> None: ...
 
+    async def presence_refresh(
+        self, rooms: dict[str, list[str]], node: str, ttl: float
+    ) -> dict[str, tuple[list[str], list[str]]]:
+        """Refresh `node`'s entries of many rooms at once (one round trip for Redis).
+
+        Per room: the ids whose entry is missing (removed by another process) and those
+        marked away by another process; an entry now held by another node (the peer
+        resumed there) is left alone."""
+        ...
+
+    async def presence_restore(
+        self, room: str, peer_id: str, record: dict[str, Any], ttl: float
+    ) -> bool:
+        """Write the entry only if there is none (never over a newer tab's); True if written."""
+        ...
+
     async def presence_all(self, room: str) -> dict[str, tuple[dict[str, Any], float]]:
         """peer_id -> (record, expires_at unix time), expired entries included."""
         ...
@@ -129,6 +145,35 @@ class MemoryBroker:
         for peer_id in peer_ids:
             if peer_id in entries:
                 entries[peer_id] = (entries[peer_id][0], until)
+
+    async def presence_refresh(
+        self, rooms: dict[str, list[str]], node: str, ttl: float
+    ) -> dict[str, tuple[list[str], list[str]]]:
+        until = time.time() + ttl
+        result: dict[str, tuple[list[str], list[str]]] = {}
+        for room, peer_ids in rooms.items():
+            entries = self._presence.get(room, {})
+            missing: list[str] = []
+            away: list[str] = []
+            for peer_id in peer_ids:
+                entry = entries.get(peer_id)
+                if entry is None:
+                    missing.append(peer_id)
+                elif entry[0].get("node") == node:
+                    if entry[0].get("away"):
+                        away.append(peer_id)
+                    else:
+                        entries[peer_id] = (entry[0], until)
+            result[room] = (missing, away)
+        return result
+
+    async def presence_restore(
+        self, room: str, peer_id: str, record: dict[str, Any], ttl: float
+    ) -> bool:
+        if peer_id in self._presence.get(room, {}):
+            return False
+        self._presence[room][peer_id] = (record, time.time() + ttl)
+        return True
 
     async def presence_all(self, room: str) -> dict[str, tuple[dict[str, Any], float]]:
         return dict(self._presence.get(room, {}))
@@ -279,6 +324,41 @@ return 1
 """
 
 
+# Refreshes one room's entries held by ARGV[2], expiring at ARGV[1]; ARGV[4..] are the
+# peer ids. Returns {missing ids, ids marked away}: the owner restores those.
+# An entry now held by another node is left alone (the peer resumed there).
+_REFRESH_SCRIPT = """
+local missing, away = {}, {}
+for i = 4, #ARGV do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if not raw then
+    missing[#missing + 1] = ARGV[i]
+  else
+    local record = cjson.decode(raw)
+    if record['node'] == ARGV[2] then
+      if record['away'] == true then
+        away[#away + 1] = ARGV[i]
+      else
+        redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+      end
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {missing, away}
+"""
+
+# Writes an entry only if the room has none for that peer (HSETNX, then its expiry).
+_RESTORE_SCRIPT = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 class RedisBroker:
     """Many processes: redis.asyncio pub/sub, presence in a hash + sorted set per room."""
 
@@ -287,9 +367,14 @@ class RedisBroker:
     shared = True
     # As redis-py's default socket timeout: a publish waits no longer for Redis.
     PUBLISH_TIMEOUT = 5.0
+    # Commands in flight share this many connections; past that they wait for one
+    # (up to POOL_TIMEOUT) instead of failing at once, as redis-py's default pool
+    # does past its limit (150 simultaneous joins closed 51 sockets with 1011).
+    POOL_SIZE = 50
+    POOL_TIMEOUT = 5.0
 
     def __init__(self, url: str, prefix: str = "dari:sig:") -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.exceptions import RedisError
 
         # redis-py wraps most socket trouble in its ConnectionError/TimeoutError;
@@ -299,13 +384,22 @@ class RedisBroker:
         self._prefix = prefix
         # RESP2 unless the URL asks otherwise: under RESP3, redis-py hands each pub/sub
         # message to a push handler that formats it for a debug log, read or not.
-        self._redis: Redis = Redis.from_url(url, decode_responses=True, protocol=2)
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            protocol=2,
+            max_connections=self.POOL_SIZE,
+            timeout=self.POOL_TIMEOUT,
+        )
+        self._redis: Redis = Redis(connection_pool=self._pool)
         self._pubsub: Any = None
         self._handlers: dict[str, Handler] = {}
         self._reader: asyncio.Task[None] | None = None
         self._publisher = _Publisher(self._redis, self.PUBLISH_TIMEOUT)
         self._control = f"{prefix}control:{id(self)}:{time.time_ns()}"
         self._away = self._redis.register_script(_AWAY_SCRIPT)
+        self._refresh = self._redis.register_script(_REFRESH_SCRIPT)
+        self._restore = self._redis.register_script(_RESTORE_SCRIPT)
 
     def _key(self, kind: str, room: str) -> str:
         return f"{self._prefix}{kind}:{room}"
@@ -331,6 +425,7 @@ class RedisBroker:
         await self._publisher.close()
         self._handlers.clear()
         await self._redis.aclose()
+        await self._pool.aclose()  # ours, not closed by the client it was given to
 
     async def _read(self) -> None:
         # A blocking read straight from the pub/sub connection: woken by the socket,
@@ -402,6 +497,31 @@ class RedisBroker:
         until = time.time() + ttl
         # XX: only refresh entries that still exist (never resurrect a removed peer).
         await self._redis.zadd(self._key("expiry", room), dict.fromkeys(peer_ids, until), xx=True)
+
+    async def presence_refresh(
+        self, rooms: dict[str, list[str]], node: str, ttl: float
+    ) -> dict[str, tuple[list[str], list[str]]]:
+        if not rooms:
+            return {}
+        until = time.time() + ttl
+        names = list(rooms)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room in names:
+                keys = [self._key("peers", room), self._key("expiry", room)]
+                args: list[str | float] = [until, node, self.KEY_TTL, *rooms[room]]
+                await self._refresh(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return {
+            room: (list(reply[0]), list(reply[1]))
+            for room, reply in zip(names, replies, strict=True)
+        }
+
+    async def presence_restore(
+        self, room: str, peer_id: str, record: dict[str, Any], ttl: float
+    ) -> bool:
+        keys = [self._key("peers", room), self._key("expiry", room)]
+        args: list[str | float] = [peer_id, json.dumps(record), time.time() + ttl, self.KEY_TTL]
+        return bool(await self._restore(keys=keys, args=args))
 
     async def presence_all(self, room: str) -> dict[str, tuple[dict[str, Any], float]]:
         async with self._redis.pipeline(transaction=False) as pipe:

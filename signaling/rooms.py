@@ -75,6 +75,7 @@ class Hub:
             node_id=self.node_id,
             on_away=self._away_elsewhere,
             on_back=self._back,
+            on_restored=self._restored,
         )
         self.channel = RoomChannel(
             self.broker, self.local, self.presence, self.node_id, self._control
@@ -448,6 +449,14 @@ class Hub:
         await self.channel.publish(
             peer.room, bus.Reconnected(from_=peer.peer_id, except_=peer.peer_id)
         )
+
+    async def _restored(self, peer: LocalPeer) -> None:
+        """Our connected peer's entry was swept by another process while we stalled (the
+        room heard it left): its entry is back, the room hears it joined (or knocked)."""
+        if peer.admitted:
+            await self.announce_joined(peer)
+        else:
+            await self.channel.publish(peer.room, bus.Knocked(record=peer.record()))
 
     async def _announce_left(
         self, room: str, peer_id: str, reason: p.LeaveReason, *, admitted: bool

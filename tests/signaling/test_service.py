@@ -128,7 +128,9 @@ async def test_concurrent_joins_never_exceed_the_room_limit() -> None:
 
 @pytest.mark.redis
 async def test_a_dead_process_leaves_no_ghost_peer() -> None:
-    """Process A stops refreshing (it died); process B's sweeper announces A's peer gone."""
+    """Process A stops refreshing and beating (it died); process B marks A's peer away,
+    then, its resume window over, announces it left. (A process that still beats is
+    never swept: tests/signaling/test_presence_owner.py.)"""
     url = "redis://127.0.0.1:6379/5"
     gate = FakeGate()
     async with serve(gate, FAST, url) as (base_b, _):
@@ -139,10 +141,12 @@ async def test_a_dead_process_leaves_no_ghost_peer() -> None:
             ghost, ghost_welcome = await joined(base_a, "user:1", room="ghost-room")
             alive, welcome = await joined(base_b, "user:2", room="ghost-room")
             assert [p["peer_id"] for p in welcome["peers"]] == [ghost_welcome["peer_id"]]
-            # Simulate a crash: A's refresher stops, nothing is cleaned up or announced.
+            # Simulate a crash: A's refresher and heartbeat stop, nothing is cleaned up
+            # or announced.
             hub = svc_a.hub
-            assert hub._refresher is not None
+            assert hub._refresher is not None and hub._heartbeat is not None
             hub._refresher.cancel()
+            hub._heartbeat.cancel()
             left = None
             async with asyncio.timeout(10):
                 while left is None:
@@ -151,6 +155,6 @@ async def test_a_dead_process_leaves_no_ghost_peer() -> None:
                     await asyncio.sleep(0.1)
                     if frame["type"] == "peer-left":
                         left = frame
-            assert left["peer_id"] == ghost_welcome["peer_id"] and left["reason"] == "gone"
+            assert left["peer_id"] == ghost_welcome["peer_id"] and left["reason"] == "timeout"
             await ghost.close()
         await alive.close()
