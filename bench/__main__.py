@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Modules in bench/ that `make bench` does not run: servers the benchmarks start, and the
 # half-hour soak (`make soak`).
-HELPERS = {"signaling_servers", "soak"}
+HELPERS = {"apps", "signaling_servers", "soak"}
 
 # name -> arguments per size; "full" is each benchmark's own defaults.
 BENCHMARKS: dict[str, dict[str, list[str]]] = {

@@ -26,21 +26,19 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 
 import httpx2 as httpx
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, create_engine, select
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import apps
 from bench.signaling_relay import percentile
 from bench.signaling_servers import free_port
 from bench.urgent_ring import SECRET, Person, seed
@@ -52,46 +50,12 @@ from server.notifications.models import Notification
 from signaling.broker import RedisBroker
 from signaling.users import WAKE_CHANNEL
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "dari_bench_notify"
 
 
-def _admin(server_url: str) -> Engine:
-    return create_engine(server_url, isolation_level="AUTOCOMMIT")
-
-
-def fresh_database(server_url: str) -> str:
-    drop_database(server_url)
-    engine = _admin(server_url)
-    with engine.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {BENCH_DB}"))
-    engine.dispose()
-    return server_url.rsplit("/", 1)[0] + "/" + BENCH_DB
-
-
-def drop_database(server_url: str) -> None:
-    engine = _admin(server_url)
-    with engine.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
-    engine.dispose()
-
-
 def start_app(url: str, var_dir: str, port: int, redis_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DARI_DATABASE_URL": url,
-        "DARI_SECRET_KEY": SECRET,
-        "DARI_VAR_DIR": var_dir,
-        "DARI_REDIS_URL": redis_url,
-        "DARI_URGENT_CHECK_SECONDS": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "server.main:app", "--host", "127.0.0.1"]
-        + ["--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-    )
+    env = {"DARI_REDIS_URL": redis_url, "DARI_URGENT_CHECK_SECONDS": "0"}
+    return apps.start_app(url, var_dir, port, SECRET, env)
 
 
 def wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
@@ -303,7 +267,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dari-bench-notify-") as tmp:
         url = f"sqlite:///{tmp}/dari.sqlite3"
         if args.postgres:
-            url = fresh_database(args.postgres)
+            url = apps.fresh_database(args.postgres, BENCH_DB)
         migrate.upgrade(url)
         world = seed(url, 10, gps=1)
         gp, specialist = world.gps[0], world.specialists[0]
@@ -345,7 +309,7 @@ def main() -> None:
                     process.wait()
             engine.dispose()
             if args.postgres:
-                drop_database(args.postgres)
+                apps.drop_database(args.postgres, BENCH_DB)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,15 @@ import os
 import resource
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlmodel import Session, create_engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench import apps
 from bench.signaling_relay import percentile
 from bench.signaling_servers import free_port, rss_kib, start, stop, token_for
 from server import migrate
@@ -43,7 +42,6 @@ from server.accounts.models import LoginSession, Organisation, OrgKind, Region, 
 from server.accounts.security import hash_password, new_token, token_hash
 from server.clock import utcnow
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-idle-secret-0123456789abcdef"
 CONCURRENCY = 100
 
@@ -104,30 +102,10 @@ def seed(url: str, n: int) -> list[str]:
 BENCH_DB = "dari_bench_idle"
 
 
-def fresh_database(server_url: str) -> str:
-    """An empty database of our own on the PostgreSQL server; returns its URL."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
-        connection.execute(text(f"CREATE DATABASE {BENCH_DB}"))
-    admin.dispose()
-    return server_url.rsplit("/", 1)[0] + "/" + BENCH_DB
-
-
 def start_dari(url: str, var_dir: str) -> tuple[subprocess.Popen[bytes], int]:
     """`dari serve` on a free port: the real app, uvicorn options and all."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DARI_DATABASE_URL": url,
-        "DARI_SECRET_KEY": SECRET,
-        "DARI_VAR_DIR": var_dir,
-        "DARI_LOG_LEVEL": "warning",
-        "PYTHONPATH": str(ROOT),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env
-    )
+    process = apps.start_app(url, var_dir, port, SECRET)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -306,7 +284,11 @@ def main() -> None:
     raise_open_files(2 * n + 1000)
 
     with tempfile.TemporaryDirectory() as var_dir:
-        url = fresh_database(args.postgresql) if args.postgresql else f"sqlite:///{var_dir}/idle.db"
+        url = (
+            apps.fresh_database(args.postgresql, BENCH_DB)
+            if args.postgresql
+            else f"sqlite:///{var_dir}/idle.db"
+        )
         print(f"seeding {n} users with sessions ...", flush=True)
         cookies = seed(url, n)
         results = {}

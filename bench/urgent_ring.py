@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -31,13 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from datetime import time as clock
-from pathlib import Path
 
 import httpx2 as httpx
-from sqlalchemy import Engine, text
 from sqlmodel import Session, create_engine
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import apps
 from bench.signaling_relay import percentile
 from bench.signaling_servers import free_port
 from server import migrate
@@ -54,7 +51,6 @@ from server.accounts.security import csrf_token, hash_password, new_token, token
 from server.clock import utcnow
 from server.scheduling.models import RosterRule, RuleKind
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-urgent-secret-key-0123456789abcdef"
 SPECIALTIES = 10
 ON_CALL_PER_SPECIALTY = 4
@@ -159,52 +155,9 @@ def seed(url: str, specialists: int, gps: int) -> World:
 BENCH_DB = "dari_bench_urgent"
 
 
-def _admin(server_url: str) -> Engine:
-    return create_engine(server_url, isolation_level="AUTOCOMMIT")
-
-
-def fresh_database(server_url: str) -> str:
-    """An empty database of our own on the PostgreSQL server; returns its URL."""
-    drop_database(server_url)
-    engine = _admin(server_url)
-    with engine.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {BENCH_DB}"))
-    engine.dispose()
-    return server_url.rsplit("/", 1)[0] + "/" + BENCH_DB
-
-
-def drop_database(server_url: str) -> None:
-    engine = _admin(server_url)
-    with engine.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
-    engine.dispose()
-
-
 def start_app(url: str, var_dir: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DARI_DATABASE_URL": url,
-        "DARI_SECRET_KEY": SECRET,
-        "DARI_VAR_DIR": var_dir,
-        "DARI_URGENT_CHECK_SECONDS": "0",  # no escalation during the measurement
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "server.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    # No escalation during the measurement.
+    return apps.start_app(url, var_dir, port, SECRET, {"DARI_URGENT_CHECK_SECONDS": "0"})
 
 
 @dataclass
@@ -409,7 +362,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dari-bench-urgent-") as tmp:
         url = f"sqlite:///{tmp}/dari.sqlite3"
         if args.postgres:
-            url = fresh_database(args.postgres)
+            url = apps.fresh_database(args.postgres, BENCH_DB)
         migrate.upgrade(url)
         world = seed(url, args.specialists, gps=max(1, min(args.requests, 50)))
         port = free_port()
@@ -435,7 +388,7 @@ def main() -> None:
                 process.kill()
                 process.wait()
             if args.postgres:
-                drop_database(args.postgres)
+                apps.drop_database(args.postgres, BENCH_DB)
 
 
 if __name__ == "__main__":
