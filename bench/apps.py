@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx2 as httpx
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +52,17 @@ def start_app(
         cwd=ROOT,
         env=environment,
     )
+
+
+def wait_healthy(base: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    """Return once the app at `base` answers /healthz; raise if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.1)

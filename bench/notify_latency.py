@@ -58,19 +58,6 @@ def start_app(url: str, var_dir: str, port: int, redis_url: str) -> subprocess.P
     return apps.start_app(url, var_dir, port, SECRET, env)
 
 
-def wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.1)
-
-
 class Listener:
     """One specialist on /ws/user: the arrival time of every notification id."""
 
@@ -284,7 +271,7 @@ def main() -> None:
                 processes.append(start_app(url, tmp, port, args.redis))
                 bases.append(f"http://127.0.0.1:{port}")
             for base, process in zip(bases, processes, strict=True):
-                wait_healthy(base, process)
+                apps.wait_healthy(base, process)
             print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}; two app processes")
             asyncio.run(
                 measure(

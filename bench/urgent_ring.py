@@ -369,16 +369,7 @@ def main() -> None:
         process = start_app(url, tmp, port)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the app did not start")
-                time.sleep(0.1)
+            apps.wait_healthy(base, process)
             asyncio.run(measure(base, world, args.requests, args.runs))
         finally:
             process.terminate()
