@@ -23,7 +23,6 @@ itself and everything works as before, one layer slower.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Any
 
 from starlette.types import Message, Scope
@@ -97,7 +96,9 @@ class DirectSocket:
     def __init__(self, websocket: WebSocket, protocol: SignalingWebSocketProtocol) -> None:
         self.websocket = websocket
         self._protocol = protocol
-        self._messages: deque[Message] = deque()
+        # A list, not a deque: at most HIGH_WATER + a read's worth wait in it, and an
+        # idle socket's empty list is 56 bytes where a deque's first block is ~600.
+        self._messages: list[Message] = []
         self._waiter: asyncio.Future[None] | None = None
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -190,7 +191,7 @@ class DirectSocket:
             self._waiter = None
 
     def _take(self) -> Message:
-        message = self._messages.popleft()
+        message = self._messages.pop(0)
         self._flow()
         return message
 
