@@ -207,24 +207,36 @@ class ServerNoteGate:
         # checked in after that is dropped unclosed, a ResourceWarning under psycopg).
         self._threads = 0
         self._threads_done = threading.Condition()
+        # Raised by close(): work handed to a thread before it and started after it
+        # does not run (its loop is ending; the engine may be disposed).
+        self._generation = 0
 
     def close(self) -> None:
         """At the app's shutdown. (Tests start one app several times: a later use starts
         a new writer, which the next shutdown closes.)"""
         with self._threads_done:
-            if not self._threads_done.wait_for(lambda: self._threads == 0, timeout=5):
-                # Work whose thread never ran (its event loop ended first) would keep
-                # every later shutdown of this app waiting: count it as gone.
+            self._generation += 1
+            # Only threads that have started are counted, and they finish their work;
+            # the bound is a safety net against a database that hangs.
+            if not self._threads_done.wait_for(lambda: self._threads == 0, timeout=30):
                 log.warning(
                     "notes gate: %d database thread(s) still out at shutdown", self._threads
                 )
-                self._threads = 0
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
+        generation = self._generation
+
         def run() -> T:
+            # Counted once started, not when handed over: a hand-over whose thread
+            # never ran (its event loop ended first) must not hold up every later
+            # shutdown, as it did when it was counted at once.
+            with self._threads_done:
+                if self._generation != generation:
+                    raise RuntimeError("the notes gate was closed before this work started")
+                self._threads += 1
             try:
                 return work()
             finally:
@@ -232,8 +244,6 @@ class ServerNoteGate:
                     self._threads -= 1
                     self._threads_done.notify_all()
 
-        with self._threads_done:
-            self._threads += 1
         return await asyncio.to_thread(run)
 
     async def _db(self, work: Callable[[Session], T]) -> T:
