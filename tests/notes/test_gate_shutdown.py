@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine
 
-from server.settings import Settings
 from server.notes.gate import ServerNoteGate
+from server.settings import Settings
 
 
 def _gate(settings: Settings) -> ServerNoteGate:
