@@ -25,7 +25,7 @@ from server.calls import router as calls_router
 from server.calls.gatekeeper import build_signaling
 from server.consults import pages as consult_pages
 from server.consults import router as consults_router
-from server.db import engine_for, request_concurrency
+from server.db import engine_for, reader_engine, request_concurrency
 from server.equity import pages as equity_pages
 from server.errors import ERROR_RESPONSES, install_error_handlers
 from server.home import pages as home_pages
@@ -72,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             unwake()
             await app.state.signaling.stop()
             app.state.notes_gate.close()
-        # Close pooled connections so a stopped server leaves no open file or socket.
+        # Close pooled connections so a stopped server leaves no open file or socket
+        # (signaling's reads have a pool of their own on PostgreSQL).
+        reader_engine(app.state.engine).dispose()
         app.state.engine.dispose()
 
     app = FastAPI(

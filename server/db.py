@@ -87,7 +87,8 @@ def reader_engine(engine: Engine) -> Engine:
     SQLite: the same pool, but a deferred BEGIN (no write lock). PostgreSQL: a small
     pool of its own without the pre-ping round trip per checkout; connections are
     recycled after READER_RECYCLE_SECONDS, and the caller retries once when one turns
-    out to be dead (`is_disconnect`). Work run on it must not write."""
+    out to be dead (`is_disconnect`). Work run on it must not write. Like `engine_for`,
+    one per URL per process, disposed with the main engine when the app stops."""
     if engine.dialect.name == "sqlite":
         return engine.execution_options(**{READ_ONLY: True})
     if engine.dialect.name == "postgresql":

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from server.calls import gatekeeper
 from server.calls.gatekeeper import ServerGatekeeper
-from server.db import engine_for
+from server.db import engine_for, reader_engine
 from server.notifications import service as notifications
 from server.settings import Settings
 from tests.conftest import TEST_SECRET
@@ -49,3 +49,27 @@ async def test_authenticate_subscriber_reads_the_catch_up_with_the_session(
     assert rows is not None and [r["payload"] for r in rows] == [{"a": 2}]
     assert rows == await gate.notifications_since(user.id or 0, first.id or 0)
     assert await gate.authenticate_subscriber("not-a-session", None, 0) == (None, None)
+
+
+def test_a_stopped_app_leaves_no_reader_connection_open(
+    db: Session, settings: Settings, database_url: str
+) -> None:
+    """Signaling's reads have a pool of their own on PostgreSQL: the app's shutdown
+    closes it with the main one (it stayed open until the process ended)."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    user = make_user(db)
+    cookie = session_cookie(db, user)
+    app = create_app(settings)
+    reader = reader_engine(app.state.engine)
+    with TestClient(app, base_url="http://testserver") as client:
+        client.cookies.set("dari_session", cookie.split("=", 1)[-1])
+        with client.websocket_connect("/ws/user", headers={"origin": "http://testserver"}) as ws:
+            ws.send_json({"type": "subscribe", "after_id": 0})
+            ws.send_json({"type": "ping", "ts": 1})
+            while ws.receive_json()["type"] != "pong":
+                pass
+        assert reader.pool.checkedin() >= 1  # the connect read on it
+    assert reader.pool.checkedin() == 0
