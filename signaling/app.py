@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Generic, TypeVar, overload
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from signaling import bus
@@ -28,6 +29,7 @@ from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
 from signaling.peers import LocalPeer
 from signaling.rooms import Hub, Refused
+from signaling.serving import DirectSocket, claim
 from signaling.users import WAKE_CHANNEL, CatchUpGate, Prefetch, Subscription, UserChannel
 
 log = logging.getLogger("dari.signaling")
@@ -57,13 +59,15 @@ class FrameReader(Generic[F]):
 
     @overload
     def __init__(
-        self: FrameReader[p.ClientFrame], websocket: WebSocket, config: SignalingConfig
+        self: FrameReader[p.ClientFrame],
+        websocket: WebSocket | DirectSocket,
+        config: SignalingConfig,
     ) -> None: ...
 
     @overload
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: WebSocket | DirectSocket,
         config: SignalingConfig,
         *,
         parse: Callable[[str | bytes], F],
@@ -72,13 +76,18 @@ class FrameReader(Generic[F]):
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: WebSocket | DirectSocket,
         config: SignalingConfig,
         *,
         parse: Callable[[str | bytes], Any] = p.parse_client,
         max_bytes: int = p.MAX_FRAME_BYTES,
     ) -> None:
         self.websocket = websocket
+        self.receive: Callable[[float], Awaitable[Message]] = (
+            websocket.receive_within
+            if isinstance(websocket, DirectSocket)
+            else functools.partial(_receive_within, websocket)
+        )
         self.config = config
         self.parse = parse
         self.max_bytes = max_bytes
@@ -91,10 +100,7 @@ class FrameReader(Generic[F]):
         config = self.config
         while True:
             try:
-                # asyncio.timeout, not wait_for: no task per receive (3.11's wait_for
-                # wraps the receive in one, a task hop per frame and a task per idle socket).
-                async with asyncio.timeout(wait):
-                    message = await self.websocket.receive()
+                message = await self.receive(wait)
             except TimeoutError:
                 raise Closed(4408, "no heartbeat") from None
             if message["type"] == "websocket.disconnect":
@@ -127,6 +133,13 @@ class FrameReader(Generic[F]):
 
     async def error(self, code: str, message: str) -> None:
         await self.websocket.send_text(p.ErrorFrame(code=code, message=message).dump())
+
+
+async def _receive_within(websocket: WebSocket, seconds: float) -> Message:
+    """A socket without a direct lane: asyncio.timeout, not wait_for (3.11's wait_for
+    wraps the receive in a task: a task hop per frame and a task per idle socket)."""
+    async with asyncio.timeout(seconds):
+        return await websocket.receive()
 
 
 class SignalingService:
@@ -369,9 +382,10 @@ class SignalingService:
             return
         hub = self.hub
         self.sockets.add(websocket)
-        reader = FrameReader(websocket, self.config)
+        socket = claim(websocket)
+        reader = FrameReader(socket, self.config)
         peer: LocalPeer | None = None
-        conn = WebSocketConnection(websocket, self.send_limits)
+        conn = WebSocketConnection(socket, self.send_limits)
         close: Closed | None = None
         try:
             if not self.origin_ok(websocket):
@@ -424,7 +438,8 @@ class SignalingService:
             return
         users = self.users
         self.sockets.add(websocket)
-        reader = FrameReader(websocket, self.config)
+        socket = claim(websocket)
+        reader = FrameReader(socket, self.config)
         subscription: Subscription | None = None
         close: Closed | None = None
         try:
@@ -448,7 +463,7 @@ class SignalingService:
             if identity is None or identity.user_id is None:
                 raise Closed(4403)
             self._track(websocket, identity)
-            conn = WebSocketConnection(websocket, self.send_limits)
+            conn = WebSocketConnection(socket, self.send_limits)
             subscription = await users.subscribe(identity.user_id, conn, first.after_id, prefetch)
             while True:
                 frame = await reader.next(2 * self.config.heartbeat_seconds)
@@ -481,7 +496,7 @@ class SignalingService:
             return
         echo = self.echo
         self.sockets.add(websocket)
-        reader = FrameReader(websocket, self.config)
+        reader = FrameReader(claim(websocket), self.config)
         close: Closed | None = None
         session: EchoSession | None = None
         try:

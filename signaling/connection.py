@@ -27,7 +27,8 @@ from collections.abc import Awaitable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.types import Scope
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 log = logging.getLogger("dari.signaling.connection")
 
@@ -57,6 +58,21 @@ class SendLimits:
 
 
 DEFAULT_LIMITS = SendLimits()
+
+
+class FrameSocket(Protocol):
+    """What a connection writes to: starlette's WebSocket, or its direct lane
+    (signaling/serving.py)."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+    @property
+    def application_state(self) -> WebSocketState: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
 class Connection(Protocol):
@@ -91,11 +107,11 @@ _Close = tuple[int, str | None]
 
 
 class WebSocketConnection:
-    """A starlette WebSocket as a `Connection`, with a bounded send queue."""
+    """A socket as a `Connection`, with a bounded send queue."""
 
     __slots__ = ("websocket", "limits", "_backlog", "_bytes", "_writer", "_closing", "_abort")
 
-    def __init__(self, websocket: WebSocket, limits: SendLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, websocket: FrameSocket, limits: SendLimits = DEFAULT_LIMITS) -> None:
         self.websocket = websocket
         self.limits = limits
         # None: nothing queued and no writer (the fast path). A deque: a writer runs.

@@ -30,6 +30,7 @@ from signaling.app import Closed, FrameReader, SignalingService
 from signaling.broker import Broker
 from signaling.connection import SOCKET_GONE
 from signaling.gate import Identity
+from signaling.serving import DirectSocket, claim
 
 log = logging.getLogger("dari.signaling.notes")
 
@@ -145,7 +146,7 @@ class Editor:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: WebSocket | DirectSocket,
         gate: NoteGate,
         note: NoteAccess,
         identity: Identity,
@@ -322,7 +323,8 @@ class NotesService:
             await service.refuse(websocket, 1013)
             return
         config = service.config
-        reader = FrameReader(websocket, config, parse=parse_note_frame, max_bytes=MAX_NOTE_FRAME)
+        socket = claim(websocket)
+        reader = FrameReader(socket, config, parse=parse_note_frame, max_bytes=MAX_NOTE_FRAME)
         service.sockets.add(websocket)
         editor: Editor | None = None
         sender: asyncio.Task[None] | None = None
@@ -346,7 +348,7 @@ class NotesService:
             client_id = str(join.get("client", ""))
             if join.get("type") != "join" or not CLIENT_ID.match(client_id):
                 raise Closed(BAD_MESSAGE, "first frame must be join")
-            editor = Editor(websocket, self.gate, note, identity, client_id)
+            editor = Editor(socket, self.gate, note, identity, client_id)
             # Subscribe first, then read: an update committed in between arrives either
             # way, and the sender drops what it has already sent.
             await self._open(editor)

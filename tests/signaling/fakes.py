@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from signaling.app import SignalingService, standalone_app
 from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
@@ -94,22 +95,24 @@ async def serve(
 ) -> AsyncIterator[tuple[str, SignalingService]]:
     """`dari signaling`'s app under uvicorn in this event loop; yields (ws base URL, service)."""
     service = SignalingService(gate, config, broker_url)
+    async with serve_app(standalone_app(service)) as base:
+        yield f"{base}/ws", service
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
+    """Any ASGI app under uvicorn as Dari serves it, in this event loop; yields its
+    ws://127.0.0.1:PORT base."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            standalone_app(service),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            **uvicorn_options(),
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options())
     )
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):
             while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
                 await asyncio.sleep(0.02)
-        yield f"ws://127.0.0.1:{port}/ws", service
+        yield f"ws://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)

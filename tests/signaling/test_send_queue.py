@@ -56,7 +56,7 @@ async def _settle() -> None:
 
 def _conn(**limits: Any) -> tuple[_Socket, WebSocketConnection]:
     socket = _Socket()
-    return socket, WebSocketConnection(socket, SendLimits(**limits))  # type: ignore[arg-type]
+    return socket, WebSocketConnection(socket, SendLimits(**limits))
 
 
 async def test_fast_path_writes_inline_without_a_task() -> None:
