@@ -62,6 +62,7 @@ from pydantic import ValidationError
 from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker
+from signaling.connection import _carry_on
 from signaling.gate import SignalingConfig
 
 log = logging.getLogger("dari.signaling.links")
@@ -161,8 +162,7 @@ class _Inbound(_Framed):
         self.frames: deque[bytes] = deque()
         self.handled = 0  # the newest seq handled: what is acknowledged
         self.acked = 0
-        self._wake: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # a delivery that had to wait
         self._timer: asyncio.TimerHandle | None = None
         self._ack_timer: asyncio.TimerHandle | None = None
 
@@ -180,10 +180,10 @@ class _Inbound(_Framed):
     def message(self, data: bytes) -> None:
         if not self.node:
             self._hello(data)
-            return
-        self.frames.append(data)
-        if not self.held:
-            self._kick()
+        elif self.held or self._task is not None:
+            self.frames.append(data)  # behind the marker, or a delivery that waits
+        else:
+            self._deliver_now(data)
 
     def _hello(self, data: bytes) -> None:
         links = self.links
@@ -209,31 +209,42 @@ class _Inbound(_Framed):
             ).encode()
         )
         links.opened(self)
-        self._task = asyncio.create_task(self._consume(), name=f"link-from-{node}")
 
     def release(self) -> None:
         """The marker came (or did not, in time): frames may go to the peers now."""
         if self.held:
             self.held = False
-            self._kick()
+            if self.frames and self._task is None and self.transport is not None:
+                self._task = asyncio.create_task(self._consume(None))
 
-    def _kick(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+    def _deliver_now(self, data: bytes) -> None:
+        """Deliver in the read callback, with no task hop (as connection.py sends): a
+        client's send does not wait unless its socket is full. Only a delivery that
+        must wait goes on in a task, and the next frames queue behind it."""
+        coro = self._handle(data)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            self._ack_later()
+            return
+        head = cast(Awaitable[None], _carry_on(coro, waiting))
+        self._task = asyncio.create_task(self._consume(head), name=f"link-from-{self.node}")
 
-    async def _consume(self) -> None:
-        """Delivers the link's frames in order, one task per link (a frame's delivery may
-        wait: the target's send is awaited)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self.held or not self.frames:
-                self._wake = loop.create_future()
-                await self._wake
-                continue
-            await self._handle(self.frames.popleft())
-            if not self.frames and self._ack_timer is None and self.handled > self.acked:
-                self._ack_timer = loop.call_later(ACK_SECONDS, self._ack)
+    async def _consume(self, head: Awaitable[None] | None) -> None:
+        """Finish a delivery that had to wait, then the frames queued behind it, in order."""
+        try:
+            if head is not None:
+                await head
+            while self.frames and not self.held:
+                await self._handle(self.frames.popleft())
+        finally:
+            self._task = None
+        self._ack_later()
+
+    def _ack_later(self) -> None:
+        if self._ack_timer is None and self.handled > self.acked and self.transport is not None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(ACK_SECONDS, self._ack)
 
     def _ack(self) -> None:
         self._ack_timer = None
@@ -264,19 +275,16 @@ class _Inbound(_Framed):
         try:
             await self.links.deliver(room, message)
         except Exception:
-            # This task delivers all of the link's frames: one failure (a bug) must
-            # not stop the others.
+            # One frame's failure (a bug) must not stop the link's other frames.
             log.exception("link from %s: delivery failed", self.node)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # Frames not handled yet were not acknowledged: the dialler sends them through
-        # Redis.
+        # Redis. A delivery under way (its task) finishes.
         self.transport = None
         for timer in (self._timer, self._ack_timer):
             if timer is not None:
                 timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
         self.frames.clear()
         self.links.closed(self)
 

@@ -222,3 +222,19 @@ async def test_malformed_frames_on_a_link_are_dropped_and_the_receiver_goes_on()
         writer.close()
         await send(a, type="offer", to=b_id, sdp="v=still fine")
         assert (await recv_type(b, "offer"))["sdp"] == "v=still fine"
+
+
+async def test_a_process_whose_heartbeat_lapsed_loses_its_link_and_frames_go_by_redis() -> None:
+    async with two_processes() as (a, b, _, b_id, service_a, service_b):
+        links_a = links_of(service_a)
+        node_b = service_b.hub.node_id
+        # What the heartbeat check tells the links when B's heartbeat has lapsed.
+        links_a.seen({}, [node_b])
+        assert not links_a.up(node_b) and node_b not in links_a.nodes()
+        sent = links_a.sent
+        await send(a, type="offer", to=b_id, sdp="v=by redis")
+        assert (await recv_type(b, "offer"))["sdp"] == "v=by redis"
+        assert links_a.sent == sent
+        # B beats again: the link comes back.
+        links_a.seen({node_b: links_of(service_b).address}, [node_b])
+        await until(lambda: links_a.up(node_b))
