@@ -39,7 +39,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.signaling_servers import ROOT, TokenGate, free_port, token_for
+from bench.signaling_servers import ROOT, SECRET, TokenGate, free_port, token_for
 from signaling.gate import SignalingConfig
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -62,6 +62,7 @@ def serve_node(port: int, url: str, prefix: str, resume: float, refresh: float, 
         presence_refresh_seconds=refresh,
         presence_ttl_seconds=ttl,
         broker_prefix=prefix,
+        link_secret=SECRET,  # direct links between the nodes, as a deployment has
     )
     service = SignalingService(TokenGate(), config, url)
     uvicorn.run(standalone_app(service), host="127.0.0.1", port=port, log_level="warning")

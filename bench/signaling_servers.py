@@ -93,7 +93,9 @@ def serve_dari(
     from signaling.app import SignalingService, standalone_app
     from signaling.serving import uvicorn_options
 
-    config = SignalingConfig(rate_per_second=100_000, burst=100_000, heartbeat_seconds=60)
+    config = SignalingConfig(
+        rate_per_second=100_000, burst=100_000, heartbeat_seconds=60, link_secret=SECRET
+    )
     if prefix:  # the run's own keys and channels on a Redis that others may share
         config.broker_prefix = prefix
     service = SignalingService(TokenGate(), config, broker)

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # Key and channel prefix in that broker (several deployments on one Redis).
     signaling_broker_prefix: str = "dari:sig:"
     signaling_port: int = 8001
+    # Direct links between signaling processes (signaling/links.py): where each listens
+    # ("" turns them off; 0 = any free port) and the host the others dial it at.
+    signaling_link_host: str = "127.0.0.1"
+    signaling_link_port: int = 0
+    signaling_link_advertise: str = ""
     signaling_max_peers: int = 4
     signaling_resume_seconds: float = 30.0
     signaling_heartbeat_seconds: float = 15.0

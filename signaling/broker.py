@@ -84,12 +84,14 @@ class Broker(Protocol):
         ...
 
     # --- node heartbeats: which processes are alive ---
-    async def node_beat(self, node: str, ttl: float) -> None:
-        """This process is alive for `ttl` more seconds."""
+    async def node_beat(self, node: str, ttl: float, address: str = "") -> None:
+        """This process is alive for `ttl` more seconds; its direct links listen at
+        `address` ("host:port", "" for none: signaling/links.py)."""
         ...
 
-    async def nodes_alive(self, nodes: list[str]) -> set[str]:
-        """Those of `nodes` whose heartbeat has not expired."""
+    async def nodes_alive(self, nodes: list[str]) -> dict[str, str]:
+        """Those of `nodes` whose heartbeat has not expired, each with its link address
+        ("" if it has none)."""
         ...
 
     async def node_gone(self, node: str) -> None:
@@ -109,7 +111,7 @@ class MemoryBroker:
         self._handlers: dict[str, Handler] = {}
         self._presence: dict[str, dict[str, tuple[dict[str, Any], float]]] = defaultdict(dict)
         self._seq: dict[str, int] = defaultdict(int)
-        self._nodes: dict[str, float] = {}
+        self._nodes: dict[str, tuple[float, str]] = {}
 
     async def connect(self) -> None:
         return None
@@ -194,12 +196,13 @@ class MemoryBroker:
         self._presence[room][peer_id] = ({**entry[0], "away": True}, until)
         return True
 
-    async def node_beat(self, node: str, ttl: float) -> None:
-        self._nodes[node] = time.monotonic() + ttl
+    async def node_beat(self, node: str, ttl: float, address: str = "") -> None:
+        self._nodes[node] = (time.monotonic() + ttl, address)
 
-    async def nodes_alive(self, nodes: list[str]) -> set[str]:
+    async def nodes_alive(self, nodes: list[str]) -> dict[str, str]:
         now = time.monotonic()
-        return {node for node in nodes if self._nodes.get(node, 0.0) > now}
+        beats = {node: self._nodes.get(node, (0.0, "")) for node in nodes}
+        return {node: address for node, (until, address) in beats.items() if until > now}
 
     async def node_gone(self, node: str) -> None:
         self._nodes.pop(node, None)
@@ -547,14 +550,21 @@ class RedisBroker:
 
     # A node's heartbeat is a key with a TTL kept by Redis itself, so that no two
     # machines' clocks are compared (unlike the presence expiry scores).
-    async def node_beat(self, node: str, ttl: float) -> None:
-        await self._redis.set(self._key("node", node), "1", px=max(1, int(ttl * 1000)))
+    # Its value is the link address ("1" for none, as older releases write).
+    async def node_beat(self, node: str, ttl: float, address: str = "") -> None:
+        px = max(1, int(ttl * 1000))
+        await self._redis.set(self._key("node", node), address or "1", px=px)
 
-    async def nodes_alive(self, nodes: list[str]) -> set[str]:
+    async def nodes_alive(self, nodes: list[str]) -> dict[str, str]:
         if not nodes:
-            return set()
+            return {}
         values = await self._redis.mget([self._key("node", node) for node in nodes])
-        return {node for node, value in zip(nodes, values, strict=True) if value is not None}
+        alive: dict[str, str] = {}
+        for node, value in zip(nodes, values, strict=True):
+            if value is not None:
+                text = value.decode() if isinstance(value, bytes) else value
+                alive[node] = text if ":" in text else ""
+        return alive
 
     async def node_gone(self, node: str) -> None:
         await self._redis.delete(self._key("node", node))

@@ -74,6 +74,11 @@ class ToPeer(_Message):
     k: Literal["to"] = "to"
     to: str
     frame: RelayedFrame
+    # Set by a process that has sent frames to the target's process over a direct link
+    # (signaling/links.py): counts its frames to that process, so the receiver
+    # delivers each once and in order when some are sent again through Redis after
+    # the link broke. 0: not counted (sent through Redis only).
+    seq: int = 0
 
     _parse_frame = field_validator("frame", mode="before")(_relayed_text)
 
@@ -174,6 +179,21 @@ class SessionEnded(_Message):
 
 SESSIONS_CHANNEL = "sessions"
 
+
+def room_channel(room: str) -> str:
+    """The broker channel of a room's messages."""
+    return f"room:{room}"
+
+
+class LinkOpen(_Message):
+    """A direct link from `node` to the receiving process is up; published on that
+    process's own channel (`links.node_channel`) after every frame `node` sent it
+    through Redis before, so the receiver knows when the link's frames may go."""
+
+    k: Literal["link"] = "link"
+    link: str
+
+
 Message = Annotated[
     ToPeer
     | Chat
@@ -186,7 +206,8 @@ Message = Annotated[
     | Adopted
     | Admitted
     | Denied
-    | SessionEnded,
+    | SessionEnded
+    | LinkOpen,
     Field(discriminator="k"),
 ]
 _adapter: TypeAdapter[Message] = TypeAdapter(Message)

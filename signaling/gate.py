@@ -56,6 +56,16 @@ class SignalingConfig:
     # Where a shared broker keeps this deployment's keys and channels (two deployments,
     # or two test runs, can share one Redis).
     broker_prefix: str = "dari:sig:"
+    # Direct links between the processes of a shared broker (signaling/links.py): a
+    # frame for one peer on another process goes there straight, not through Redis.
+    # Each process listens on `link_host`:`link_port` (0: any free port) and tells
+    # the others `link_advertise` (default: `link_host`) with its heartbeat. Off with
+    # no `link_secret` (the deployment's secret: a link proves it knows it) or no
+    # `link_host`.
+    link_secret: str = field(default="", repr=False)
+    link_host: str = "127.0.0.1"
+    link_port: int = 0
+    link_advertise: str = ""
     join_timeout_seconds: float = 10.0
     rate_per_second: float = 50.0
     burst: float = 100.0

@@ -42,6 +42,9 @@ AwayHandler = Callable[[str, PeerRecord], Awaitable[None]]
 # Also told about a peer of ours whose entry another process removed (swept as a
 # ghost) while we were alive: it is restored, the room heard it left and hears it back.
 BackHandler = Callable[[LocalPeer], Awaitable[None]]
+# Told, after each heartbeat check, which of the processes checked beat (with their link
+# addresses): signaling/links.py keeps its links to those and closes the others'.
+NodesHandler = Callable[[dict[str, str], list[str]], None]
 
 
 async def _nothing(*_: object) -> None:
@@ -60,6 +63,7 @@ class Presence:
         on_away: AwayHandler = _nothing,
         on_back: BackHandler = _nothing,
         on_restored: BackHandler = _nothing,
+        on_nodes: NodesHandler | None = None,
     ) -> None:
         self.broker = broker
         self.config = config
@@ -69,6 +73,11 @@ class Presence:
         self.on_away = on_away
         self.on_back = on_back
         self.on_restored = on_restored
+        self.on_nodes = on_nodes
+        # Written with each heartbeat: where this process's links listen ("" for none).
+        self.address = ""
+        # Other processes to check besides the watched ones (those we hold links to).
+        self.also_check: Callable[[], list[str]] = list
         # Other processes whose peers we have seen, and in which of our rooms: the
         # heartbeat watch checks these only.
         self.watched: dict[str, set[str]] = {}
@@ -108,7 +117,7 @@ class Presence:
         alive again."""
         if not nodes:
             return set()
-        alive = await self.broker.nodes_alive(sorted(nodes))
+        alive = set(await self.broker.nodes_alive(sorted(nodes)))
         self.dead.difference_update(alive)
         self.dead.update(nodes - alive)
         return alive
@@ -196,9 +205,12 @@ class Presence:
             rooms.intersection_update(self.local.rooms())
             if not rooms:
                 del self.watched[node]
-        if not self.watched:
+        checked = sorted({*self.watched, *self.also_check()})
+        if not checked:
             return
-        alive = await self.broker.nodes_alive(list(self.watched))
+        alive = await self.broker.nodes_alive(checked)
+        if self.on_nodes is not None:
+            self.on_nodes(alive, checked)
         for node in [node for node in self.watched if node not in alive]:
             self.dead.add(node)
             for room in self.watched.pop(node):
@@ -268,7 +280,9 @@ class Presence:
         """Beat this process's heartbeat; notice the other processes' lapsed ones."""
         while True:
             try:
-                await self.broker.node_beat(self.node_id, self.config.node_ttl_seconds)
+                await self.broker.node_beat(
+                    self.node_id, self.config.node_ttl_seconds, self.address
+                )
                 await self.check_nodes()
             except self.broker.errors:
                 log.warning("node heartbeat failed: broker unreachable")

@@ -6,12 +6,15 @@ process skips the broker. Messages that act on a peer's state rather than carry
 a frame (replaced, adopted, admitted, denied) go to the hub's `on_control`.
 
 A frame for a peer on another process needs to know that the peer is an admitted
-member of the room (else the sender gets `unknown_peer`). Reading presence for
-every frame would cost a broker round trip each, so the admitted members found by
-one read are remembered for `MEMBERS_FRESH_SECONDS`, and forgotten at once when the
-room channel says one left, was replaced or denied. Only a hit skips the read: a
-miss (a newcomer, a guest) always reads presence. Whatever that memory says, the
-process holding the target delivers only to an admitted peer of that room.
+member of the room (else the sender gets `unknown_peer`), and which process holds
+it. Reading presence for every frame would cost a broker round trip each, so the
+admitted members found by one read (with their processes) are remembered for
+`MEMBERS_FRESH_SECONDS`, and forgotten at once when the room channel says one left,
+was replaced or denied. Only a hit skips the read: a miss (a newcomer, a guest)
+always reads presence. The frame then goes over the direct link to that process
+when one is up (signaling/links.py), else through the room's channel. Whatever
+the sender believed, the process holding the target delivers only to an admitted
+peer of that room.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import ValidationError
 from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker
+from signaling.links import Links
 from signaling.peers import LocalPeer, LocalPeers, peer_info
 from signaling.presence import Presence
 
@@ -39,8 +43,7 @@ ControlHandler = Callable[[str, Control], Awaitable[None]]
 MEMBERS_FRESH_SECONDS = 1.0
 
 
-def _channel(room: str) -> str:
-    return f"room:{room}"
+_channel = bus.room_channel
 
 
 class RoomChannel:
@@ -57,8 +60,11 @@ class RoomChannel:
         self.presence = presence
         self.node_id = node_id
         self.on_control = on_control
-        # room -> (admitted peer ids from the last presence read, read at monotonic time)
-        self._members: dict[str, tuple[frozenset[str], float]] = {}
+        # Set by the hub when this process has direct links to the others.
+        self.links: Links | None = None
+        # room -> (admitted peer id -> its process, from the last presence read, read
+        # at monotonic time)
+        self._members: dict[str, tuple[dict[str, str], float]] = {}
 
     # --- the broker edge ----------------------------------------------------------------
 
@@ -92,6 +98,13 @@ class RoomChannel:
             # Another release or a stray publisher: drop it, keep reading.
             log.warning("room %s: dropped an unreadable message (%s)", room, bus.explain(error))
             return
+        if type(message) is bus.ToPeer and message.seq and self.links is not None:
+            if not self.links.fresh(message.node, message.seq):
+                return  # sent again after its link broke, and delivered already
+        await self._deliver(room, message)
+
+    async def deliver_linked(self, room: str, message: bus.ToPeer) -> None:
+        """A frame that came over a direct link: the same rules as from the channel."""
         await self._deliver(room, message)
 
     # --- relaying ---------------------------------------------------------------------
@@ -106,30 +119,37 @@ class RoomChannel:
             else:
                 await target.send(frame)
             return
-        if not await self._is_member(sender.room, to):
+        node = await self._member_node(sender.room, to)
+        if node is None:
             await sender.error("unknown_peer", "no such peer in this room")
+            return
+        links = self.links
+        if links is not None and links.send(node, sender.room, to, frame):
             return
         await self.broker.publish(
             _channel(sender.room), bus.encode(bus.ToPeer(to=to, frame=frame, node=self.node_id))
         )
 
-    async def _is_member(self, room: str, peer_id: str) -> bool:
-        """Is `peer_id` an admitted peer of the room (on any process)?"""
+    async def _member_node(self, room: str, peer_id: str) -> str | None:
+        """The process holding `peer_id` ("" if its entry names none) if it is an admitted
+        peer of the room (on any process), else None."""
         now = time.monotonic()
         known = self._members.get(room)
-        if known is not None and peer_id in known[0] and now - known[1] < MEMBERS_FRESH_SECONDS:
-            return True
+        if known is not None and now - known[1] < MEMBERS_FRESH_SECONDS:
+            node = known[0].get(peer_id)
+            if node is not None:
+                return node
         live = await self.presence.live(room)
         if self.local.serves(room):  # not closed while we read
-            members = frozenset(pid for pid, record in live.items() if record.admitted)
+            members = {pid: record.node for pid, record in live.items() if record.admitted}
             self._members[room] = (members, now)
         record = live.get(peer_id)
-        return record is not None and record.admitted
+        return record.node if record is not None and record.admitted else None
 
     def _forget_member(self, room: str, peer_id: str) -> None:
         known = self._members.get(room)
-        if known is not None and peer_id in known[0]:
-            self._members[room] = (known[0] - {peer_id}, known[1])
+        if known is not None:
+            known[0].pop(peer_id, None)
 
     def _admitted(self, room: str, *, besides: str | None = None) -> list[LocalPeer]:
         """This process's admitted peers of the room (guests in the lobby hear nothing),

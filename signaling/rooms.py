@@ -24,6 +24,7 @@ from signaling.broker import Broker
 from signaling.bus import PeerRecord
 from signaling.connection import Connection
 from signaling.gate import Admission, Gatekeeper, Identity, QualityReport, SignalingConfig
+from signaling.links import Links
 from signaling.lobby import Lobby
 from signaling.peers import LocalPeer, LocalPeers, peer_info
 from signaling.presence import Presence
@@ -59,6 +60,7 @@ class Hub:
     presence: Presence = field(init=False)
     channel: RoomChannel = field(init=False)
     lobby: Lobby = field(init=False)
+    links: Links | None = field(init=False, default=None)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _refresher: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
@@ -81,12 +83,24 @@ class Hub:
             self.broker, self.local, self.presence, self.node_id, self._control
         )
         self.lobby = Lobby(self, self.local, self.presence, self.channel, self.config)
+        if Links.wanted(self.broker, self.config):
+            # Frames for one peer on another process go straight there (links.py); the
+            # heartbeat check tells the links which processes beat, and where.
+            self.links = Links(self.broker, self.node_id, self.config, self.channel.deliver_linked)
+            self.channel.links = self.links
+            self.presence.on_nodes = self.links.seen
+            self.presence.also_check = self.links.nodes
 
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.broker.connect()
-        await self.broker.node_beat(self.node_id, self.config.node_ttl_seconds)
+        if self.links is not None:
+            await self.links.start()
+            self.presence.address = self.links.address
+        await self.broker.node_beat(
+            self.node_id, self.config.node_ttl_seconds, self.presence.address
+        )
         self._refresher = asyncio.create_task(self.presence.refresh_loop(), name="presence-refresh")
         self._heartbeat = asyncio.create_task(self.presence.heartbeat_loop(), name="node-heartbeat")
 
@@ -116,6 +130,8 @@ class Hub:
                 await self.broker.node_gone(self.node_id)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        if self.links is not None:
+            await self.links.stop()
         await self.broker.disconnect()
 
     async def _hand_over(self, peer: LocalPeer) -> None:

@@ -323,6 +323,10 @@ def build_signaling(settings: Settings, engine: Engine, secret: str) -> Signalin
         echo_max_sessions=settings.echo_max_sessions,
         echo_max_seconds=settings.echo_max_seconds,
         broker_prefix=settings.signaling_broker_prefix,
+        link_secret=secret,
+        link_host=settings.signaling_link_host,
+        link_port=settings.signaling_link_port,
+        link_advertise=settings.signaling_link_advertise,
     )
     return SignalingService(
         ServerGatekeeper(settings, engine, secret), config, settings.resolved_broker_url()

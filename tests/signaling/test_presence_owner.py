@@ -114,7 +114,7 @@ async def test_liveness_is_asked_once_per_process_and_sweep(broker: Broker) -> N
     asked: list[list[str]] = []
     nodes_alive = broker.nodes_alive
 
-    async def counting(nodes: list[str]) -> set[str]:
+    async def counting(nodes: list[str]) -> dict[str, str]:
         asked.append(nodes)
         return await nodes_alive(nodes)
 
