@@ -85,7 +85,7 @@ class Connection(Protocol):
 
 
 @types.coroutine
-def _carry_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
+def carry_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
     """Go on with a coroutine stepped by hand until it yielded `waiting` (what `await`
     would have done): whatever the task sends or throws in is passed to it."""
     while True:
@@ -171,7 +171,7 @@ class WebSocketConnection:
         self._backlog = deque()
         self._bytes = 0
         self._writer = asyncio.get_running_loop().create_task(
-            self._drain(cast(Awaitable[None], _carry_on(coro, waiting))), name="ws-writer"
+            self._drain(cast(Awaitable[None], carry_on(coro, waiting))), name="ws-writer"
         )
         return True
 

@@ -62,7 +62,7 @@ from pydantic import ValidationError
 from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker
-from signaling.connection import _carry_on
+from signaling.connection import carry_on
 from signaling.gate import SignalingConfig
 
 log = logging.getLogger("dari.signaling.links")
@@ -227,7 +227,7 @@ class _Inbound(_Framed):
         except StopIteration:
             self._ack_later()
             return
-        head = cast(Awaitable[None], _carry_on(coro, waiting))
+        head = cast(Awaitable[None], carry_on(coro, waiting))
         self._task = asyncio.create_task(self._consume(head), name=f"link-from-{self.node}")
 
     async def _consume(self, head: Awaitable[None] | None) -> None:
