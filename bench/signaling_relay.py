@@ -50,9 +50,8 @@ async def dari_pair(port_a: int, port_b: int, room: str) -> Pair:
 
 
 async def expect(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    """The next frame of that kind. A peer-joined may come first: with two processes,
-    B's process can subscribe to the room before A's process has announced A (the
-    welcome then lists A as well)."""
+    """The next frame of that kind, passing over peer-joined frames (A hears of B
+    before the offer exchange starts)."""
     while True:
         frame: dict[str, Any] = json.loads(await ws.recv())
         if frame.get("type") == kind:

@@ -25,6 +25,10 @@ class LocalPeer:
     resume_hash: str = ""
     expiry_task: asyncio.Task[None] | None = None
     gone: bool = False
+    # Frames for this peer before its welcome has gone out (a peer of another process
+    # announced while this one was joining): the Hub sends them right after the
+    # welcome, in order. None: not joining, frames go out at once.
+    held: list[p.Frame] | None = None
 
     def record(self) -> PeerRecord:
         """This peer's presence entry, as the other processes read it."""
@@ -41,6 +45,9 @@ class LocalPeer:
 
     async def send(self, frame: p.Frame) -> None:
         """Send if connected; a socket that has gone is its endpoint's concern, not ours."""
+        if self.held is not None and not isinstance(frame, p.Welcome):
+            self.held.append(frame)
+            return
         conn = self.conn
         if conn is not None:
             await conn.send_text(frame.dump())

@@ -230,6 +230,7 @@ class Hub:
             conn=conn,
             admitted=admission == Admission.ALLOW,
             resume_hash=token_hash,
+            held=[] if admission == Admission.ALLOW else None,
         )
         await self._attach(peer)
         if not peer.admitted:
@@ -243,7 +244,9 @@ class Hub:
             peer.gone = True
             await self._forget(peer)
             raise full
-        await self.welcome(peer, token, entries, resumed=False)
+        # Read after our subscription: whoever announced before it is listed here,
+        # whoever announced after it reaches us (held until the welcome, de-duplicated).
+        await self.welcome(peer, token, after, resumed=False)
         await self.announce_joined(peer)
         return peer
 
@@ -285,6 +288,7 @@ class Hub:
                 admitted=True,
             )
         peer.conn = conn
+        peer.held = []
         token, peer.resume_hash = resume_token()
         await self._attach(peer)
         entries.pop(peer.peer_id, None)
@@ -324,6 +328,12 @@ class Hub:
                 max_peers=self.config.max_peers,
             ),
         )
+        # What came while joining, less the arrivals the welcome has just listed.
+        held, peer.held = peer.held or [], None
+        listed = {info.peer_id for info in infos}
+        for frame in held:
+            if not (isinstance(frame, p.PeerJoined) and frame.peer.peer_id in listed):
+                await peer.send(frame)
         await self.lobby.knock_again(peer, entries)
 
     async def announce_joined(self, peer: LocalPeer) -> None:
