@@ -121,29 +121,22 @@ def _seed(url: str) -> tuple[str, str, str, int]:
         )
         session.add_all([gp, sp])
         session.flush()
-        consult = ConsultRequest(
-            organisation_id=clinic.id or 0,
-            requester_id=gp.id or 0,
-            specialty_id=specialty.id or 0,
-            assigned_specialist_id=sp.id,
-            status=ConsultStatus.IN_PROGRESS,
-            patient_chart_number="B-1",
-            patient_age=60,
-            patient_sex=Sex.MALE,
-            clinical_question="bench",
-        )
+        def in_progress(chart: str, age: int, question: str) -> ConsultRequest:
+            return ConsultRequest(
+                organisation_id=clinic.id or 0,
+                requester_id=gp.id or 0,
+                specialty_id=specialty.id or 0,
+                assigned_specialist_id=sp.id,
+                status=ConsultStatus.IN_PROGRESS,
+                patient_chart_number=chart,
+                patient_age=age,
+                patient_sex=Sex.MALE,
+                clinical_question=question,
+            )
+
+        consult = in_progress("B-1", 60, "bench")
         # A second consult, whose note only the "note's own write" floor writes to.
-        floor_consult = ConsultRequest(
-            organisation_id=clinic.id or 0,
-            requester_id=gp.id or 0,
-            specialty_id=specialty.id or 0,
-            assigned_specialist_id=sp.id,
-            status=ConsultStatus.IN_PROGRESS,
-            patient_chart_number="B-2",
-            patient_age=61,
-            patient_sex=Sex.MALE,
-            clinical_question="bench floor",
-        )
+        floor_consult = in_progress("B-2", 61, "bench floor")
         session.add_all([consult, floor_consult])
         session.flush()
         floor_note = service.ensure_note(session, floor_consult.id or 0)
