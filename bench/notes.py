@@ -121,6 +121,7 @@ def _seed(url: str) -> tuple[str, str, str, int]:
         )
         session.add_all([gp, sp])
         session.flush()
+
         def in_progress(chart: str, age: int, question: str) -> ConsultRequest:
             return ConsultRequest(
                 organisation_id=clinic.id or 0,
