@@ -349,15 +349,9 @@ class _Writer:
                     return arrived
 
     async def pump(self) -> None:
-        """Read until our operation is acknowledged."""
-        while self.client.state != "synchronized":
-            m = json.loads(await self.ws.recv())
-            if m["type"] == "error":
-                raise RuntimeError(f"the server refused an operation: {m}")
-            if m["type"] in ("op", "ack"):
-                reply = self.receive(m)
-                if reply is not None:
-                    await self.ws.send(json.dumps(reply))
+        """Read until our operation is acknowledged (at once if nothing is pending)."""
+        if self.client.state != "synchronized":
+            await self.until_ack()
 
 
 def _unique_chars(n: int, offset: int) -> list[str]:
