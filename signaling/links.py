@@ -8,7 +8,11 @@ Redis keeps presence, the rooms' other messages, and is the fallback whenever a
 link is not up. The receiving process delivers a frame by the same rules as one
 from Redis (relay.RoomChannel: only to an admitted peer of that room held there).
 
-Wire: each message is a 4-byte big-endian length, then that many bytes. Every
+Wire: each message is a 4-byte big-endian length, then that many bytes; a frame's
+message is its number, the lengths of its room and target peer id, those two, and
+the frame as the very text the browser will receive (validated once, by the process
+that took it from its sender: the receiver only finds the peer and sends the text,
+no parse and no re-encoding, which is most of a hop's cost). Every
 process listens (`SignalingConfig.link_host`, `link_port`) and advertises
 "host:port" with its heartbeat; the others learn it at their heartbeat check (or
 on a first frame for that process) and dial it. The dialler proves it knows the
@@ -67,15 +71,18 @@ from signaling.gate import SignalingConfig
 
 log = logging.getLogger("dari.signaling.links")
 
-# Hands a frame that came over a link to the room channel (relay.RoomChannel).
-Deliver = Callable[[str, bus.ToPeer], Awaitable[None]]
+# Hands a frame that came over a link to the room channel (relay.RoomChannel):
+# (room, target peer id, the frame's wire text).
+Deliver = Callable[[str, str, str], Awaitable[None]]
 
-LINK_PURPOSE = b"dari-signaling-link-v1"
+# v2: frames travel as their wire text, not as a bus.ToPeer (v1). A process of
+# another version fails the handshake, and the two talk through Redis.
+LINK_PURPOSE = b"dari-signaling-link-v2"
 HANDSHAKE_SECONDS = 5.0
 MARKER_WAIT_SECONDS = 2.0
 ACK_SECONDS = 0.02
-# A message: a room id and a ToPeer whose frame is at most a client frame's size.
-MAX_MESSAGE_BYTES = 4 * p.MAX_FRAME_BYTES
+# A message: a room id, a peer id and a frame of at most a client frame's size.
+MAX_MESSAGE_BYTES = 2 * p.MAX_FRAME_BYTES
 MAX_HELLO_BYTES = 1024
 MAX_BUFFER_BYTES = 1024 * 1024
 MAX_UNACKED_BYTES = 4 * 1024 * 1024
@@ -84,7 +91,7 @@ BACKOFF_SECONDS = (0.1, 5.0)
 LOOKUP_SECONDS = 1.0
 
 _LENGTH = struct.Struct("!I")
-_ROOM = struct.Struct("!H")
+_HEAD = struct.Struct("!QHH")  # the frame's seq, its room's and target's lengths
 _ACK = struct.Struct("!Q")
 
 
@@ -253,27 +260,25 @@ class _Inbound(_Framed):
 
     async def _handle(self, data: bytes) -> None:
         try:
-            (size,) = _ROOM.unpack_from(data)
-            room = data[2 : 2 + size].decode()
-            message = bus.decode(data[2 + size :])
+            seq, room_size, to_size = _HEAD.unpack_from(data)
+            start = _HEAD.size + room_size + to_size
+            if start >= len(data):
+                raise struct.error("the message ends before its frame")
+            room = data[_HEAD.size : _HEAD.size + room_size].decode()
+            to = data[_HEAD.size + room_size : start].decode()
+            text = data[start:].decode()
         except (struct.error, UnicodeDecodeError):
             log.warning("link from %s: dropped an unreadable message", self.node)
             return
-        except ValidationError as error:
-            log.warning(
-                "link from %s: dropped a malformed frame (%s)", self.node, bus.explain(error)
-            )
+        if not (seq and room and to and text.startswith("{")):
+            log.warning("link from %s: dropped a message that is not a frame", self.node)
             return
-        if not isinstance(message, bus.ToPeer) or message.node != self.node or not room:
-            # A link carries its own process's frames for one peer, nothing else.
-            log.warning("link from %s: dropped a message that is not its frame", self.node)
-            return
-        self.handled = max(self.handled, message.seq)
-        if not self.links.fresh(self.node, message.seq):
+        self.handled = max(self.handled, seq)
+        if not self.links.fresh(self.node, seq):
             return
         self.links.received += 1
         try:
-            await self.links.deliver(room, message)
+            await self.links.deliver(room, to, text)
         except Exception:
             # One frame's failure (a bug) must not stop the link's other frames.
             log.exception("link from %s: delivery failed", self.node)
@@ -367,8 +372,8 @@ class _Route:
         self.node = node
         self.address = address
         self.conn: _Outbound | None = None  # while the link is up
-        # Sent over the link, not yet acknowledged: (seq, room, text).
-        self.unacked: deque[tuple[int, str, str]] = deque()
+        # Sent over the link, not yet acknowledged: (seq, room, target, frame text).
+        self.unacked: deque[tuple[int, str, str, str]] = deque()
         self.unacked_bytes = 0
         # After a break: frames on their way through Redis, in order (None: none).
         self.backlog: deque[tuple[str, str]] | None = None
@@ -382,17 +387,17 @@ class _Route:
         links = self.links
         links.seq += 1
         seq = links.seq
-        text = bus.encode(bus.ToPeer(to=to, frame=frame, node=links.node_id, seq=seq))
+        text = frame.dump()
         if conn is None or conn.transport is None:
             assert self.backlog is not None  # (lost() clears conn with its transport)
-            self.backlog.append((room, text))
+            self.backlog.append((room, links.through_redis(seq, to, text)))
             return True
-        name, data = room.encode(), text.encode()
-        conn.transport.write(
-            b"".join((_LENGTH.pack(2 + len(name) + len(data)), _ROOM.pack(len(name)), name, data))
-        )
+        name, peer, data = room.encode(), to.encode(), text.encode()
+        size = _HEAD.size + len(name) + len(peer) + len(data)
+        head = _HEAD.pack(seq, len(name), len(peer))
+        conn.transport.write(b"".join((_LENGTH.pack(size), head, name, peer, data)))
         links.sent += 1
-        self.unacked.append((seq, room, text))
+        self.unacked.append((seq, room, to, text))
         self.unacked_bytes += len(text)
         if self.unacked_bytes > MAX_UNACKED_BYTES:
             log.warning("link to %s dropped: too much unacknowledged", self.node)
@@ -404,14 +409,17 @@ class _Route:
             return
         unacked = self.unacked
         while unacked and unacked[0][0] <= seq:
-            self.unacked_bytes -= len(unacked.popleft()[2])
+            self.unacked_bytes -= len(unacked.popleft()[3])
 
     def lost(self, conn: _Outbound) -> None:
         """The link broke: what it did not acknowledge goes through Redis, first."""
         if conn is not self.conn:
             return
         self.conn = None
-        self.backlog = deque((room, text) for _, room, text in self.unacked)
+        through_redis = self.links.through_redis
+        self.backlog = deque(
+            (room, through_redis(seq, to, text)) for seq, room, to, text in self.unacked
+        )
         self.links.resent += len(self.backlog)
         self.unacked.clear()
         self.unacked_bytes = 0
@@ -507,6 +515,10 @@ class Links:
     def wanted(broker: Broker, config: SignalingConfig) -> bool:
         """Only with other processes (a shared broker), a secret to prove, and a host."""
         return broker.shared and bool(config.link_secret) and bool(config.link_host)
+
+    def through_redis(self, seq: int, to: str, text: str) -> str:
+        """A frame sent (or meant) for a link, as the room channel's message instead."""
+        return bus.encode(bus.ToPeer(to=to, frame=text, node=self.node_id, seq=seq))
 
     def proof(
         self, side: str, listener_nonce: str, dialler_nonce: str, dialler: str, listener: str

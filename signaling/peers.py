@@ -27,8 +27,9 @@ class LocalPeer:
     gone: bool = False
     # Frames for this peer before its welcome has gone out (a peer of another process
     # announced while this one was joining): the Hub sends them right after the
-    # welcome, in order. None: not joining, frames go out at once.
-    held: list[p.Frame] | None = None
+    # welcome, in order (a frame relayed over a link as its wire text). None: not
+    # joining, frames go out at once.
+    held: list[p.Frame | str] | None = None
 
     def record(self) -> PeerRecord:
         """This peer's presence entry, as the other processes read it."""
@@ -51,6 +52,15 @@ class LocalPeer:
         conn = self.conn
         if conn is not None:
             await conn.send_text(frame.dump())
+
+    async def send_dumped(self, text: str) -> None:
+        """Send a frame that is already its wire text (relayed from another process)."""
+        if self.held is not None:
+            self.held.append(text)
+            return
+        conn = self.conn
+        if conn is not None:
+            await conn.send_text(text)
 
     async def error(self, code: str, message: str) -> None:
         await self.send(p.ErrorFrame(code=code, message=message))

@@ -103,9 +103,12 @@ class RoomChannel:
                 return  # sent again after its link broke, and delivered already
         await self._deliver(room, message)
 
-    async def deliver_linked(self, room: str, message: bus.ToPeer) -> None:
-        """A frame that came over a direct link: the same rules as from the channel."""
-        await self._deliver(room, message)
+    async def deliver_linked(self, room: str, to: str, text: str) -> None:
+        """A frame that came over a direct link, as its wire text: the same rules as a
+        `bus.ToPeer` from the channel."""
+        target = self.local.get(to)
+        if target is not None and target.room == room and target.admitted:
+            await target.send_dumped(text)
 
     # --- relaying ---------------------------------------------------------------------
 

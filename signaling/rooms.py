@@ -332,7 +332,9 @@ class Hub:
         held, peer.held = peer.held or [], None
         listed = {info.peer_id for info in infos}
         for frame in held:
-            if not (isinstance(frame, p.PeerJoined) and frame.peer.peer_id in listed):
+            if isinstance(frame, str):
+                await peer.send_dumped(frame)
+            elif not (isinstance(frame, p.PeerJoined) and frame.peer.peer_id in listed):
                 await peer.send(frame)
         await self.lobby.knock_again(peer, entries)
 

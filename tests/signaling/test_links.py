@@ -156,9 +156,11 @@ async def read_message(reader: asyncio.StreamReader) -> bytes:
         return await reader.readexactly(size)
 
 
-def link_frame(room: str, text: str | bytes) -> bytes:
+def link_frame(room: str, to: str, text: str | bytes, seq: int = 1) -> bytes:
+    """A frame's message on a link: its number, room, target and wire text."""
     data = text.encode() if isinstance(text, str) else text
-    return message(struct.pack("!H", len(room.encode())) + room.encode() + data)
+    name, peer = room.encode(), to.encode()
+    return message(struct.pack("!QHH", seq, len(name), len(peer)) + name + peer + data)
 
 
 async def test_a_link_that_cannot_prove_the_secret_is_refused_and_delivers_nothing() -> None:
@@ -168,9 +170,8 @@ async def test_a_link_that_cannot_prove_the_secret_is_refused_and_delivers_nothi
         # Another deployment's secret (or a guess): closed, nothing delivered.
         reader, writer, _ = await handshake(links_b.address, links_b, "n-intruder", forge=True)
         room = service_b.hub.local.get(b_id).room  # type: ignore[union-attr]
-        offer = p.RelayedOffer(from_=a_id, sdp="v=intruder")
-        forged = bus.ToPeer(to=b_id, frame=offer, node="n-intruder", seq=10**9)
-        writer.write(link_frame(room, bus.encode(forged)))
+        forged = link_frame(room, b_id, p.RelayedOffer(from_=a_id, sdp="v=intruder").dump())
+        writer.write(forged)
         async with asyncio.timeout(5):
             assert await reader.read() == b""  # closed by the listener
         writer.close()
@@ -178,7 +179,7 @@ async def test_a_link_that_cannot_prove_the_secret_is_refused_and_delivers_nothi
         host, _, port = links_b.address.rpartition(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         await read_message(reader)
-        writer.write(link_frame(room, bus.encode(forged)))
+        writer.write(forged)
         async with asyncio.timeout(5):
             assert await reader.read() == b""
         writer.close()
@@ -200,20 +201,25 @@ async def test_malformed_frames_on_a_link_are_dropped_and_the_receiver_goes_on()
             node_channel(service_b.hub.node_id), bus.encode(bus.LinkOpen(link=link, node=node))
         )
         room = service_b.hub.local.get(b_id).room  # type: ignore[union-attr]
-        offer = p.RelayedOffer(from_=a_id, sdp="v=from the test link")
-        good = bus.ToPeer(to=b_id, frame=offer, node=node, seq=1)
+        offer = p.RelayedOffer(from_=a_id, sdp="v=from the test link").dump()
+        other_room = p.RelayedOffer(from_=a_id, sdp="v=for another room").dump()
+        unread = p.RelayedOffer(from_=a_id, sdp="v=unreadable").dump()
         for bad in (
-            link_frame(room, b"not json"),
-            link_frame(room, b'{"k": "to", "to": "x"}'),  # no frame
-            link_frame(room, bus.encode(bus.Left(peer_id=b_id, reason="left", node=node))),
-            link_frame(room, bus.encode(good.model_copy(update={"node": "someone-else"}))),
-            link_frame("", bus.encode(good)),
-            message(b"\xff\xff\x00"),  # a room length past the end
-            link_frame(room, "\u00e9".encode("latin-1")),
+            link_frame(room, b_id, b"not a frame"),
+            link_frame(room, b_id, b""),
+            link_frame(room, b_id, unread, seq=0),  # not numbered
+            link_frame(room, "", unread),
+            link_frame("", b_id, unread),
+            link_frame("another-room", b_id, other_room),  # b is not in that room
+            link_frame(room, "nobody", unread),
+            message(b"\xff\xff\x00"),  # shorter than the head
+            message(struct.pack("!QHH", 1, 500, 0) + room.encode()),  # a room past the end
+            link_frame(room, b_id, "{\u00e9}".encode("latin-1")),
         ):
             writer.write(bad)
-        writer.write(link_frame(room, bus.encode(good)))
+        writer.write(link_frame(room, b_id, offer, seq=2))
         got = await recv_type(b, "offer")
+        # The first frame to arrive is the good one: none of the others reached b.
         assert (got["from"], got["sdp"]) == (a_id, "v=from the test link")
         # A message past the size limit ends that link, not the process.
         writer.write(struct.pack("!I", 2**31))
