@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             unwake()
             await app.state.signaling.stop()
+            app.state.gatekeeper.close()
             app.state.notes_gate.close()
         # Close pooled connections so a stopped server leaves no open file or socket
         # (signaling's reads have a pool of their own on PostgreSQL).
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     app.state.signaling = build_signaling(settings, app.state.engine, app.state.secret_key)
+    app.state.gatekeeper = app.state.signaling.gate
 
     install_error_handlers(app)
     render.install(app, account_pages.page_viewer)

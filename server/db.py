@@ -96,6 +96,13 @@ def reader_engine(engine: Engine) -> Engine:
     return engine
 
 
+def read_threads(engine: Engine) -> int:
+    """Threads for `reader_engine`'s reads: one on SQLite (a read is CPU, and more
+    threads only contend for the interpreter lock), a few on PostgreSQL (a read waits
+    on the network)."""
+    return 1 if engine.dialect.name == "sqlite" else 4
+
+
 def is_disconnect(error: BaseException) -> bool:
     """Whether a database error means the pooled connection was dead (safe to retry a read)."""
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)

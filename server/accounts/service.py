@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import Connection, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -399,12 +399,15 @@ _PEEK = (
 )
 
 
-def peek_session(session: Session, settings: Settings, token: str | None) -> SessionPeek | None:
+def peek_session(
+    connection: Connection, settings: Settings, token: str | None
+) -> SessionPeek | None:
     """resolve_session(touch=False) for a hot path (signaling's connects): the same rule
-    (no pending session), one Core query, no ORM objects, nothing written."""
+    (no pending session), one Core query on a bare connection (no ORM session, which
+    costs more than the query), nothing written."""
     if not token:
         return None
-    row = session.connection().execute(_PEEK, {"token_hash": token_hash(token)}).first()
+    row = connection.execute(_PEEK, {"token_hash": token_hash(token)}).first()
     if row is None or not _usable(settings, utcnow(), row, active=row.active, pending=False):
         return None
     return SessionPeek(row.id, row.user_id, row.name, row.last_seen_at)

@@ -7,13 +7,16 @@ never holds a DB session open for its life.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, bindparam, func
+from sqlalchemy import Connection, Engine, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
@@ -47,6 +50,13 @@ class ServerGatekeeper:
         self.secret = secret
         # Connects read on this one: no write lock on SQLite, no pre-ping on PostgreSQL.
         self.reader = db.reader_engine(engine)
+        # ... in threads of their own, few of them (one on SQLite, where a read takes
+        # ~0.15 ms): each thread waiting for the interpreter lock slows the event loop
+        # that accepts the sockets. With asyncio's default pool (6 threads on 2 cores)
+        # a connect cost ~0.25 ms more CPU (docs/benchmarks.md "Idle ... connections").
+        self._reads = ThreadPoolExecutor(
+            db.read_threads(engine), thread_name_prefix="dari-gate-read"
+        )
         # The newest outbox id whose delivery lag has been recorded (metrics).
         self._lag_mark = 0
 
@@ -73,6 +83,24 @@ class ServerGatekeeper:
                 finally:
                     session.rollback()
 
+        return await self._retried_read(once)
+
+    async def _read_core(self, work: Callable[[Connection], T]) -> T:
+        """`_read` for Core queries, on a bare connection: a connect's reads (an ORM
+        session's set-up and teardown cost more CPU than the two queries themselves)."""
+
+        def once() -> T:
+            with self.reader.connect() as connection:
+                try:
+                    return work(connection)
+                finally:
+                    connection.rollback()
+
+        return await self._retried_read(once)
+
+    async def _retried_read(self, once: Callable[[], T]) -> T:
+        """Run a read on the gate's read threads, again once if its connection was dead."""
+
         def run() -> T:
             try:
                 return once()
@@ -83,7 +111,13 @@ class ServerGatekeeper:
                     raise
                 return once()
 
-        return await asyncio.to_thread(run)
+        # As asyncio.to_thread does, with the caller's context (its log fields).
+        call = functools.partial(contextvars.copy_context().run, run)
+        return await asyncio.get_running_loop().run_in_executor(self._reads, call)
+
+    def close(self) -> None:
+        """Let the read threads go (the app is stopping; no socket reads any more)."""
+        self._reads.shutdown(wait=False, cancel_futures=True)
 
     async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
         if token:
@@ -108,16 +142,16 @@ class ServerGatekeeper:
         if not cookie:
             return None
 
-        resolved = await self._read(lambda session: self._resolve_cookie(session, cookie))
+        resolved = await self._read_core(lambda c: self._resolve_cookie(c, cookie))
         if resolved is None:
             return None
         identity, stale = resolved
         await self._touch(identity, stale)
         return identity
 
-    def _resolve_cookie(self, session: Session, cookie: str) -> tuple[Identity, bool] | None:
+    def _resolve_cookie(self, connection: Connection, cookie: str) -> tuple[Identity, bool] | None:
         """(identity, whether the session's last_seen_at is due a write): reads only."""
-        found = accounts.peek_session(session, self.settings, cookie)
+        found = accounts.peek_session(connection, self.settings, cookie)
         if found is None:
             return None
         identity = Identity(
@@ -141,13 +175,15 @@ class ServerGatekeeper:
         if token or not cookie:
             return await self.authenticate(cookie, token), None
 
-        def read(session: Session) -> tuple[tuple[Identity, bool] | None, list[dict[str, Any]]]:
-            resolved = self._resolve_cookie(session, cookie)
+        def read(
+            connection: Connection,
+        ) -> tuple[tuple[Identity, bool] | None, list[dict[str, Any]]]:
+            resolved = self._resolve_cookie(connection, cookie)
             if resolved is None or resolved[0].user_id is None:
                 return resolved, []
-            return resolved, _catch_up(session, resolved[0].user_id, after_id)
+            return resolved, _catch_up(connection, resolved[0].user_id, after_id)
 
-        resolved, rows = await self._read(read)
+        resolved, rows = await self._read_core(read)
         if resolved is None:
             return None, None
         identity, stale = resolved
@@ -232,7 +268,7 @@ class ServerGatekeeper:
         )
 
     async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
-        return await self._read(lambda session: _catch_up(session, user_id, after_id))
+        return await self._read_core(lambda connection: _catch_up(connection, user_id, after_id))
 
     async def notifications_after(
         self, after_id: int, user_ids: list[int]
@@ -294,9 +330,9 @@ _CATCH_UP = (
 )
 
 
-def _catch_up(session: Session, user_id: int, after_id: int) -> list[dict[str, Any]]:
+def _catch_up(connection: Connection, user_id: int, after_id: int) -> list[dict[str, Any]]:
     """notifications.since + as_dict as one Core query (a connect's hot path)."""
-    found = session.connection().execute(_CATCH_UP, {"user_id": user_id, "after_id": after_id})
+    found = connection.execute(_CATCH_UP, {"user_id": user_id, "after_id": after_id})
     return [
         {
             "id": row.id,

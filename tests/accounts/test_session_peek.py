@@ -43,7 +43,7 @@ def test_peek_refuses_exactly_what_resolve_refuses(db: Session, settings: Settin
         change(record)
         db.add(record)
         db.commit()
-        peeked = accounts.peek_session(db, settings, cookie)
+        peeked = accounts.peek_session(db.connection(), settings, cookie)
         resolved = accounts.resolve_session(db, settings, cookie, touch=False)
         db.rollback()
         assert (peeked is None) == (resolved is None), name
@@ -55,26 +55,26 @@ def test_peek_refuses_exactly_what_resolve_refuses(db: Session, settings: Settin
         "idle",
         "absolute",
     ]
-    assert accounts.peek_session(db, settings, "no-such-token") is None
-    assert accounts.peek_session(db, settings, None) is None
+    assert accounts.peek_session(db.connection(), settings, "no-such-token") is None
+    assert accounts.peek_session(db.connection(), settings, None) is None
 
     cookie = session_cookie(db, user)
     user.active = False
     db.add(user)
     db.commit()
-    assert accounts.peek_session(db, settings, cookie) is None
+    assert accounts.peek_session(db.connection(), settings, cookie) is None
 
 
 def test_only_a_stale_session_asks_for_the_touch(db: Session, settings: Settings) -> None:
     user = make_user(db, Role.GP)
     cookie = session_cookie(db, user)
-    fresh = accounts.peek_session(db, settings, cookie)
+    fresh = accounts.peek_session(db.connection(), settings, cookie)
     assert fresh is not None and not accounts.needs_touch(fresh)
     record = _record(db, cookie)
     record.last_seen_at = utcnow() - timedelta(minutes=5)
     db.add(record)
     db.commit()
-    stale = accounts.peek_session(db, settings, cookie)
+    stale = accounts.peek_session(db.connection(), settings, cookie)
     assert stale is not None and accounts.needs_touch(stale)
     accounts.touch_session(db, stale.id)
     db.commit()

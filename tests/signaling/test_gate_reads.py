@@ -3,14 +3,19 @@ connected users' ids or filters a large set in Python; the connect's catch-up re
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from typing import Any
 
+import pytest
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
+from server.accounts import service as accounts
 from server.calls import gatekeeper
 from server.calls.gatekeeper import ServerGatekeeper
-from server.db import engine_for, reader_engine
+from server.db import engine_for, read_threads, reader_engine
 from server.notifications import service as notifications
 from server.settings import Settings
 from tests.conftest import TEST_SECRET
@@ -75,3 +80,34 @@ def test_a_stopped_app_leaves_no_reader_connection_open(
                 pass
         assert pool.checkedin() >= 1  # the connect read on it
     assert pool.checkedin() == 0
+
+
+async def test_connect_reads_run_on_the_gates_own_few_threads(
+    db: Session, settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many connects at once share the gate's read threads (one on SQLite), not
+    asyncio's default pool: fewer threads contending with the event loop."""
+    users = [make_user(db) for _ in range(12)]
+    cookies = [session_cookie(db, user) for user in users]
+    db.commit()
+    gate = ServerGatekeeper(settings, engine_for(database_url), TEST_SECRET)
+    threads: set[str] = set()
+    peek = accounts.peek_session
+
+    def spying(*args: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return peek(*args)
+
+    monkeypatch.setattr(accounts, "peek_session", spying)
+    try:
+        answers = await asyncio.gather(
+            *(gate.authenticate_subscriber(cookie, None, 0) for cookie in cookies)
+        )
+    finally:
+        gate.close()
+    assert [identity.user_id for identity, _ in answers if identity] == [u.id for u in users]
+    assert threads and all(name.startswith("dari-gate-read") for name in threads)
+    assert len(threads) <= read_threads(gate.engine)
+    # Closed: no read is taken any more (the app is stopping).
+    with pytest.raises(RuntimeError):
+        await gate.authenticate_subscriber(cookies[0], None, 0)
