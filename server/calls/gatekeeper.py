@@ -54,9 +54,7 @@ class ServerGatekeeper:
         # ~0.15 ms): each thread waiting for the interpreter lock slows the event loop
         # that accepts the sockets. With asyncio's default pool (6 threads on 2 cores)
         # a connect cost ~0.25 ms more CPU (docs/benchmarks.md "Idle ... connections").
-        self._reads = ThreadPoolExecutor(
-            db.read_threads(engine), thread_name_prefix="dari-gate-read"
-        )
+        self._reads: ThreadPoolExecutor | None = None  # made at the first read
         # The newest outbox id whose delivery lag has been recorded (metrics).
         self._lag_mark = 0
 
@@ -113,11 +111,17 @@ class ServerGatekeeper:
 
         # As asyncio.to_thread does, with the caller's context (its log fields).
         call = functools.partial(contextvars.copy_context().run, run)
+        if self._reads is None:
+            threads = db.read_threads(self.engine)
+            self._reads = ThreadPoolExecutor(threads, thread_name_prefix="dari-gate-read")
         return await asyncio.get_running_loop().run_in_executor(self._reads, call)
 
     def close(self) -> None:
-        """Let the read threads go (the app is stopping; no socket reads any more)."""
-        self._reads.shutdown(wait=False, cancel_futures=True)
+        """Let the read threads go (the app is stopping); a later read makes new ones
+        (an app can be started again, as tests do)."""
+        reads, self._reads = self._reads, None
+        if reads is not None:
+            reads.shutdown(wait=False, cancel_futures=True)
 
     async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
         if token:
