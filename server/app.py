@@ -108,7 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Signaling sockets skip the layers below (signaling/app.py SocketLane); the /ws
     # mount at the end still serves anything else under /ws.
     signaling_app = app.state.signaling.app()
-    app.add_middleware(SocketLane, target=signaling_app, prefix="/ws")
+    app.add_middleware(
+        SocketLane, target=signaling_app, prefix="/ws", routes=app.state.signaling.routes()
+    )
     app.add_middleware(InputGuard)
     # Outermost: request id, one log line and the metrics for every request and socket.
     app.add_middleware(ObservabilityMiddleware)

@@ -337,15 +337,17 @@ class SignalingService:
         assert self._echo is not None, "signaling is not running"
         return self._echo
 
+    def routes(self) -> list[WebSocketRoute]:
+        """The endpoints, by their path under /ws."""
+        return [
+            WebSocketRoute("/room", self.room_endpoint),
+            WebSocketRoute("/user", self.user_endpoint),
+            WebSocketRoute("/echo", self.echo_endpoint),
+        ]
+
     def app(self) -> Starlette:
         """The endpoints, to mount at /ws."""
-        return Starlette(
-            routes=[
-                WebSocketRoute("/room", self.room_endpoint),
-                WebSocketRoute("/user", self.user_endpoint),
-                WebSocketRoute("/echo", self.echo_endpoint),
-            ]
-        )
+        return Starlette(routes=self.routes())
 
     # --- shared steps ----------------------------------------------------------------
 
@@ -553,29 +555,48 @@ class SignalingService:
 
 
 class SocketLane:
-    """ASGI middleware: WebSockets under `prefix` go straight to the signaling app.
+    """ASGI middleware: WebSockets under `prefix` go straight to their endpoint.
 
     Placed inside the outer middlewares that matter to a socket (observability, the
     input guard) and outside the rest (request gate, security headers, gzip, error
     pages, exception handlers, and the router's matching against every HTTP route):
     each of those layers is a coroutine frame (and a closure or two) kept for a
     socket's whole life, and the route matching was the bulk of a connect's time on
-    the event loop. The scope is what the `/ws` mount would have made of it.
+    the event loop. A path of `routes` (exact, no parameters) is handed to its
+    endpoint here, as the signaling app's router would (its scope as the `/ws` mount
+    and that route would have made it): the app's own stack adds five more frames per
+    socket and nothing a signaling endpoint uses (they raise no HTTP or WebSocket
+    exception; each closes its own socket). Any other path under the prefix goes to
+    `target`, the mounted app, which refuses it.
     """
 
-    __slots__ = ("app", "target", "prefix")
+    __slots__ = ("app", "target", "prefix", "routes")
 
-    def __init__(self, app: ASGIApp, target: ASGIApp, prefix: str = "/ws") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        target: ASGIApp,
+        prefix: str = "/ws",
+        routes: Sequence[WebSocketRoute] = (),
+    ) -> None:
         self.app = app
         self.target = target
         self.prefix = prefix
+        self.routes = {self.prefix + route.path: route for route in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"].startswith(self.prefix + "/"):
             root = scope.get("root_path", "")
             scope["app_root_path"] = scope.get("app_root_path", root)
             scope["root_path"] = root + self.prefix
-            await self.target(scope, receive, send)
+            route = self.routes.get(scope["path"])
+            if route is None:
+                await self.target(scope, receive, send)
+                return
+            scope["route"] = route
+            scope["endpoint"] = route.endpoint
+            scope["path_params"] = {}
+            await route.endpoint(WebSocket(scope, receive, send))
         else:
             await self.app(scope, receive, send)
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlmodel import Session
+from starlette.routing import WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
+from server.ops.middleware import route_template
 from signaling.app import SocketLane
 from signaling.connection import TRANSPORT_EXTENSION, WebSocketConnection
 from signaling.gate import SignalingConfig
@@ -50,6 +53,26 @@ async def test_the_lane_takes_signaling_sockets_and_nothing_else() -> None:
     # As the /ws mount would have set it: the route template stays "/ws/room".
     assert signaling.scopes[0]["root_path"] == "/ws"
     assert signaling.scopes[0]["app_root_path"] == ""
+
+
+async def test_the_lane_hands_its_own_routes_to_their_endpoint_past_the_apps_stack() -> None:
+    """A signaling route is called here, with the scope its mount and route would have
+    made (observability still names it "/ws/room"); another path goes to the app."""
+    rest, signaling = _Recorder(), _Recorder()
+    called: list[WebSocket] = []
+
+    async def endpoint(websocket: WebSocket) -> None:
+        called.append(websocket)
+
+    route = WebSocketRoute("/room", endpoint)
+    lane = SocketLane(rest, signaling, prefix="/ws", routes=[route])
+    for path in ("/ws/room", "/ws/nowhere", "/ws/room/more"):
+        await lane({"type": "websocket", "path": path, "root_path": ""}, _receive, _send)
+    [websocket] = called
+    assert websocket.scope["route"] is route and websocket.scope["path_params"] == {}
+    assert route_template(websocket.scope) == "/ws/room"
+    assert [s["path"] for s in signaling.scopes] == ["/ws/nowhere", "/ws/room/more"]
+    assert rest.scopes == []
 
 
 def test_uvicorn_options_turn_compression_off() -> None:
