@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from signaling.connection import stop_requested
+
 log = logging.getLogger("dari.signaling.broker")
 
 Handler = Callable[[str], Awaitable[None]]
@@ -455,6 +457,8 @@ class RedisBroker:
                         continue
                     channel, data = reply[1], reply[2]
             except self.errors:  # a Redis hiccup must not end fan-out for good
+                if stop_requested():
+                    raise asyncio.CancelledError from None
                 log.exception("redis pubsub read failed; retrying")
                 if conn is not None:
                     await conn.disconnect(nowait=True)

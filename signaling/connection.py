@@ -84,6 +84,18 @@ class Connection(Protocol):
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
+def stop_requested() -> bool:
+    """Whether the running task has been asked to stop (cancelled) and has not stopped.
+
+    A background loop's guard (`except broker.errors`, `except Exception`) can swallow
+    a cancellation that reached it as another error: redis-py may turn one into a
+    connection error while it tears the connection down. The loop then runs on, and
+    whoever cancelled it and waits (a process's shutdown) waits for ever. Such a loop
+    asks this after its guard and stops."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @types.coroutine
 def carry_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, None]:
     """Go on with a coroutine stepped by hand until it yielded `waiting` (what `await`

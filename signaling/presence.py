@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from signaling.broker import Broker
 from signaling.bus import PeerRecord, explain
+from signaling.connection import stop_requested
 from signaling.gate import SignalingConfig
 from signaling.peers import LocalPeer, LocalPeers
 
@@ -259,6 +260,8 @@ class Presence:
     async def refresh_loop(self) -> None:
         """Keep this process's entries alive; sweep the other processes' ghosts on the way."""
         while True:
+            if stop_requested():
+                raise asyncio.CancelledError
             await asyncio.sleep(self.config.presence_refresh_seconds)
             try:
                 await self.refresh()
@@ -290,4 +293,6 @@ class Presence:
                 # Task guard: if this loop ended, the others would take this process
                 # for dead within the TTL and mark all its peers away.
                 log.exception("node heartbeat failed")
+            if stop_requested():
+                raise asyncio.CancelledError
             await asyncio.sleep(self.config.node_beat_seconds)

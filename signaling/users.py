@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from signaling import protocol as p
-from signaling.connection import Connection
+from signaling.connection import Connection, stop_requested
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
 
 log = logging.getLogger("dari.signaling.users")
@@ -235,4 +235,6 @@ class UserChannel:
             except Exception:
                 # Task guard: the gate's query may fail in any way its database
                 # can; if this loop ended, no connected user would hear anything.
+                if stop_requested():
+                    raise asyncio.CancelledError from None
                 log.exception("notification poll failed")

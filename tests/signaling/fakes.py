@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,4 +116,10 @@ async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
         yield f"ws://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        try:
+            await asyncio.wait_for(task, 15)
+        except TimeoutError:
+            # A shutdown that hangs: say where every task of the loop waits.
+            for other in asyncio.all_tasks():
+                other.print_stack(file=sys.stderr)
+            raise
