@@ -50,10 +50,10 @@ class ServerGatekeeper:
         self.secret = secret
         # Connects read on this one: no write lock on SQLite, no pre-ping on PostgreSQL.
         self.reader = db.reader_engine(engine)
-        # ... in threads of their own, few of them (one on SQLite, where a read takes
-        # ~0.15 ms): each thread waiting for the interpreter lock slows the event loop
-        # that accepts the sockets. With asyncio's default pool (6 threads on 2 cores)
-        # a connect cost ~0.25 ms more CPU (docs/benchmarks.md "Idle ... connections").
+        # ... in threads of their own, few of them (db.read_threads: one on SQLite, two
+        # on PostgreSQL): each thread waiting for the interpreter lock slows the event
+        # loop that accepts the sockets. With asyncio's default pool (6 threads on 2
+        # cores) a connect cost ~0.25 ms more CPU (docs/benchmarks.md "Idle ...").
         self._reads: ThreadPoolExecutor | None = None  # made at the first read
         # The newest outbox id whose delivery lag has been recorded (metrics).
         self._lag_mark = 0

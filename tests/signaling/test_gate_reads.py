@@ -115,3 +115,16 @@ async def test_connect_reads_run_on_the_gates_own_few_threads(
     identity, _ = await gate.authenticate_subscriber(cookies[0], None, 0)
     assert identity is not None and identity.user_id == users[0].id
     gate.close()
+
+
+def test_the_postgresql_reader_reads_in_autocommit(database_url: str) -> None:
+    """No BEGIN and ROLLBACK round trips around a connect's two reads on PostgreSQL;
+    SQLite keeps its deferred (lock-free) transaction."""
+    reader = reader_engine(engine_for(database_url))
+    with reader.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+        driver = connection.connection.dbapi_connection
+        if reader.dialect.name == "postgresql":
+            assert driver.autocommit is True  # type: ignore[union-attr]
+        else:
+            assert connection.in_transaction()
