@@ -106,8 +106,8 @@ class RoomChannel:
     async def deliver_linked(self, room: str, to: str, text: str) -> None:
         """A frame that came over a direct link, as its wire text: the same rules as a
         `bus.ToPeer` from the channel."""
-        target = self.local.get(to)
-        if target is not None and target.room == room and target.admitted:
+        target = self._target(room, to)
+        if target is not None:
             await target.send_dumped(text)
 
     # --- relaying ---------------------------------------------------------------------
@@ -154,6 +154,14 @@ class RoomChannel:
         if known is not None:
             known[0].pop(peer_id, None)
 
+    def _target(self, room: str, peer_id: str) -> LocalPeer | None:
+        """The peer a frame for one peer of the room goes to: held here, of that room,
+        admitted (whatever the sending process believed)."""
+        target = self.local.get(peer_id)
+        if target is not None and target.room == room and target.admitted:
+            return target
+        return None
+
     def _admitted(self, room: str, *, besides: str | None = None) -> list[LocalPeer]:
         """This process's admitted peers of the room (guests in the lobby hear nothing),
         less the one the message is about."""
@@ -165,8 +173,8 @@ class RoomChannel:
         """Fan one message out to this process's peers of the room."""
         match message:
             case bus.ToPeer(to=to, frame=frame):
-                target = self.local.get(to)
-                if target is not None and target.room == room and target.admitted:
+                target = self._target(room, to)
+                if target is not None:
                     await target.send(frame)
             case bus.Chat(frame=frame):
                 for peer in self._admitted(room):
