@@ -127,8 +127,15 @@ def record(
 ) -> AuditEvent:
     """Append one event in the caller's transaction; it commits or rolls back with it."""
     # Locking the head row serialises appenders on PostgreSQL; SQLite transactions
-    # are already serialised by BEGIN IMMEDIATE (server.db).
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    # are already serialised by BEGIN IMMEDIATE (server.db). The head is read afresh:
+    # a session kept across commits (expire_on_commit=False) still holds the head it
+    # loaded then, and another writer may have appended since.
+    head = session.exec(
+        select(AuditHead)
+        .where(AuditHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)

@@ -1,7 +1,8 @@
 """The hash chain detects a modified, a deleted and an inserted audit event, both through
 server.audit.service.verify and `dari audit verify`; the key the database does not hold
 and the checkpoints kept outside it detect a truncated tail with the head moved back, a
-deleted head and a recomputed chain. Each test tampers with its own scratch database,
+deleted head and a recomputed chain; and a writer that keeps its session across commits
+still chains after the others. Each test tampers with its own scratch database,
 never with the shared one."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from server import migrate
 from server.audit import service as audit
-from server.audit.models import AuditEvent
+from server.audit.models import AuditEvent, AuditHead
 from server.cli import app as cli
 from server.db import engine_for
 from server.settings import get_settings
@@ -84,6 +85,27 @@ def tamper(url: str, *statements: str) -> None:
         for statement in statements:
             connection.execute(text(statement))
     engine.dispose()
+
+
+def test_a_session_kept_across_commits_appends_after_another_writer(scratch_url: str) -> None:
+    """A session that keeps its objects across commits must not chain onto the head it
+    loaded earlier: another writer may have appended since (a duplicate seq, seen in CI)."""
+    engine = create_engine(scratch_url)
+    with Session(engine, expire_on_commit=False) as keeper:
+        audit.record(keeper, "consult.read", actor_id=None, object_id="k1")
+        keeper.commit()
+        # Anything alive that holds it keeps the loaded head in the identity map.
+        held = keeper.get(AuditHead, 1)
+        with Session(engine) as other:
+            audit.record(other, "consult.read", actor_id=None, object_id="o1")
+            other.commit()
+        audit.record(keeper, "consult.read", actor_id=None, object_id="k2")
+        keeper.commit()
+        seqs = keeper.exec(select(AuditEvent.seq).order_by(col(AuditEvent.seq))).all()
+    engine.dispose()
+    assert list(seqs) == list(range(1, 9))
+    assert held is not None and held.seq == 8
+    assert problems_of(scratch_url) == []
 
 
 def test_intact_log_verifies(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
