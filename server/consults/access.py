@@ -84,7 +84,8 @@ def find_consult(session: Session, public_id: str, *, lock: bool = False) -> Con
     (PostgreSQL; SQLite serialises writers anyway)."""
     query = select(ConsultRequest).where(ConsultRequest.public_id == public_id)
     if lock:
-        query = query.with_for_update()
+        # Read afresh, not the copy this session may have loaded before the lock.
+        query = query.with_for_update().execution_options(populate_existing=True)
     return session.exec(query).first()
 
 

@@ -65,8 +65,9 @@ def find_note(session: Session, consult_id: int, *, lock: bool = False) -> Share
     query = select(SharedNote).where(SharedNote.consult_id == consult_id)
     if lock:
         # Serialises writers of one note on PostgreSQL; SQLite already serialises all
-        # writers with BEGIN IMMEDIATE (server.db).
-        query = query.with_for_update()
+        # writers with BEGIN IMMEDIATE (server.db). Read afresh: a row this session
+        # loaded before may have changed since (as audit.record's head).
+        query = query.with_for_update().execution_options(populate_existing=True)
     return session.exec(query).first()
 
 
