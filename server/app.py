@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             unwake()
             await app.state.signaling.stop()
-            app.state.gatekeeper.close()
+            await app.state.gatekeeper.close()
             app.state.notes_gate.close()
         # Close pooled connections so a stopped server leaves no open file or socket
         # (signaling's reads have a pool of their own on PostgreSQL).

@@ -383,7 +383,7 @@ class SessionPeek:
 
 _LS = LoginSession.__table__  # type: ignore[attr-defined]
 _USER = User.__table__  # type: ignore[attr-defined]
-_PEEK = (
+PEEK_SESSION = (
     sa_select(
         _LS.c.id,
         _LS.c.user_id,
@@ -407,7 +407,15 @@ def peek_session(
     costs more than the query), nothing written."""
     if not token:
         return None
-    row = connection.execute(_PEEK, {"token_hash": token_hash(token)}).first()
+    return peek_from_row(
+        settings, connection.execute(PEEK_SESSION, {"token_hash": token_hash(token)}).first()
+    )
+
+
+def peek_from_row(settings: Settings, row: Any) -> SessionPeek | None:
+    """The live session in a row of PEEK_SESSION's columns (None if absent or not live):
+    peek_session's rule, shared with the read that runs the query elsewhere
+    (server.calls.connect_reads)."""
     if row is None or not _usable(settings, utcnow(), row, active=row.active, pending=False):
         return None
     return SessionPeek(row.id, row.user_id, row.name, row.last_seen_at)

@@ -9,22 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, func
-from sqlalchemy import select as sa_select
+from sqlalchemy import Connection, Engine, func
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from server import db
 from server.accounts import service as accounts
 from server.accounts.models import User
+from server.calls import connect_reads
 from server.calls import service as calls
+from server.calls.connect_reads import PostgresConnectReads
 from server.clock import utcnow
 from server.consults import access, lifecycle
 from server.consults.errors import ConsultNotFound
@@ -35,7 +35,6 @@ from server.settings import Settings
 from signaling import tokens
 from signaling.app import SignalingService
 from signaling.gate import Admission, Identity, QualityReport, SignalingConfig
-from signaling.users import CATCH_UP_PAGE
 
 log = logging.getLogger("dari.calls.gatekeeper")
 T = TypeVar("T")
@@ -55,6 +54,12 @@ class ServerGatekeeper:
         # loop that accepts the sockets. With asyncio's default pool (6 threads on 2
         # cores) a connect cost ~0.25 ms more CPU (docs/benchmarks.md "Idle ...").
         self._reads: ThreadPoolExecutor | None = None  # made at the first read
+        # ... except a connect's reads on PostgreSQL: on the event loop (connect_reads).
+        self._loop_reads = (
+            PostgresConnectReads(engine, db.read_threads(engine))
+            if engine.dialect.name == "postgresql"
+            else None
+        )
         # The newest outbox id whose delivery lag has been recorded (metrics).
         self._lag_mark = 0
 
@@ -116,12 +121,14 @@ class ServerGatekeeper:
             self._reads = ThreadPoolExecutor(threads, thread_name_prefix="dari-gate-read")
         return await asyncio.get_running_loop().run_in_executor(self._reads, call)
 
-    def close(self) -> None:
-        """Let the read threads go (the app is stopping); a later read makes new ones
-        (an app can be started again, as tests do)."""
+    async def close(self) -> None:
+        """Let the read threads and the loop's read pool go (the app is stopping); a
+        later read makes new ones (an app can be started again, as tests do)."""
         reads, self._reads = self._reads, None
         if reads is not None:
             reads.shutdown(wait=False, cancel_futures=True)
+        if self._loop_reads is not None:
+            await self._loop_reads.close()
 
     async def authenticate(self, cookie: str | None, token: str | None) -> Identity | None:
         if token:
@@ -145,32 +152,27 @@ class ServerGatekeeper:
             )
         if not cookie:
             return None
+        if self._loop_reads is not None:
+            found = await self._loop_reads.peek(self.settings, cookie)
+        else:
+            found = await self._read_core(
+                lambda connection: accounts.peek_session(connection, self.settings, cookie)
+            )
+        return await self._identity(found)
 
-        resolved = await self._read_core(lambda c: self._resolve_cookie(c, cookie))
-        if resolved is None:
-            return None
-        identity, stale = resolved
-        await self._touch(identity, stale)
-        return identity
-
-    def _resolve_cookie(self, connection: Connection, cookie: str) -> tuple[Identity, bool] | None:
-        """(identity, whether the session's last_seen_at is due a write): reads only."""
-        found = accounts.peek_session(connection, self.settings, cookie)
+    async def _identity(self, found: accounts.SessionPeek | None) -> Identity | None:
+        """The socket's identity for a live session; marks the session used when due."""
         if found is None:
             return None
-        identity = Identity(
+        if accounts.needs_touch(found):
+            # The rare write (once a minute per session), in a transaction of its own.
+            await self._db(lambda session: accounts.touch_session(session, found.id))
+        return Identity(
             key=calls.user_key(found.user_id),
             name=found.user_name,
             user_id=found.user_id,
             session=str(found.id),
         )
-        return identity, accounts.needs_touch(found)
-
-    async def _touch(self, identity: Identity, stale: bool) -> None:
-        if stale and identity.session is not None:
-            # The rare write (once a minute per session), in a transaction of its own.
-            record_id = int(identity.session)
-            await self._db(lambda session: accounts.touch_session(session, record_id))
 
     async def authenticate_subscriber(
         self, cookie: str | None, token: str | None, after_id: int
@@ -181,18 +183,18 @@ class ServerGatekeeper:
 
         def read(
             connection: Connection,
-        ) -> tuple[tuple[Identity, bool] | None, list[dict[str, Any]]]:
-            resolved = self._resolve_cookie(connection, cookie)
-            if resolved is None or resolved[0].user_id is None:
-                return resolved, []
-            return resolved, _catch_up(connection, resolved[0].user_id, after_id)
+        ) -> tuple[accounts.SessionPeek | None, list[dict[str, Any]]]:
+            found = accounts.peek_session(connection, self.settings, cookie)
+            if found is None:
+                return None, []
+            return found, connect_reads.catch_up(connection, found.user_id, after_id)
 
-        resolved, rows = await self._read_core(read)
-        if resolved is None:
-            return None, None
-        identity, stale = resolved
-        await self._touch(identity, stale)
-        return identity, rows
+        if self._loop_reads is not None:
+            found, rows = await self._loop_reads.subscribe(self.settings, cookie, after_id)
+        else:
+            found, rows = await self._read_core(read)
+        identity = await self._identity(found)
+        return (identity, rows) if identity is not None else (None, None)
 
     async def admission(self, identity: Identity, room: str) -> Admission:
         decided = await self._admission(identity, room)
@@ -272,7 +274,9 @@ class ServerGatekeeper:
         )
 
     async def notifications_since(self, user_id: int, after_id: int) -> list[dict[str, Any]]:
-        return await self._read_core(lambda connection: _catch_up(connection, user_id, after_id))
+        return await self._read_core(
+            lambda connection: connect_reads.catch_up(connection, user_id, after_id)
+        )
 
     async def notifications_after(
         self, after_id: int, user_ids: list[int]
@@ -317,36 +321,6 @@ class ServerGatekeeper:
             return settled, [(row.user_id, notifications.as_dict(row)) for row in found]
 
         return await self._read(fetch)
-
-
-_OUTBOX = Notification.__table__  # type: ignore[attr-defined]
-_CATCH_UP = (
-    sa_select(
-        _OUTBOX.c.id,
-        _OUTBOX.c.kind,
-        _OUTBOX.c.payload,
-        _OUTBOX.c.created_at,
-        _OUTBOX.c.read_at,
-    )
-    .where(_OUTBOX.c.user_id == bindparam("user_id"), _OUTBOX.c.id > bindparam("after_id"))
-    .order_by(_OUTBOX.c.id)
-    .limit(CATCH_UP_PAGE)
-)
-
-
-def _catch_up(connection: Connection, user_id: int, after_id: int) -> list[dict[str, Any]]:
-    """notifications.since + as_dict as one Core query (a connect's hot path)."""
-    found = connection.execute(_CATCH_UP, {"user_id": user_id, "after_id": after_id})
-    return [
-        {
-            "id": row.id,
-            "kind": row.kind,
-            "payload": json.loads(row.payload),
-            "created_at": row.created_at.isoformat(),
-            "read": row.read_at is not None,
-        }
-        for row in found
-    ]
 
 
 def build_signaling(settings: Settings, engine: Engine, secret: str) -> SignalingService:
