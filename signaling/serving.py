@@ -107,6 +107,9 @@ class DirectSocket:
             self._messages.append(dict(queue.get_nowait()))
         protocol.queue = self  # type: ignore[assignment]
         protocol.lane = self
+        # The handshake is over (claimed once accepted): its request and response, two
+        # header maps of a dozen lists, need not live as long as the socket.
+        protocol.request = protocol.response = None  # type: ignore[assignment]
         self._flow()
 
     # --- the protocol's side (it takes this for its queue) ------------------------------
@@ -237,6 +240,14 @@ def uvicorn_options() -> dict[str, Any]:
     """Keyword arguments for `uvicorn.run` / `uvicorn.Config`.
 
     No per-message compression: signaling frames are small JSON, and each deflate
-    context costs tens of KiB per connection (zlib state for both directions).
+    context costs tens of KiB per connection (zlib state for both directions). No
+    protocol pings from uvicorn: every Dari socket has its own heartbeat (the page
+    pings every 5 s, a socket silent for two heartbeats is closed, signaling/app.py
+    FrameReader), and uvicorn's would add a timer per socket and a ping to every
+    socket every 20 s.
     """
-    return {"ws": SignalingWebSocketProtocol, "ws_per_message_deflate": False}
+    return {
+        "ws": SignalingWebSocketProtocol,
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": None,
+    }

@@ -15,7 +15,7 @@ from server.ops.middleware import route_template
 from signaling.app import SocketLane
 from signaling.connection import TRANSPORT_EXTENSION, WebSocketConnection
 from signaling.gate import SignalingConfig
-from signaling.serving import uvicorn_options
+from signaling.serving import LANE_EXTENSION, uvicorn_options
 from tests.signaling.client import OPEN, open_ws, recv_type, send
 from tests.signaling.factories import make_call, session_cookie
 from tests.signaling.fakes import FakeGate, serve
@@ -75,8 +75,9 @@ async def test_the_lane_hands_its_own_routes_to_their_endpoint_past_the_apps_sta
     assert rest.scopes == []
 
 
-def test_uvicorn_options_turn_compression_off() -> None:
+def test_uvicorn_options_turn_compression_and_protocol_pings_off() -> None:
     assert uvicorn_options()["ws_per_message_deflate"] is False
+    assert uvicorn_options()["ws_ping_interval"] is None  # the app's heartbeat serves
 
 
 async def test_a_browser_offering_deflate_gets_no_compression_and_the_app_its_transport() -> None:
@@ -93,6 +94,12 @@ async def test_a_browser_offering_deflate_gets_no_compression_and_the_app_its_tr
         assert isinstance(peer.conn, WebSocketConnection)
         transport = peer.conn.websocket.scope["extensions"][TRANSPORT_EXTENSION]
         assert transport.get_write_buffer_size() == 0 and not transport.is_closing()
+        # Past the handshake, its request and response are let go; no keep-alive ping
+        # timer either.
+        protocol = peer.conn.websocket.scope["extensions"][LANE_EXTENSION]
+        assert protocol.lane is not None
+        assert protocol.request is None and protocol.response is None
+        assert protocol.ping_interval is None and protocol.ping_timer is None
 
 
 async def test_the_real_app_serves_its_sockets_uncompressed_through_the_lane(
