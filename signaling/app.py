@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from signaling import bus
 from signaling import protocol as p
 from signaling.broker import Broker, broker_for
+from signaling.collector import FullCollections
 from signaling.connection import DEFAULT_LIMITS, SOCKET_GONE, SendLimits, WebSocketConnection
 from signaling.echo import EchoService, EchoSession
 from signaling.gate import Gatekeeper, Identity, SignalingConfig
@@ -166,6 +167,9 @@ class SignalingService:
         self._echo: EchoService | None = None
         self._wake_publish: asyncio.Task[None] | None = None
         self._wake_again = False
+        # Full garbage collections when sockets have closed (signaling/collector.py).
+        self.collections = FullCollections(lambda: len(self.sockets))
+        self._collecting: asyncio.Task[None] | None = None
 
     # Parts are made at start, in the loop that serves them: a Redis connection
     # belongs to one event loop. A second start from another loop (two test
@@ -182,6 +186,7 @@ class SignalingService:
         await self._users.start()
         await broker.subscribe(bus.SESSIONS_CHANNEL, self._on_session_message)
         await broker.subscribe(WAKE_CHANNEL, self._on_wake_message)
+        self._collecting = asyncio.create_task(self.collections.run())
 
     def wake_notifications(self) -> None:
         """Ask every process's user channel to poll the outbox now (from any thread):
@@ -224,11 +229,12 @@ class SignalingService:
             return
         hub, users, echo = self._hub, self._users, self._echo
         self._hub = self._users = self._echo = None
-        if self._wake_publish is not None:
-            self._wake_publish.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._wake_publish
-            self._wake_publish = None
+        for task in (self._wake_publish, self._collecting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._wake_publish = self._collecting = None
         try:
             if hub is not None:
                 await hub.stop()
@@ -313,6 +319,7 @@ class SignalingService:
     def _untrack(self, websocket: WebSocket) -> bool:
         """Forget the socket; True when its session ended."""
         self.sockets.discard(websocket)
+        self.collections.socket_closed()
         self.identities.pop(websocket, None)
         if websocket in self.ended:
             self.ended.discard(websocket)
