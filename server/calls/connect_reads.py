@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import namedtuple
 from typing import Any
 
@@ -30,6 +31,8 @@ from server.notifications.models import Notification
 from server.settings import Settings
 from signaling.users import CATCH_UP_PAGE
 
+# The pools' connections name themselves so, followed by the process id.
+APPLICATION_NAME = "dari-connect-reads"
 _OUTBOX = Notification.__table__  # type: ignore[attr-defined]
 _LS = LoginSession.__table__  # type: ignore[attr-defined]
 CATCH_UP = (
@@ -157,7 +160,8 @@ class PostgresConnectReads:
                 kwargs={
                     "autocommit": True,
                     "prepare_threshold": 0,
-                    "application_name": "dari-connect-reads",
+                    # Which process a connection serves (pg_stat_activity).
+                    "application_name": f"{APPLICATION_NAME} {os.getpid()}",
                 },
                 # A page retries a connect that fails; it should not wait long for one.
                 timeout=10,

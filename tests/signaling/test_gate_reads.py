@@ -5,6 +5,7 @@ thread on SQLite, the event loop on PostgreSQL), which follow peek_session's rul
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from datetime import timedelta
@@ -18,7 +19,7 @@ from sqlmodel import Session, select
 from server.accounts import service as accounts
 from server.accounts.models import LoginSession
 from server.accounts.security import token_hash
-from server.calls import gatekeeper
+from server.calls import connect_reads, gatekeeper
 from server.calls.gatekeeper import ServerGatekeeper
 from server.clock import utcnow
 from server.db import engine_for, read_threads, reader_engine
@@ -98,6 +99,7 @@ async def test_connect_reads_run_on_the_gates_own_few_threads(
     cookies = [session_cookie(db, user) for user in users]
     db.commit()
     gate = ServerGatekeeper(settings, engine_for(database_url), TEST_SECRET)
+    assert await _no_backends_soon(database_url)  # an earlier app's pool is gone
     threads: set[threading.Thread] = set()
     peek = accounts.peek_from_row
 
@@ -121,11 +123,7 @@ async def test_connect_reads_run_on_the_gates_own_few_threads(
     else:
         assert threads == {threading.main_thread()}
         assert 1 <= backends <= read_threads(gate.engine)
-        # Closed with the gate (a server process ends shortly after its client left).
-        deadline = time.monotonic() + 5
-        while _connect_read_backends(database_url) and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        assert _connect_read_backends(database_url) == 0
+        assert await _no_backends_soon(database_url)  # closed with the gate
     # Closed (the app stopped): its threads end; started again, it reads on new ones.
     for thread in threads - {threading.main_thread()}:
         thread.join(timeout=5)
@@ -135,8 +133,22 @@ async def test_connect_reads_run_on_the_gates_own_few_threads(
     await gate.close()
 
 
+# This process's connect-read connections (the live server's, on the same database,
+# name themselves with its own process id).
+OURS = f"{connect_reads.APPLICATION_NAME} {os.getpid()}"
+
+
+async def _no_backends_soon(database_url: str) -> bool:
+    """Whether this process's connect-read backends are all gone within 5 s (a server
+    process ends shortly after its client closed the connection)."""
+    deadline = time.monotonic() + 5
+    while _connect_read_backends(database_url) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return _connect_read_backends(database_url) == 0
+
+
 def _connect_read_backends(database_url: str) -> int:
-    """PostgreSQL's server processes serving the loop's connect reads (0 on SQLite)."""
+    """PostgreSQL's server processes serving this process's connect reads (0 on SQLite)."""
     if database_url.startswith("sqlite"):
         return 0
     with observer_engine(database_url).connect() as connection:
@@ -144,8 +156,9 @@ def _connect_read_backends(database_url: str) -> int:
             connection.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = 'dari-connect-reads' AND datname = current_database()"
-                )
+                    "WHERE application_name = :name AND datname = current_database()"
+                ),
+                {"name": OURS},
             ).scalar_one()
         )
 
@@ -216,9 +229,9 @@ async def test_a_connect_read_survives_its_connection_being_dropped(
                 dropped = connection.execute(
                     text(
                         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name = 'dari-connect-reads' "
-                        "AND datname = current_database()"
-                    )
+                        "WHERE application_name = :name AND datname = current_database()"
+                    ),
+                    {"name": OURS},
                 ).scalar_one()
             assert dropped >= 1
         for _ in range(3):  # each pooled connection in turn
