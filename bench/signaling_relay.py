@@ -7,10 +7,12 @@ Two clients in one room; A sends a small offer frame to B, B answers it, A
 times the round trip. Every server runs in its own process, started in this run,
 on uvloop (as `dari serve` runs): the bare relay, Dari alone, and two Dari
 processes sharing Redis (under a key prefix of this run's own) with A on one and
-B on the other. With --asyncio the bare relay and Dari also run on asyncio's own
-loop, reported apart. Neither compresses (Dari's sockets never do). The cases take
-turns within each run; the figures that count are the ratios of the medians over
-runs: Dari / bare on the same loop, and Dari across two processes / Dari on one.
+B on the other; and, for the floor of that figure on the machine, the bare relay
+split in two processes joined by a plain TCP connection. With --asyncio the bare
+relay and Dari also run on asyncio's own loop, reported apart. Neither compresses
+(Dari's sockets never do). The cases take turns within each run; the figures that
+count are the ratios of the medians over runs: Dari / bare on the same loop, and
+Dari across two processes / Dari on one (beside bare across two / bare on one).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.signaling_servers import cpu_seconds, start, stop, token_for
+from bench.signaling_servers import cpu_seconds, free_port, start, stop, token_for
 
 Pair = tuple[ClientConnection, ClientConnection, str, str]
 
@@ -147,6 +149,12 @@ def main() -> None:
             redis = ("--broker", args.redis, "--prefix", prefix)
             (first, pid1), (second, pid2) = server("dari", *redis), server("dari", *redis)
             cases.append(Case("dari/uvloop/redis x2", dari_pair, (first, second), (pid1, pid2)))
+            # The floor of a process hop here: the bare relay split in two processes.
+            link = f"{free_port()}"
+            split = ("--no-deflate", "--link")
+            (first, pid1) = server("bare", *split, f"listen:{link}")
+            (second, pid2) = server("bare", *split, f"dial:{link}")
+            cases.append(Case("bare/uvloop x2", bare_pair, (first, second), (pid1, pid2)))
         for run in range(args.runs):
             for case in cases:
                 cpu_before = sum(cpu_seconds(pid) for pid in case.pids)
@@ -184,6 +192,7 @@ def main() -> None:
     ratio("dari/bare on uvloop", "dari/uvloop", "bare/uvloop")
     ratio("dari/bare on asyncio", "dari/asyncio", "bare/asyncio")
     ratio("redis x2 / one process", "dari/uvloop/redis x2", "dari/uvloop")
+    ratio("bare x2 / one process (the floor)", "bare/uvloop x2", "bare/uvloop")
     by_name = {case.name: case for case in cases}
 
     def per_run(label: str, over: str, under: str) -> None:
@@ -194,6 +203,7 @@ def main() -> None:
     per_run("dari/bare on uvloop", "dari/uvloop", "bare/uvloop")
     per_run("dari/bare on asyncio", "dari/asyncio", "bare/asyncio")
     per_run("redis x2 / one process", "dari/uvloop/redis x2", "dari/uvloop")
+    per_run("bare x2 / one process", "bare/uvloop x2", "bare/uvloop")
 
 
 if __name__ == "__main__":

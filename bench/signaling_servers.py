@@ -2,6 +2,8 @@
 
     python -m bench.signaling_servers dari PORT   # Dari's signaling app under uvicorn
     python -m bench.signaling_servers bare PORT   # a bare `websockets` relay (the baseline)
+    python -m bench.signaling_servers bare PORT --link listen:LINK   # ... split in two
+    python -m bench.signaling_servers bare PORT --link dial:LINK     # processes
 
     ... [--loop uvloop|asyncio] [--broker redis://127.0.0.1:6379/0 --prefix bench:x:]
     ... bare PORT --no-deflate                     # as Dari's sockets: no compression
@@ -109,14 +111,18 @@ def serve_dari(
     )
 
 
-def serve_bare(port: int, loop: str = "uvloop", deflate: bool = True) -> None:
+def serve_bare(port: int, loop: str = "uvloop", deflate: bool = True, link: str = "") -> None:
     """The least a relay can do: pair sockets by room, forward every frame to the other.
 
     With `deflate` False it offers no per-message compression, as Dari's sockets
-    (signaling/serving.py)."""
+    (signaling/serving.py). With `link` ("listen:PORT" or "dial:PORT") it is one of two
+    processes joined by a plain TCP connection, each forwarding its clients' frames to
+    the other (a length and "room\nframe"): the least a relay split across two
+    processes can do, the floor of Dari's cross-process figure on this machine."""
     from websockets.asyncio.server import ServerConnection, serve
 
     rooms: dict[str, list[ServerConnection]] = {}
+    peers: list[asyncio.StreamWriter] = []
 
     async def handler(ws: ServerConnection) -> None:
         room = json.loads(await ws.recv())["room"]
@@ -128,15 +134,34 @@ def serve_bare(port: int, loop: str = "uvloop", deflate: bool = True) -> None:
                 for other in members:
                     if other is not ws:
                         await other.send(message)
+                for writer in peers:
+                    data = f"{room}\n{message!s}".encode()
+                    writer.write(len(data).to_bytes(4, "big") + data)
         finally:
             members.remove(ws)
             if not members:
                 rooms.pop(room, None)
 
+    async def from_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        while True:
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            room, _, message = (await reader.readexactly(size)).decode().partition("\n")
+            for member in rooms.get(room, []):
+                await member.send(message)
+
     async def main() -> None:
+        role, _, link_port = link.partition(":")
+        pump = None
+        if role == "listen":
+            await asyncio.start_server(from_peer, "127.0.0.1", int(link_port))
+        elif role == "dial":
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(link_port))
+            pump = asyncio.create_task(from_peer(reader, writer))
         compression = "deflate" if deflate else None
         async with serve(handler, "127.0.0.1", port, max_size=2**16, compression=compression):
             await asyncio.Future()
+        del pump
 
     if loop == "uvloop":
         import uvloop
@@ -205,11 +230,12 @@ def main() -> None:
     parser.add_argument("--broker", default="memory://", help="Dari only")
     parser.add_argument("--prefix", default="", help="Dari with Redis: key/channel prefix")
     parser.add_argument("--no-deflate", action="store_true", help="bare: no compression")
+    parser.add_argument("--link", default="", help="bare: listen:PORT or dial:PORT")
     args = parser.parse_args()
     if args.kind == "dari":
         serve_dari(args.port, args.loop, args.broker, args.prefix)
     else:
-        serve_bare(args.port, args.loop, deflate=not args.no_deflate)
+        serve_bare(args.port, args.loop, deflate=not args.no_deflate, link=args.link)
 
 
 if __name__ == "__main__":
