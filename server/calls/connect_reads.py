@@ -7,7 +7,7 @@ PostgreSQL they run on the event loop itself (`PostgresConnectReads`): psycopg's
 asyncio driver, a small pool of its own (psycopg_pool), and the session, its user and the
 catch-up page joined into one prepared statement. Through a thread and SQLAlchemy the
 same read cost ~330 µs of the process's CPU (thread hand-offs, the interpreter lock, two
-statements); on the loop, ~75 µs (docs/benchmarks.md, "Idle connections").
+statements); on the loop, ~75 µs (docs/benchmarks.md, "Idle authenticated connections").
 """
 
 from __future__ import annotations
@@ -35,18 +35,25 @@ from signaling.users import CATCH_UP_PAGE
 APPLICATION_NAME = "dari-connect-reads"
 _OUTBOX = Notification.__table__  # type: ignore[attr-defined]
 _LS = LoginSession.__table__  # type: ignore[attr-defined]
-CATCH_UP = (
-    sa_select(
-        _OUTBOX.c.id,
-        _OUTBOX.c.kind,
-        _OUTBOX.c.payload,
-        _OUTBOX.c.created_at,
-        _OUTBOX.c.read_at,
+
+
+def _catch_up_page(user_id: Any) -> Any:
+    """The user's notifications above `after_id`, oldest first, one page."""
+    return (
+        sa_select(
+            _OUTBOX.c.id,
+            _OUTBOX.c.kind,
+            _OUTBOX.c.payload,
+            _OUTBOX.c.created_at,
+            _OUTBOX.c.read_at,
+        )
+        .where(_OUTBOX.c.user_id == user_id, _OUTBOX.c.id > bindparam("after_id"))
+        .order_by(_OUTBOX.c.id)
+        .limit(CATCH_UP_PAGE)
     )
-    .where(_OUTBOX.c.user_id == bindparam("user_id"), _OUTBOX.c.id > bindparam("after_id"))
-    .order_by(_OUTBOX.c.id)
-    .limit(CATCH_UP_PAGE)
-)
+
+
+CATCH_UP = _catch_up_page(bindparam("user_id"))
 
 
 def _frame(id_: int, kind: str, payload: str, created_at: Any, read_at: Any) -> dict[str, Any]:
@@ -68,21 +75,17 @@ def catch_up(connection: Connection, user_id: int, after_id: int) -> list[dict[s
 
 # The session row (accounts.PEEK_SESSION) with the user's catch-up page beside it: one row
 # per notification, or one row with no notification (LEFT JOIN LATERAL ... ON true).
-_PAGE = (
-    sa_select(
-        _OUTBOX.c.id.label("n_id"),
-        _OUTBOX.c.kind.label("n_kind"),
-        _OUTBOX.c.payload.label("n_payload"),
-        _OUTBOX.c.created_at.label("n_created_at"),
-        _OUTBOX.c.read_at.label("n_read_at"),
-    )
-    .where(_OUTBOX.c.user_id == _LS.c.user_id, _OUTBOX.c.id > bindparam("after_id"))
-    .order_by(_OUTBOX.c.id)
-    .limit(CATCH_UP_PAGE)
-    .lateral("page")
-)
+_PAGE = _catch_up_page(_LS.c.user_id).lateral("page")
 _SUBSCRIBE = (
-    accounts.PEEK_SESSION.add_columns(*_PAGE.c).outerjoin(_PAGE, true()).order_by(_PAGE.c.n_id)
+    accounts.PEEK_SESSION.add_columns(
+        _PAGE.c.id.label("n_id"),
+        _PAGE.c.kind.label("n_kind"),
+        _PAGE.c.payload.label("n_payload"),
+        _PAGE.c.created_at.label("n_created_at"),
+        _PAGE.c.read_at.label("n_read_at"),
+    )
+    .outerjoin(_PAGE, true())
+    .order_by(_PAGE.c.id)
 )
 
 
@@ -137,7 +140,7 @@ class PostgresConnectReads:
             async with pool.connection() as connection:
                 try:
                     cursor = await connection.execute(compiled.sql, params)
-                    return [compiled.row(values) for values in await cursor.fetchall()]
+                    return [compiled.row(raw) for raw in await cursor.fetchall()]
                 except psycopg.OperationalError:
                     if attempt == 2 or not connection.broken:
                         raise
@@ -156,7 +159,7 @@ class PostgresConnectReads:
                 min_size=self._size,
                 max_size=self._size,
                 open=False,
-                name="dari-connect-reads",
+                name=APPLICATION_NAME,
                 kwargs={
                     "autocommit": True,
                     "prepare_threshold": 0,
