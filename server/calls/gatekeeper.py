@@ -1,7 +1,8 @@
 """The server's side of signaling's `Gatekeeper`: sessions, access rule, outbox, call records.
 
 Every database step runs in a thread with its own short session (or, for a read, a
-bare connection): a WebSocket never holds a DB session open for its life.
+bare connection), except a connect's reads on PostgreSQL, which run on the event loop
+(connect_reads.py): a WebSocket never holds a DB session open for its life.
 """
 
 from __future__ import annotations
