@@ -6,7 +6,7 @@ quarter since the last one. A process filling with sockets grows exactly that wa
 no garbage at all: in a reconnect storm (a restart, and every open page connects again
 within seconds) it walked each open socket's ~100 objects once more at every quarter of
 growth, 0.4 ms of CPU per connect, half of what a connect cost (docs/benchmarks.md,
-"Idle connections").
+"Idle authenticated connections").
 
 A socket's objects can only become garbage once it has closed. So while a signaling
 service runs, automatic full collections are off, and `FullCollections` runs one when a
