@@ -60,7 +60,6 @@ class FullCollections:
     def __init__(self, open_sockets: Callable[[], int]) -> None:
         self._open_sockets = open_sockets
         self.closed = 0
-        self.runs = 0
         self._last = time.monotonic()
 
     def socket_closed(self) -> None:
@@ -73,7 +72,7 @@ class FullCollections:
         if not full_collection_due(self.closed, self._open_sockets(), now - self._last, young):
             return False
         gc.collect()
-        self.closed, self._last, self.runs = 0, time.monotonic(), self.runs + 1
+        self.closed, self._last = 0, time.monotonic()
         return True
 
     async def run(self) -> None:

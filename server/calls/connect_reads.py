@@ -103,17 +103,15 @@ class PostgresConnectReads:
         url = engine.url.set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
         self._size = size
-        self._statements = {
-            name: _Compiled(statement, engine)
-            for name, statement in (("peek", accounts.PEEK_SESSION), ("subscribe", _SUBSCRIBE))
-        }
+        self._peek = _Compiled(accounts.PEEK_SESSION, engine)
+        self._subscribe = _Compiled(_SUBSCRIBE, engine)
         # One pool per event loop that reads: a connection and the pool's workers belong
         # to one loop, and tests run one app in several (one per TestClient).
         self._pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
 
     async def peek(self, settings: Settings, token: str) -> accounts.SessionPeek | None:
         """accounts.peek_session, on the loop."""
-        rows = await self._fetch("peek", token_hash=token_hash(token))
+        rows = await self._fetch(self._peek, token_hash=token_hash(token))
         return accounts.peek_from_row(settings, rows[0] if rows else None)
 
     async def subscribe(
@@ -121,7 +119,7 @@ class PostgresConnectReads:
     ) -> tuple[accounts.SessionPeek | None, list[dict[str, Any]]]:
         """The session behind `token` and, when it is live, its user's notifications
         above `after_id` (oldest first, at most CATCH_UP_PAGE): one statement."""
-        rows = await self._fetch("subscribe", token_hash=token_hash(token), after_id=after_id)
+        rows = await self._fetch(self._subscribe, token_hash=token_hash(token), after_id=after_id)
         found = accounts.peek_from_row(settings, rows[0] if rows else None)
         if found is None:
             return None, []
@@ -132,8 +130,7 @@ class PostgresConnectReads:
         ]
         return found, page
 
-    async def _fetch(self, statement: str, **values: Any) -> list[Any]:
-        compiled = self._statements[statement]
+    async def _fetch(self, compiled: _Compiled, **values: Any) -> list[Any]:
         params = {**compiled.defaults, **values}
         pool = await self._open()
         for attempt in (1, 2):
